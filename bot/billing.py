@@ -1,0 +1,200 @@
+"""The monthly billing rules (SPEC §3), computed by the database in a few set-based statements."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.orm import Session
+
+from bot.errors import MonthNotEnded
+from bot.periods import Period
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Usage, User, utcnow
+from db.types import AMOUNT, UNIT_COST, UTCDateTime
+
+FREE_MONTHS = 3
+CENT = Decimal("0.01")
+
+
+def overage_amount(units: int, unit_cost: Decimal) -> Decimal:
+    """units × unit cost, rounded half-up to the cent."""
+    return (Decimal(units) * unit_cost).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class SkipReason(str, enum.Enum):
+    """Why a customer got no bill for a month, in the order the rules are checked."""
+
+    ALREADY_BILLED = "already billed"
+    NOT_UNDER_CONTRACT = "not under contract"
+    FIRST_MONTHS = "first three months"
+    NO_USAGE = "no usage recorded"
+    WITHIN_LIMIT = "within limit"
+    BELOW_ONE_CENT = "below one cent"
+
+
+BILLABLE = "billable"
+
+
+@dataclass
+class GenerationSummary:
+    period: Period
+    created: int = 0
+    total: Decimal = Decimal("0.00")
+    skipped: dict[SkipReason, int] = field(default_factory=lambda: {reason: 0 for reason in SkipReason})
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def lines(self) -> list[str]:
+        """The summary as a person reads it."""
+        bills = "bill" if self.created == 1 else "bills"
+        head = f"{self.period.label}: {self.created} {bills} created, total {self.total:,.2f}"
+        if not self.skipped_total:
+            return [head]
+        reasons = ", ".join(f"{reason.value} {count}" for reason, count in self.skipped.items() if count)
+        return [head, f"{self.skipped_total} customers skipped: {reasons}"]
+
+
+def _amount_expression(dialect: str, units, unit_cost):
+    """The SQL for `overage_amount`, exact on each database.
+
+    PostgreSQL rounds NUMERIC half away from zero, which is half-up for these non-negative values.
+    SQLite holds the unit cost in millionths and the amount in cents (db.types.Money), so the amount is
+    integer arithmetic; the cost is split at the cent so that the product cannot overflow 64 bits.
+    """
+    if dialect == "sqlite":
+        millionths = type_coerce(unit_cost, BigInteger)
+        return units * (millionths // 10_000) + (units * (millionths % 10_000) + 5_000) // 10_000
+    return func.round(type_coerce(units, Numeric) * type_coerce(unit_cost, Numeric(18, 6)), 2)
+
+
+def _candidates(dialect: str, period: Period):
+    """Every customer with the usage, the would-be bill and the rule that decides it, as a subquery."""
+    units = Usage.api_usage - Customer.monthly_api_limit
+    amount = _amount_expression(dialect, units, Customer.overage_unit_cost)
+    reason = case(
+        (Bill.id.is_not(None), SkipReason.ALREADY_BILLED.value),
+        (
+            or_(
+                Customer.start_date > period.last_day,
+                and_(Customer.end_date.is_not(None), Customer.end_date < period.first_day),
+            ),
+            SkipReason.NOT_UNDER_CONTRACT.value,
+        ),
+        (Customer.start_date >= period.shifted(1 - FREE_MONTHS).first_day, SkipReason.FIRST_MONTHS.value),
+        (Usage.id.is_(None), SkipReason.NO_USAGE.value),
+        (units <= 0, SkipReason.WITHIN_LIMIT.value),
+        (amount <= 0, SkipReason.BELOW_ONE_CENT.value),
+        else_=BILLABLE,
+    )
+    return (
+        select(
+            Customer.id.label("customer_id"),
+            Usage.api_usage.label("api_usage"),
+            Customer.monthly_api_limit.label("monthly_api_limit"),
+            units.label("overage_units"),
+            type_coerce(Customer.overage_unit_cost, UNIT_COST).label("overage_unit_cost"),
+            type_coerce(amount, AMOUNT).label("overage_amount"),
+            reason.label("reason"),
+        )
+        .outerjoin(
+            Usage,
+            and_(Usage.customer_id == Customer.id, Usage.year == period.year, Usage.month == period.month),
+        )
+        .outerjoin(
+            Bill,
+            and_(Bill.customer_id == Customer.id, Bill.year == period.year, Bill.month == period.month),
+        )
+        .subquery("candidates")
+    )
+
+
+def check_month_ended(period: Period, today: date) -> None:
+    if period.shifted(1).first_day > today:
+        raise MonthNotEnded(
+            f"{period.label} has not ended yet; bills can be generated from {period.shifted(1).first_day:%Y-%m-%d}"
+        )
+
+
+def generate_month(*, session: Session, period: Period, actor: User | None, today: date) -> GenerationSummary:
+    """Create the DRAFT bills of `period` and their DRAFT actions in one transaction; idempotent."""
+    check_month_ended(period, today)
+    with session.begin():
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            # Two generations of the same month wait for each other instead of racing on the unique key.
+            session.execute(select(func.pg_advisory_xact_lock(0x42494C4C, period.year * 100 + period.month)))
+        candidates = _candidates(dialect, period)
+        summary = GenerationSummary(period)
+        tally = select(
+            candidates.c.reason, func.count(), type_coerce(func.sum(candidates.c.overage_amount), AMOUNT)
+        ).group_by(candidates.c.reason)
+        for reason, count, total in session.execute(tally):
+            if reason == BILLABLE:
+                summary.created, summary.total = count, total
+            else:
+                summary.skipped[SkipReason(reason)] = count
+        if not summary.created:
+            return summary
+
+        now = utcnow()
+        session.execute(
+            insert(Bill).from_select(
+                [
+                    "customer_id", "year", "month", "api_usage", "monthly_api_limit", "overage_units",
+                    "overage_unit_cost", "overage_amount", "status", "created_at", "updated_at",
+                ],
+                select(
+                    candidates.c.customer_id,
+                    literal(period.year, Integer),
+                    literal(period.month, Integer),
+                    candidates.c.api_usage,
+                    candidates.c.monthly_api_limit,
+                    candidates.c.overage_units,
+                    candidates.c.overage_unit_cost,
+                    candidates.c.overage_amount,
+                    literal(BillStatus.DRAFT.value, String),
+                    literal(now, UTCDateTime),
+                    literal(now, UTCDateTime),
+                ).where(candidates.c.reason == BILLABLE),
+            )
+        )
+        session.execute(
+            insert(BillAction).from_select(
+                ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
+                select(
+                    Bill.id,
+                    literal(actor.id if actor else None, Integer),
+                    literal(ActionType.DRAFT.value, String),
+                    null(),
+                    null(),
+                    literal(BillStatus.DRAFT.value, String),
+                    literal(now, UTCDateTime),
+                ).where(
+                    Bill.year == period.year,
+                    Bill.month == period.month,
+                    ~exists().where(BillAction.bill_id == Bill.id),
+                ),
+            )
+        )
+    return summary
+

@@ -1,0 +1,90 @@
+"""The one validated settings object, built from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///billprocess.db"
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    bills_channel: str | None = None
+    timezone: str = "UTC"
+    smtp_url: SecretStr | None = None
+    mail_from: str = "billing@example.com"
+    mail_dir: Path = Path("mail")
+    port: int = Field(default=3000, ge=1, le=65535)
+    log_level: str = "INFO"
+    link_by_email: bool = False
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL (e.g. sqlite:///billprocess.db)") from None
+        if url.get_backend_name() not in SUPPORTED_DATABASES:
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() not in ("psycopg", "postgresql"):
+            raise ValueError("must use the psycopg driver (postgresql+psycopg://...)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with PostgreSQL pinned to psycopg 3, whichever spelling was given."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_settings(**overrides) -> Settings:
+    """Build the settings, turning a validation failure into one line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        message = error["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{name} {message}") from None

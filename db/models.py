@@ -1,0 +1,216 @@
+"""The tables of BillProcess as SQLAlchemy 2 typed models."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import AMOUNT, UNIT_COST, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Role(str, enum.Enum):
+    FINANCE = "finance"
+    CUSTOMER_SUCCESS = "customer_success"
+    SALES = "sales"
+
+    @property
+    def label(self) -> str:
+        return {"finance": "Finance", "customer_success": "Customer Success", "sales": "Sales"}[self.value]
+
+
+class BillStatus(str, enum.Enum):
+    DRAFT = "DRAFT"
+    FINAL = "FINAL"
+    WRITEOFF = "WRITEOFF"
+    SENT = "SENT"
+
+
+class ActionType(str, enum.Enum):
+    DRAFT = "DRAFT"
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+    EDIT = "EDIT"
+    SEND = "SEND"
+    UNDO = "UNDO"
+
+
+def _stored_enum(enum_class: type[enum.Enum], name: str) -> Enum:
+    """A portable enum: VARCHAR plus a CHECK of the stored words, on every database."""
+    return Enum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    role: Mapped[Role] = mapped_column(_stored_enum(Role, "role"))
+    password_digest: Mapped[str] = mapped_column(String(60))
+    session_token: Mapped[str] = mapped_column(String(64), unique=True)
+    slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (CheckConstraint("length(name) > 0", name="name_not_empty"),)
+
+
+class LinkCode(Base):
+    """A one-time code that links a Slack user to an account; only its bcrypt digest is kept."""
+
+    __tablename__ = "link_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    selector: Mapped[str] = mapped_column(String(16), unique=True)
+    code_digest: Mapped[str] = mapped_column(String(60))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    csm_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    billing_address: Mapped[str] = mapped_column(Text)
+    billing_email: Mapped[str] = mapped_column(String(254))
+    monthly_api_limit: Mapped[int] = mapped_column(BigInteger)
+    overage_unit_cost: Mapped[Decimal] = mapped_column(UNIT_COST)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    require_csm_approval: Mapped[bool] = mapped_column(default=False)
+
+    csm: Mapped[User | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("length(name) > 0", name="name_not_empty"),
+        CheckConstraint("monthly_api_limit >= 0", name="limit_not_negative"),
+        CheckConstraint("overage_unit_cost >= 0", name="unit_cost_not_negative"),
+        CheckConstraint("end_date IS NULL OR end_date >= start_date", name="end_after_start"),
+    )
+
+
+class Usage(Base):
+    __tablename__ = "usages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    year: Mapped[int] = mapped_column(Integer)
+    month: Mapped[int] = mapped_column(Integer)
+    api_usage: Mapped[int] = mapped_column(BigInteger)
+
+    customer: Mapped[Customer] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("customer_id", "year", "month"),
+        CheckConstraint("month BETWEEN 1 AND 12", name="month_in_range"),
+        CheckConstraint("year BETWEEN 1900 AND 9999", name="year_in_range"),
+        CheckConstraint("api_usage >= 0", name="usage_not_negative"),
+        Index("ix_usages_year_month", "year", "month"),
+    )
+
+
+class Bill(Base):
+    __tablename__ = "bills"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    month: Mapped[int] = mapped_column(Integer)
+    api_usage: Mapped[int] = mapped_column(BigInteger)
+    monthly_api_limit: Mapped[int] = mapped_column(BigInteger)
+    overage_units: Mapped[int] = mapped_column(BigInteger)
+    overage_unit_cost: Mapped[Decimal] = mapped_column(UNIT_COST)
+    overage_amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    status: Mapped[BillStatus] = mapped_column(_stored_enum(BillStatus, "bill_status"))
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship()
+    actions: Mapped[list[BillAction]] = relationship(back_populates="bill", order_by="BillAction.id")
+
+    __table_args__ = (
+        UniqueConstraint("customer_id", "year", "month"),
+        CheckConstraint("month BETWEEN 1 AND 12", name="month_in_range"),
+        CheckConstraint("api_usage >= 0", name="usage_not_negative"),
+        CheckConstraint("monthly_api_limit >= 0", name="limit_not_negative"),
+        CheckConstraint("overage_units > 0", name="units_positive"),
+        CheckConstraint("overage_unit_cost >= 0", name="unit_cost_not_negative"),
+        CheckConstraint("overage_amount > 0", name="amount_positive"),
+        CheckConstraint("overage_units = api_usage - monthly_api_limit", name="units_are_overage"),
+        Index("ix_bills_year_month_status", "year", "month", "status"),
+    )
+
+
+class BillAction(Base):
+    """One change of a bill. Append-only: rows are never updated or deleted."""
+
+    __tablename__ = "bill_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    stakeholder_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[ActionType] = mapped_column(_stored_enum(ActionType, "action"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    status_before: Mapped[BillStatus | None] = mapped_column(_stored_enum(BillStatus, "status_before"))
+    status_after: Mapped[BillStatus] = mapped_column(_stored_enum(BillStatus, "status_after"))
+    unit_cost_before: Mapped[Decimal | None] = mapped_column(UNIT_COST)
+    unit_cost_after: Mapped[Decimal | None] = mapped_column(UNIT_COST)
+    undone_action_id: Mapped[int | None] = mapped_column(ForeignKey("bill_actions.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    bill: Mapped[Bill] = relationship(back_populates="actions")
+    stakeholder: Mapped[User | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("comment IS NULL OR length(comment) <= 2000", name="comment_length"),
+        CheckConstraint(
+            "(action = 'UNDO') = (undone_action_id IS NOT NULL)", name="undo_names_its_action"
+        ),
+    )

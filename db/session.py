@@ -1,0 +1,35 @@
+"""Engines and sessions. Each caller opens its own session; nothing here is shared across threads."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An engine for `url`; SQLite gets foreign keys on and writers that queue instead of failing."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy emit BEGIN itself so that it can take the write lock up front (see below).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection) -> None:
+    # A deferred transaction that reads then writes can fail with "database is locked" when another
+    # writer got in between; taking the lock at BEGIN makes concurrent writers wait their turn.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

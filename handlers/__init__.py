@@ -1,0 +1,1 @@
+"""The Slack glue: one module per surface, each with register(app)."""
