@@ -70,8 +70,9 @@ class GenerationSummary:
         head = f"{self.period.label}: {self.created} {bills} created, total {self.total:,.2f}"
         if not self.skipped_total:
             return [head]
+        customers = "customer" if self.skipped_total == 1 else "customers"
         reasons = ", ".join(f"{reason.value} {count}" for reason, count in self.skipped.items() if count)
-        return [head, f"{self.skipped_total} customers skipped: {reasons}"]
+        return [head, f"{self.skipped_total} {customers} skipped: {reasons}"]
 
 
 def _amount_expression(dialect: str, units, unit_cost):
@@ -79,11 +80,18 @@ def _amount_expression(dialect: str, units, unit_cost):
 
     PostgreSQL rounds NUMERIC half away from zero, which is half-up for these non-negative values.
     SQLite holds the unit cost in millionths and the amount in cents (db.types.Money), so the amount is
-    integer arithmetic; the cost is split at the cent so that the product cannot overflow 64 bits.
+    integer arithmetic: with cost = q cents + r ten-thousandths of a cent and units = a·10⁴ + b,
+    round(units · cost) = units·q + a·r + round(b·r / 10⁴), where no partial product can leave 64 bits
+    unless the amount itself does.
     """
     if dialect == "sqlite":
         millionths = type_coerce(unit_cost, BigInteger)
-        return units * (millionths // 10_000) + (units * (millionths % 10_000) + 5_000) // 10_000
+        whole_cents, remainder = millionths // 10_000, millionths % 10_000
+        return (
+            units * whole_cents
+            + (units // 10_000) * remainder
+            + ((units % 10_000) * remainder + 5_000) // 10_000
+        )
     return func.round(type_coerce(units, Numeric) * type_coerce(unit_cost, Numeric(18, 6)), 2)
 
 
@@ -128,6 +136,23 @@ def _candidates(dialect: str, period: Period):
     )
 
 
+def _draft_actions(new_bills, actor: User | None, now):
+    """INSERT the DRAFT action of every bill that `new_bills` (a one-column SELECT of ids) yields."""
+    bill_ids = new_bills.subquery("new_bill_ids")
+    return insert(BillAction).from_select(
+        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
+        select(
+            bill_ids.c.id,
+            literal(actor.id if actor else None, Integer),
+            literal(ActionType.DRAFT.value, String),
+            null(),
+            null(),
+            literal(BillStatus.DRAFT.value, String),
+            literal(now, UTCDateTime),
+        ),
+    )
+
+
 def check_month_ended(period: Period, today: date) -> None:
     if period.shifted(1).first_day > today:
         raise MonthNotEnded(
@@ -157,44 +182,38 @@ def generate_month(*, session: Session, period: Period, actor: User | None, toda
             return summary
 
         now = utcnow()
-        session.execute(
-            insert(Bill).from_select(
-                [
-                    "customer_id", "year", "month", "api_usage", "monthly_api_limit", "overage_units",
-                    "overage_unit_cost", "overage_amount", "status", "created_at", "updated_at",
-                ],
-                select(
-                    candidates.c.customer_id,
-                    literal(period.year, Integer),
-                    literal(period.month, Integer),
-                    candidates.c.api_usage,
-                    candidates.c.monthly_api_limit,
-                    candidates.c.overage_units,
-                    candidates.c.overage_unit_cost,
-                    candidates.c.overage_amount,
-                    literal(BillStatus.DRAFT.value, String),
-                    literal(now, UTCDateTime),
-                    literal(now, UTCDateTime),
-                ).where(candidates.c.reason == BILLABLE),
-            )
+        insert_bills = insert(Bill).from_select(
+            [
+                "customer_id", "year", "month", "api_usage", "monthly_api_limit", "overage_units",
+                "overage_unit_cost", "overage_amount", "status", "created_at", "updated_at",
+            ],
+            select(
+                candidates.c.customer_id,
+                literal(period.year, Integer),
+                literal(period.month, Integer),
+                candidates.c.api_usage,
+                candidates.c.monthly_api_limit,
+                candidates.c.overage_units,
+                candidates.c.overage_unit_cost,
+                candidates.c.overage_amount,
+                literal(BillStatus.DRAFT.value, String),
+                literal(now, UTCDateTime),
+                literal(now, UTCDateTime),
+            ).where(candidates.c.reason == BILLABLE),
         )
-        session.execute(
-            insert(BillAction).from_select(
-                ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
-                select(
-                    Bill.id,
-                    literal(actor.id if actor else None, Integer),
-                    literal(ActionType.DRAFT.value, String),
-                    null(),
-                    null(),
-                    literal(BillStatus.DRAFT.value, String),
-                    literal(now, UTCDateTime),
-                ).where(
-                    Bill.year == period.year,
-                    Bill.month == period.month,
-                    ~exists().where(BillAction.bill_id == Bill.id),
-                ),
+        if dialect == "postgresql":
+            # One statement: the actions come from the bills insert's RETURNING. (A NOT EXISTS over
+            # bill_actions is planned as a nested loop while the table's statistics say it is empty.)
+            new_bill_ids = insert_bills.returning(Bill.id).cte("new_bills")
+            new_bills = select(new_bill_ids.c.id)
+        else:
+            # SQLite has no INSERT inside WITH: find the new bills by their missing DRAFT action.
+            session.execute(insert_bills)
+            new_bills = select(Bill.id).where(
+                Bill.year == period.year,
+                Bill.month == period.month,
+                ~exists().where(BillAction.bill_id == Bill.id),
             )
-        )
+        session.execute(_draft_actions(new_bills, actor, now))
     return summary
 

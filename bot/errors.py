@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from db.models import ActionType
+
 
 class BillProcessError(Exception):
     """Base of every error a user can cause; `str(error)` is the message to show them."""
@@ -32,7 +38,31 @@ class InvalidTransition(BillProcessError):
 
 
 class AlreadyDone(InvalidTransition):
-    """Somebody else's action got there first; the message says who did what, and when."""
+    """Somebody's action got there first; the message says who did what, and when.
+
+    The same facts come as fields so that a caller can render the person as a mention: `action` is the
+    action that got there first (an `ActionType`: APPROVE, REJECT, EDIT, SEND or UNDO); `user_id`, `user_name`
+    and `slack_user_id` name who took it (all None for the scheduler); `at` is when (UTC).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bill_id: int | None = None,
+        action: ActionType | None = None,
+        user_id: int | None = None,
+        user_name: str | None = None,
+        slack_user_id: str | None = None,
+        at: datetime | None = None,
+    ):
+        super().__init__(message)
+        self.bill_id = bill_id
+        self.action = action
+        self.user_id = user_id
+        self.user_name = user_name
+        self.slack_user_id = slack_user_id
+        self.at = at
 
 
 class MonthNotEnded(BillProcessError):
@@ -41,3 +71,7 @@ class MonthNotEnded(BillProcessError):
 
 class Conflict(BillProcessError):
     """The change clashes with existing data (a name or email already taken, a Slack user already linked)."""
+
+
+class DeliveryFailed(BillProcessError):
+    """The bill's email was not accepted (by the mail server, or the mail folder); the bill stays FINAL."""

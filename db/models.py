@@ -214,3 +214,25 @@ class BillAction(Base):
             "(action = 'UNDO') = (undone_action_id IS NOT NULL)", name="undo_names_its_action"
         ),
     )
+
+
+class LinkAttempt(Base):
+    """A `/bill link CODE` attempt, kept to lock out a Slack user who keeps guessing."""
+
+    __tablename__ = "link_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slack_user_id: Mapped[str] = mapped_column(String(32))
+    succeeded: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_link_attempts_slack_user_id_created_at", "slack_user_id", "created_at"),)
+
+
+class SlackEvent(Base):
+    """An Events API delivery already handled, so that Slack's retries of it are processed once."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

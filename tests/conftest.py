@@ -76,12 +76,10 @@ def engine(database_url) -> Iterator[Engine]:
 
 def _empty_tables(engine: Engine) -> None:
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    # DELETE beats TRUNCATE here: the tables are small, and TRUNCATE costs a catalogue change each time.
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(text(f"DELETE FROM {table}"))
+        for table in tables:
+            connection.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""Plain-text renderings of money, bills and their history, shared by the command line and messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from bot.periods import Period
+from db.models import Bill, BillAction
+
+
+def money(amount: Decimal) -> str:
+    """An amount in currency units: 1,500.00."""
+    return f"{amount:,.2f}"
+
+
+def unit_cost(cost: Decimal) -> str:
+    """A unit cost with every significant place and at least two: 0.000125, 0.02."""
+    places = max(2, -cost.normalize().as_tuple().exponent)
+    return f"{cost:.{places}f}"
+
+
+def calls(count: int) -> str:
+    return f"{count:,}"
+
+
+def timestamp(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def bill_period(bill: Bill) -> Period:
+    return Period(bill.year, bill.month)
+
+
+def bill_row(bill: Bill) -> str:
+    """One line of a bill list."""
+    return (
+        f"#{bill.id:<6} {bill_period(bill)}  {bill.status.value:<8}  {bill.customer.name:<28.28}"
+        f" {calls(bill.overage_units):>14} calls  {money(bill.overage_amount):>14}"
+    )
+
+
+def bill_details(bill: Bill) -> list[str]:
+    customer = bill.customer
+    return [
+        f"Bill #{bill.id} — {customer.name}, {bill_period(bill).label}",
+        f"Status:          {bill.status.value}",
+        f"API usage:       {calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
+        f"Overage:         {calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}",
+        f"Amount:          {money(bill.overage_amount)}",
+        f"Approval:        {'two-step (CSM, then Sales)' if customer.require_csm_approval else 'one-step'}"
+        + (f", CSM {customer.csm.name}" if customer.csm else ""),
+        f"Billing email:   {customer.billing_email}",
+    ]
+
+
+def action_line(action: BillAction) -> str:
+    who = action.stakeholder.name if action.stakeholder else "scheduler"
+    before = action.status_before.value if action.status_before else "—"
+    line = f"{timestamp(action.created_at)}  {who:<12} {action.action.value:<8} {before} → {action.status_after.value}"
+    return f"{line}  {action.comment}" if action.comment else line

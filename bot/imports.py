@@ -1,0 +1,523 @@
+"""Importing customers and monthly usage from CSV files (SPEC §6): the whole file or nothing.
+
+Every row is checked before anything is written; when any row is bad the file is rejected with
+every problem found, each naming its row (the header is row 1), and the database is left as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, TextIO, TypeVar
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from bot.errors import InvalidInput
+from db.models import Customer, Role, Usage, User
+
+CUSTOMER_COLUMNS = (
+    "name",
+    "billing_address",
+    "billing_email",
+    "monthly_api_limit",
+    "overage_unit_cost",
+    "start_date",
+    "end_date",
+    "require_csm_approval",
+    "csm",
+)
+USAGE_COLUMNS = ("customer", "year", "month", "api_usage")
+
+MAX_COUNT = 10**15
+UNIT_COST_PLACES = 6
+UNIT_COST_MAX = Decimal(10) ** 12  # NUMERIC(18, 6) leaves 12 digits before the point
+NAME_MAX_LENGTH = 200
+EMAIL_MAX_LENGTH = 254
+TRUE_WORDS = frozenset({"true", "yes", "1"})
+FALSE_WORDS = frozenset({"false", "no", "0"})
+PROBLEMS_SHOWN = 50
+# Keeps the bound parameters of each lookup below SQLite's limit.
+LOOKUP_CHUNK = 400
+# PostgreSQL advisory lock keys: two imports of the same kind run one after the other.
+LOCK_NAMESPACE = 0x494D5054  # "IMPT"
+CUSTOMERS_LOCK, USAGE_LOCK = 1, 2
+
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_YEAR = re.compile(r"[0-9]{4}")
+_MONTH = re.compile(r"[0-9]{1,2}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+# Characters no CSV text contains; finding one means the file is binary (an image, a spreadsheet).
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+
+T = TypeVar("T")
+
+
+@dataclass
+class ImportSummary:
+    created: int
+    updated: int
+
+    def line(self, noun: str) -> str:
+        """E.g. "3 customers created, 1 updated"; `noun` may be given singular or plural."""
+        singular = noun[:-1] if noun.endswith("s") else noun
+        plural = noun if noun.endswith("s") else noun + "s"
+        return f"{self.created} {singular if self.created == 1 else plural} created, {self.updated} updated"
+
+
+class ImportRejected(InvalidInput):
+    """A file that was not imported; `problems` lists every reason, each starting with its row."""
+
+    def __init__(self, summary: str, problems: Sequence[str]):
+        self.summary = summary
+        self.problems = list(problems)
+        shown = self.problems[:PROBLEMS_SHOWN]
+        if len(self.problems) > PROBLEMS_SHOWN:
+            shown.append(f"… and {len(self.problems) - PROBLEMS_SHOWN} more")
+        super().__init__("\n".join([summary, *shown]))
+
+
+def import_customers(*, session: Session, file: TextIO, source: str = "file") -> ImportSummary:
+    """Create or update (by name) every customer in a customers CSV file, in one transaction."""
+    records = _read_records(file, source, CUSTOMER_COLUMNS)
+    problems = _Problems(records.problems)
+    rows = [row for row in (_parse_customer(record, problems) for record in records.rows) if row]
+    # Names differing only in case are taken as the same customer typed twice, not as two customers.
+    _reject_duplicates(rows, lambda row: row.name.lower(), lambda row: f"customer {_shown(row.name)}", problems)
+
+    with session.begin():
+        _lock(session, CUSTOMERS_LOCK)
+        csm_names = {row.csm for row in rows if row.csm}
+        users, user_hints = _find_by_name(session, User, User.name, csm_names)
+        existing, customer_hints = _find_by_name(session, Customer, Customer.name, {row.name for row in rows})
+        for row in rows:
+            if row.name not in existing and row.name.lower() in customer_hints:
+                problems.add(
+                    row.number,
+                    f"name {_shown(row.name)} differs only in upper and lower case from the existing customer "
+                    f"{_shown(customer_hints[row.name.lower()])}; spell it the same way to update that customer",
+                )
+            if row.csm:
+                _check_csm(row, users, user_hints, problems)
+        problems.raise_if_any(source)
+
+        summary = ImportSummary(created=0, updated=0)
+        for row in rows:
+            customer = existing.get(row.name)
+            if customer is None:
+                customer = Customer(name=row.name)
+                session.add(customer)
+                summary.created += 1
+            else:
+                summary.updated += 1
+            customer.billing_address = row.billing_address
+            customer.billing_email = row.billing_email
+            customer.monthly_api_limit = row.monthly_api_limit
+            customer.overage_unit_cost = row.overage_unit_cost
+            customer.start_date = row.start_date
+            customer.end_date = row.end_date
+            customer.require_csm_approval = row.require_csm_approval
+            customer.csm_id = users[row.csm].id if row.csm else None
+    return summary
+
+
+def import_usage(*, session: Session, file: TextIO, source: str = "file") -> ImportSummary:
+    """Record each customer's API usage per month from a usage CSV file, replacing months already recorded."""
+    records = _read_records(file, source, USAGE_COLUMNS)
+    problems = _Problems(records.problems)
+    rows = [row for row in (_parse_usage(record, problems) for record in records.rows) if row]
+    _reject_duplicates(
+        rows,
+        lambda row: (row.customer, row.year, row.month),
+        lambda row: f"usage of {_shown(row.customer)} for {row.year:04d}-{row.month:02d}",
+        problems,
+    )
+
+    with session.begin():
+        _lock(session, USAGE_LOCK)
+        customers, hints = _find_by_name(session, Customer, Customer.name, {row.customer for row in rows})
+        for row in rows:
+            if row.customer not in customers:
+                problems.add(
+                    row.number,
+                    f"customer {_shown(row.customer)} does not exist{_did_you_mean(hints, row.customer)}; "
+                    "import it in a customers file first",
+                )
+        problems.raise_if_any(source)
+
+        recorded = {
+            (usage.customer_id, usage.year, usage.month): usage
+            for usage in _recorded_usage(session, {customers[row.customer].id for row in rows}, rows)
+        }
+        summary = ImportSummary(created=0, updated=0)
+        for row in rows:
+            customer_id = customers[row.customer].id
+            usage = recorded.get((customer_id, row.year, row.month))
+            if usage is None:
+                session.add(
+                    Usage(customer_id=customer_id, year=row.year, month=row.month, api_usage=row.api_usage)
+                )
+                summary.created += 1
+            else:
+                usage.api_usage = row.api_usage
+                summary.updated += 1
+    return summary
+
+
+# --- reading the file -------------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    number: int
+    values: dict[str, str]
+
+
+@dataclass
+class _Records:
+    rows: list[_Record]
+    problems: list[tuple[int, str]]
+
+
+def _read_records(file: TextIO, source: str, columns: Sequence[str]) -> _Records:
+    """The file's data rows keyed by column, after checking that it is CSV text with the right header.
+
+    A row with the wrong number of values is a problem of that row; anything that makes the file
+    unreadable as a whole rejects it at once.
+    """
+    try:
+        text = file.read()
+    except UnicodeDecodeError:
+        raise _not_text(source, "it is not UTF-8 text") from None
+    text = text.removeprefix("\ufeff")
+    binary = _BINARY.search(text)
+    if binary:
+        line = text.count("\n", 0, binary.start()) + 1
+        raise _not_text(source, f"line {line} contains binary data")
+    records = list(_csv_records(text, source))
+    if not records:
+        raise ImportRejected(
+            f"{source} rejected: the file is empty, nothing imported",
+            [f"the file is empty; its first row must be the header {','.join(columns)}"],
+        )
+    header_number, header = records[0]
+    _check_header(header_number, header, columns, source)
+    rows, problems = [], []
+    for number, values in records[1:]:
+        if len(values) != len(columns):
+            reason = f"there are {len(values)} values but the header has {len(columns)} columns"
+            if len(values) > len(columns):
+                reason += "; a value that contains a comma must be in double quotes"
+            problems.append((number, reason))
+            continue
+        rows.append(_Record(number, {column: value.strip() for column, value in zip(columns, values)}))
+    return _Records(rows, problems)
+
+
+def _csv_records(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank record with its row number; blank rows count, as they do in a spreadsheet."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    number = 0
+    while True:
+        number += 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            reason = {
+                "unexpected end of data": "a quoted value is never closed",
+                "',' expected after '\"'": (
+                    'a quoted value must be followed by a comma; write a " inside one as ""'
+                ),
+            }.get(str(error), str(error))
+            raise ImportRejected(
+                f"{source} rejected: not valid CSV, nothing imported", [f"row {number}: {reason}"]
+            ) from None
+        if any(value.strip() for value in values):
+            yield number, values
+
+
+def _check_header(number: int, header: list[str], columns: Sequence[str], source: str) -> None:
+    found = [name.strip().lower() for name in header]
+    if found == list(columns):
+        return
+    missing = [column for column in columns if column not in found]
+    unexpected = [original.strip() for original, name in zip(header, found) if name not in columns]
+    repeated = sorted({name for name in found if name in columns and found.count(name) > 1})
+    reasons = []
+    if missing:
+        reasons.append("missing " + ", ".join(missing))
+    if unexpected:
+        reasons.append("unexpected " + ", ".join(_shown(name) for name in unexpected))
+    if repeated:
+        reasons.append("repeated " + ", ".join(repeated))
+    if not reasons:
+        reasons.append("the columns are in the wrong order")
+    raise ImportRejected(
+        f"{source} rejected: bad header row, nothing imported",
+        [f"row {number}: the header must be {','.join(columns)}; " + "; ".join(reasons)],
+    )
+
+
+def _not_text(source: str, reason: str) -> ImportRejected:
+    return ImportRejected(
+        f"{source} rejected: not CSV text, nothing imported",
+        [f"{reason}; save the spreadsheet as CSV (comma-separated, UTF-8) and import that file"],
+    )
+
+
+# --- checking rows ----------------------------------------------------------------------------
+
+
+class _Problems:
+    """Every problem found in a file, by row."""
+
+    def __init__(self, found: Iterable[tuple[int, str]] = ()):
+        self._found = list(found)
+
+    def add(self, row: int, reason: str) -> None:
+        self._found.append((row, reason))
+
+    def raise_if_any(self, source: str) -> None:
+        if not self._found:
+            return
+        self._found.sort(key=lambda problem: problem[0])
+        bad_rows = len({row for row, _ in self._found})
+        raise ImportRejected(
+            f"{source} rejected: {bad_rows} bad {'row' if bad_rows == 1 else 'rows'}, nothing imported",
+            [f"row {row}: {reason}" for row, reason in self._found],
+        )
+
+
+class _BadValue(Exception):
+    """One value that cannot be used; the message names the column."""
+
+
+class _RowReader:
+    """Parses a record's values one column at a time, noting each bad value as a problem of the row."""
+
+    def __init__(self, record: _Record, problems: _Problems):
+        self.record = record
+        self.problems = problems
+        self.ok = True
+
+    def get(self, column: str, parse: Callable[[str, str], T]) -> T:
+        try:
+            return parse(column, self.record.values[column])
+        except _BadValue as bad:
+            self.problems.add(self.record.number, str(bad))
+            self.ok = False
+            return None  # type: ignore[return-value]  # the row is discarded when not ok
+
+
+@dataclass
+class _CustomerRow:
+    number: int
+    name: str
+    billing_address: str
+    billing_email: str
+    monthly_api_limit: int
+    overage_unit_cost: Decimal
+    start_date: date
+    end_date: date | None
+    require_csm_approval: bool
+    csm: str
+
+
+@dataclass
+class _UsageRow:
+    number: int
+    customer: str
+    year: int
+    month: int
+    api_usage: int
+
+
+def _parse_customer(record: _Record, problems: _Problems) -> _CustomerRow | None:
+    read = _RowReader(record, problems)
+    row = _CustomerRow(
+        number=record.number,
+        name=read.get("name", _required_text(NAME_MAX_LENGTH)),
+        billing_address=read.get("billing_address", _required_text(None)),
+        billing_email=read.get("billing_email", _email),
+        monthly_api_limit=read.get("monthly_api_limit", _whole_number),
+        overage_unit_cost=read.get("overage_unit_cost", _unit_cost),
+        start_date=read.get("start_date", _date),
+        end_date=read.get("end_date", _optional(_date)),
+        require_csm_approval=read.get("require_csm_approval", _boolean),
+        csm=record.values["csm"],
+    )
+    if row.start_date and row.end_date and row.end_date < row.start_date:
+        problems.add(record.number, f"end_date {row.end_date} is before start_date {row.start_date}")
+        return None
+    return row if read.ok else None
+
+
+def _parse_usage(record: _Record, problems: _Problems) -> _UsageRow | None:
+    read = _RowReader(record, problems)
+    row = _UsageRow(
+        number=record.number,
+        customer=read.get("customer", _required_text(None)),
+        year=read.get("year", _year),
+        month=read.get("month", _month),
+        api_usage=read.get("api_usage", _whole_number),
+    )
+    return row if read.ok else None
+
+
+def _reject_duplicates(
+    rows: list[Any], key: Callable[[Any], object], describe: Callable[[Any], str], problems: _Problems
+) -> None:
+    first_row: dict[object, int] = {}
+    for row in rows:
+        first = first_row.setdefault(key(row), row.number)
+        if first != row.number:
+            problems.add(row.number, f"{describe(row)} is already in row {first}")
+
+
+def _check_csm(row: _CustomerRow, users: dict[str, User], hints: dict[str, str], problems: _Problems) -> None:
+    user = users.get(row.csm)
+    if user is None:
+        problems.add(row.number, f"csm {_shown(row.csm)} is not a user{_did_you_mean(hints, row.csm)}")
+    elif user.role != Role.CUSTOMER_SUCCESS:
+        problems.add(
+            row.number, f"csm {_shown(row.csm)} is a {user.role.label} user, not {Role.CUSTOMER_SUCCESS.label}"
+        )
+
+
+# --- parsing values ---------------------------------------------------------------------------
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A value quoted for a message, shortened when long."""
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
+
+
+def _required_text(max_length: int | None) -> Callable[[str, str], str]:
+    def parse(column: str, text: str) -> str:
+        if not text:
+            raise _BadValue(f"{column} is empty")
+        if max_length is not None and len(text) > max_length:
+            raise _BadValue(f"{column} is longer than {max_length} characters")
+        return text
+
+    return parse
+
+
+def _optional(parse: Callable[[str, str], T]) -> Callable[[str, str], T | None]:
+    return lambda column, text: parse(column, text) if text else None
+
+
+def _email(column: str, text: str) -> str:
+    if not _EMAIL.fullmatch(text) or len(text) > EMAIL_MAX_LENGTH:
+        raise _BadValue(f"{column} must be an email address such as billing@example.com, not {_shown(text)}")
+    return text
+
+
+def _whole_number(column: str, text: str) -> int:
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise _BadValue(f"{column} must be a whole number ≥ 0, not {_shown(text)}")
+    # Digits are counted before converting: int() refuses strings of thousands of digits.
+    if len(text.lstrip("0")) > len(str(MAX_COUNT)) or int(text) > MAX_COUNT:
+        raise _BadValue(f"{column} {_shown(text)} is too large; it can be at most {MAX_COUNT:,}")
+    return int(text)
+
+
+def _unit_cost(column: str, text: str) -> Decimal:
+    if not _DECIMAL.fullmatch(text):
+        raise _BadValue(f"{column} must be a number ≥ 0 such as 0.000125, not {_shown(text)}")
+    value = Decimal(text)
+    if value >= UNIT_COST_MAX:
+        raise _BadValue(f"{column} {_shown(text)} is too large; it must be less than {UNIT_COST_MAX:,}")
+    if value != value.quantize(Decimal(1).scaleb(-UNIT_COST_PLACES)):
+        raise _BadValue(f"{column} {_shown(text)} has more than {UNIT_COST_PLACES} decimal places")
+    return value
+
+
+def _date(column: str, text: str) -> date:
+    if not _DATE.fullmatch(text):
+        raise _BadValue(f"{column} must be a date written YYYY-MM-DD, not {_shown(text)}")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _BadValue(f"{column} {_shown(text)} is not a real date") from None
+
+
+def _boolean(column: str, text: str) -> bool:
+    word = text.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise _BadValue(f"{column} must be true or false, not {_shown(text)}")
+
+
+def _year(column: str, text: str) -> int:
+    if not _YEAR.fullmatch(text):
+        raise _BadValue(f"{column} must be a 4-digit year such as 2026, not {_shown(text)}")
+    if int(text) < 1900:
+        raise _BadValue(f"{column} {text} is out of range; it must be 1900 or later")
+    return int(text)
+
+
+def _month(column: str, text: str) -> int:
+    if not _MONTH.fullmatch(text) or not 1 <= int(text) <= 12:
+        raise _BadValue(f"{column} must be a whole number from 1 to 12, not {_shown(text)}")
+    return int(text)
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+def _lock(session: Session, kind: int) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Imports of the same kind wait for each other, so a name checked as new is still new when inserted.
+        session.execute(select(func.pg_advisory_xact_lock(LOCK_NAMESPACE, kind)))
+    # SQLite takes its write lock at BEGIN (see db.session), which serialises imports there.
+
+
+def _chunks(values: Iterable[T]) -> Iterator[list[T]]:
+    values = list(values)
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        yield values[start : start + LOOKUP_CHUNK]
+
+
+def _find_by_name(
+    session: Session, model: type[T], name_column, names: set[str]
+) -> tuple[dict[str, T], dict[str, str]]:
+    """The rows of `model` named exactly one of `names`, and the existing names by their lowercase form.
+
+    The second tells a name missing only because of upper and lower case; one query per few hundred names.
+    """
+    found: dict[str, T] = {}
+    case_variants: dict[str, str] = {}
+    for chunk in _chunks(sorted(names)):
+        lowered = sorted({name.lower() for name in chunk})
+        query = select(model).where(or_(name_column.in_(chunk), func.lower(name_column).in_(lowered)))
+        for row in session.scalars(query):
+            name = getattr(row, name_column.key)
+            if name in names:
+                found[name] = row
+            case_variants.setdefault(name.lower(), name)
+    return found, case_variants
+
+
+def _did_you_mean(hints: dict[str, str], name: str) -> str:
+    close = hints.get(name.lower())
+    return f" (did you mean {_shown(close)}?)" if close else ""
+
+
+def _recorded_usage(session: Session, customer_ids: set[int], rows: list[_UsageRow]) -> list[Usage]:
+    years = sorted({row.year for row in rows})
+    found: list[Usage] = []
+    for chunk in _chunks(sorted(customer_ids)):
+        found.extend(session.scalars(select(Usage).where(Usage.customer_id.in_(chunk), Usage.year.in_(years))))
+    return found

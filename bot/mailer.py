@@ -1,0 +1,353 @@
+"""Emailing bills to customers: through the SMTP server in SMTP_URL, or as .eml files in MAIL_DIR."""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+import os
+import smtplib
+import socket
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from html import escape
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from bot.errors import DeliveryFailed
+from bot.formatting import bill_period, calls, money, unit_cost
+from bot.settings import Settings, SettingsError
+from db.models import Bill
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
+TRUE_WORDS = {"true", "1", "yes"}
+FALSE_WORDS = {"false", "0", "no"}
+URL_FORMS = "smtp://host:25, smtp://user:password@host:587?starttls=true or smtps://user:password@host:465"
+
+
+# --- the message ------------------------------------------------------------------------------
+
+
+def bill_email(bill: Bill, *, mail_from: str) -> EmailMessage:
+    """The bill as an email to the customer's billing address, in plain text and HTML."""
+    customer = bill.customer
+    period = bill_period(bill).label
+    title = f"Invoice #{bill.id} — API overage, {period}"
+    figures = [
+        ("Invoice number", str(bill.id)),
+        ("Period", period),
+        ("API calls", calls(bill.api_usage)),
+        ("Monthly limit", calls(bill.monthly_api_limit)),
+        ("Overage", f"{calls(bill.overage_units)} calls"),
+        ("Unit cost", f"{unit_cost(bill.overage_unit_cost)} per call"),
+        ("Amount due", money(bill.overage_amount)),
+    ]
+    address_lines = [line.strip() for line in customer.billing_address.splitlines() if line.strip()]
+
+    message = EmailMessage()
+    message["Subject"] = title
+    message["From"] = mail_from
+    message["To"] = customer.billing_email
+    message.set_content(_text_body(title, customer.name, address_lines, figures, period))
+    message.add_alternative(_html_body(title, customer.name, address_lines, figures, period), subtype="html")
+    return message
+
+
+def _closing(period: str) -> list[str]:
+    return [
+        f"This invoice covers the API calls above your plan's monthly limit in {period}.",
+        "Questions about it? Reply to this email and quote the invoice number.",
+    ]
+
+
+def _text_body(title: str, name: str, address: list[str], figures: list[tuple[str, str]], period: str) -> str:
+    width = max(len(label) for label, _ in figures) + 2
+    lines = [title, "", "Bill to:", f"  {name}", *(f"  {line}" for line in address), ""]
+    lines += [f"{label + ':':<{width}} {value}" for label, value in figures]
+    lines += ["", *_closing(period)]
+    return "\n".join(lines) + "\n"
+
+
+def _html_body(title: str, name: str, address: list[str], figures: list[tuple[str, str]], period: str) -> str:
+    cell = "padding: 4px 24px 4px 0; text-align: left; border-bottom: 1px solid #ddd;"
+    rows = "\n".join(
+        f'<tr><th scope="row" style="{cell} font-weight: normal;">{escape(label)}</th>'
+        f'<td style="{cell} text-align: right;">{_bold_if(label == "Amount due", escape(value))}</td></tr>'
+        for label, value in figures
+    )
+    bill_to = "<br>\n".join(escape(line) for line in [name, *address])
+    closing = "\n".join(f"<p>{escape(line)}</p>" for line in _closing(period))
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{escape(title)}</title></head>
+<body style="font-family: Arial, Helvetica, sans-serif; color: #1d1c1d; line-height: 1.4;">
+<h1 style="font-size: 20px;">{escape(title)}</h1>
+<p><strong>Bill to</strong><br>
+{bill_to}</p>
+<table style="border-collapse: collapse;">
+{rows}
+</table>
+{closing}
+</body>
+</html>
+"""
+
+
+def _bold_if(condition: bool, html: str) -> str:
+    return f"<strong>{html}</strong>" if condition else html
+
+
+# --- where it goes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """The mail server named by SMTP_URL. `password` never appears in its repr."""
+
+    scheme: str
+    host: str
+    port: int
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """The URL without credentials or options: safe to show and log."""
+        return f"{self.scheme}://{self.address}"
+
+    def redact(self, text: str) -> str:
+        """`text` with the password, in any spelling the URL allowed, blotted out."""
+        if not self.password:
+            return text
+        for spelling in {self.password, quote(self.password), quote(self.password, safe="")}:
+            text = text.replace(spelling, "***")
+        return text
+
+
+def parse_smtp_url(url: str) -> SmtpServer:
+    """Read SMTP_URL. Errors name the variable but never repeat its value, which holds a password."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        # An unencoded / ? or # in the password ends the host part early and spills the rest,
+        # up to the @, into the path or query; refuse that rather than connect to a wrong host.
+        if "@" in parts.path + parts.query + parts.fragment:
+            raise SettingsError(
+                "SMTP_URL: percent-encode special characters in the user name and password (/ as %2F, ? as %3F)"
+            )
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"SMTP_URL is not a mail server URL; write it as {URL_FORMS}") from None
+    if scheme not in DEFAULT_PORTS:
+        raise SettingsError(f"SMTP_URL must start with smtp:// or smtps://, e.g. {URL_FORMS}")
+    if not host:
+        raise SettingsError("SMTP_URL names no mail server host")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise SettingsError("SMTP_URL must not have a path after the host and port")
+
+    starttls = False
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() != "starttls":
+            raise SettingsError("SMTP_URL accepts only one option, starttls=true")
+        if value.lower() not in TRUE_WORDS | FALSE_WORDS:
+            raise SettingsError("SMTP_URL: starttls must be true or false")
+        starttls = value.lower() in TRUE_WORDS
+    if starttls and scheme == "smtps":
+        raise SettingsError("SMTP_URL: smtps:// is encrypted from the start; drop starttls, or use smtp://")
+
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None and not username:
+        raise SettingsError("SMTP_URL has a password but no user name")
+    if username and password is None:
+        raise SettingsError("SMTP_URL has a user name but no password (write user:password@host)")
+    return SmtpServer(scheme, host, port or DEFAULT_PORTS[scheme], starttls, username, password)
+
+
+class Mailer:
+    """Sends emails through one SMTP server, opening a connection per message; or writes .eml files."""
+
+    def __init__(
+        self,
+        *,
+        smtp_url: str | None,
+        mail_dir: Path,
+        mail_from: str,
+        timeout: float = 30,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
+        self.server = parse_smtp_url(smtp_url) if smtp_url and smtp_url.strip() else None
+        self.mail_dir = Path(mail_dir)
+        self.mail_from = mail_from
+        self.timeout = timeout
+        uses_tls = self.server is not None and (self.server.scheme == "smtps" or self.server.starttls)
+        self._ssl_context = ssl_context or (ssl.create_default_context() if uses_tls else None)
+        if self.server and self.server.username and self.server.scheme == "smtp" and not self.server.starttls:
+            log.warning("SMTP_URL sends the mail password unencrypted; add ?starttls=true or use smtps://")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Mailer:
+        smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+        return cls(smtp_url=smtp_url, mail_dir=settings.mail_dir, mail_from=settings.mail_from)
+
+    @property
+    def destination(self) -> str:
+        """Where emails go, without credentials: the server's URL or the mail folder."""
+        return self.server.public_url if self.server else str(self.mail_dir)
+
+    def __repr__(self) -> str:
+        return f"Mailer(destination={self.destination!r})"
+
+    def send_bill(self, bill: Bill) -> None:
+        """Email the bill to its customer; returns only once the message has been accepted."""
+        address = parseaddr(bill.customer.billing_email)[1]
+        if "@" not in address:
+            raise DeliveryFailed(
+                f"{bill.customer.name} has no usable billing email address ({bill.customer.billing_email!r})"
+            )
+        self.deliver(bill_email(bill, mail_from=self.mail_from), file_prefix=f"bill-{bill.id}")
+
+    def deliver(self, message: EmailMessage, *, file_prefix: str = "message") -> str:
+        """Hand the message over and say where it went; adds Date and Message-ID when missing."""
+        if "Date" not in message:
+            message["Date"] = format_datetime(datetime.now(timezone.utc))
+        if "Message-ID" not in message:
+            domain = parseaddr(self.mail_from)[1].rpartition("@")[2] or "billprocess.invalid"
+            message["Message-ID"] = make_msgid(domain=domain)
+        try:
+            where = self._send(message) if self.server else str(self._write_eml(message, file_prefix))
+        except DeliveryFailed as failure:
+            log.warning("email %r to %s was not delivered: %s", message["Subject"], message["To"], failure)
+            raise
+        log.info("email %r to %s delivered to %s", message["Subject"], message["To"], where)
+        return where
+
+    # SMTP
+
+    def _send(self, message: EmailMessage) -> str:
+        server = self.server
+        assert server is not None
+        stage = "connect"
+        try:
+            if server.scheme == "smtps":
+                smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout, context=self._ssl_context)
+            else:
+                smtp = smtplib.SMTP(server.host, server.port, timeout=self.timeout)
+            try:
+                if server.starttls:
+                    stage = "starttls"
+                    smtp.starttls(context=self._ssl_context)
+                if server.username:
+                    stage = "login"
+                    smtp.login(server.username, server.password or "")
+                stage = "send"
+                refused = smtp.send_message(message)
+                if refused:
+                    raise smtplib.SMTPRecipientsRefused(refused)
+            except BaseException:
+                smtp.close()
+                raise
+        except (smtplib.SMTPException, OSError) as exc:
+            error = exc
+        else:
+            _quit(smtp)
+            return server.public_url
+        # Raised outside the except block, so that an error whose text holds a secret is not kept as context.
+        failure = DeliveryFailed(server.redact(_explain(error, server, stage, self.timeout)))
+        error_text = f"{error!r} {error}"
+        if server.redact(error_text) != error_text:
+            raise failure
+        raise failure from error
+
+    # .eml files
+
+    def _write_eml(self, message: EmailMessage, file_prefix: str) -> Path:
+        """Write the message whole or not at all: to a temporary file first, then renamed into place."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            self.mail_dir.mkdir(parents=True, exist_ok=True)
+            path = self.mail_dir / f"{file_prefix}-{stamp}.eml"
+            number = 1
+            while path.exists():
+                number += 1
+                path = self.mail_dir / f"{file_prefix}-{stamp}-{number}.eml"
+            descriptor, temporary = tempfile.mkstemp(dir=self.mail_dir, prefix=f".{path.stem}.", suffix=".tmp")
+            try:
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(message.as_bytes(policy=email.policy.SMTP))
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise DeliveryFailed(f"could not write the email to {self.mail_dir}: {exc.strerror or exc}") from exc
+        return path
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """Say goodbye politely; the message is already accepted, so a failure here changes nothing."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
+
+
+def _reply(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return " ".join(text.split())
+
+
+def _explain(exc: BaseException, server: SmtpServer, stage: str, timeout: float) -> str:
+    """One sentence saying what went wrong, for the person who pressed Send."""
+    at = f"the mail server at {server.address}"
+    match exc:
+        case smtplib.SMTPAuthenticationError(smtp_code=code, smtp_error=reply):
+            return f"{at} rejected the user name or password in SMTP_URL: {code} {_reply(reply)}"
+        case smtplib.SMTPSenderRefused(smtp_code=code, smtp_error=reply, sender=sender):
+            return f"{at} refused the sender {sender}: {code} {_reply(reply)}"
+        case smtplib.SMTPRecipientsRefused(recipients=recipients) if recipients:
+            recipient, (code, reply) = next(iter(recipients.items()))
+            return f"{at} refused the recipient {recipient}: {code} {_reply(reply)}"
+        case smtplib.SMTPDataError(smtp_code=code, smtp_error=reply):
+            return f"{at} refused the message: {code} {_reply(reply)}"
+        case smtplib.SMTPConnectError(smtp_code=code, smtp_error=reply):
+            return f"{at} refused the connection: {code} {_reply(reply)}"
+        case smtplib.SMTPResponseException(smtp_code=code, smtp_error=reply):
+            return f"{at} answered {code} {_reply(reply)}"
+        case smtplib.SMTPNotSupportedError() if stage == "starttls":
+            return f"{at} does not offer STARTTLS, which SMTP_URL asks for"
+        case smtplib.SMTPNotSupportedError() if stage == "login":
+            return f"{at} does not offer a login here (does it need ?starttls=true in SMTP_URL?)"
+        case smtplib.SMTPServerDisconnected() if isinstance(exc.__context__, TimeoutError):
+            return f"{at} did not answer within {timeout:g} seconds"
+        case smtplib.SMTPServerDisconnected():
+            return f"{at} closed the connection unexpectedly"
+        case smtplib.SMTPException():
+            return f"sending through {at} failed: {exc}"
+        case ssl.SSLCertVerificationError():
+            return f"{at} did not present a trusted certificate: {exc.verify_message or exc.reason}"
+        case ssl.SSLError():
+            return f"could not set up an encrypted connection with {at}: {exc.reason or exc}"
+        case TimeoutError():
+            return f"{at} did not answer within {timeout:g} seconds"
+        case ConnectionRefusedError():
+            return f"could not connect to {at}: connection refused"
+        case socket.gaierror():
+            return f"could not find the mail server {server.host}: {exc.strerror or exc}"
+        case OSError():
+            return f"could not reach {at}: {exc.strerror or exc}"
+    return f"sending through {at} failed: {exc}"

@@ -1,0 +1,558 @@
+"""The approval workflow (SPEC §4): approve, reject, edit, send and undo a bill.
+
+Each service owns its transaction: it locks the bill's row, reloads the acting account, checks the
+rules, changes the bill and writes exactly one bill action, all in one commit; a refusal raises a
+domain error and changes nothing. Call a service with a session that has no transaction in progress.
+
+Approval progress is never stored: it is derived from the action log (`approval_state`). An action
+counts while it is effective, that is, not an UNDO and not undone by one; approvals count when they
+come after the latest effective EDIT (or the DRAFT), so an edit asks for every approval again and
+undoing the edit brings the earlier approvals back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.billing import overage_amount
+from bot.errors import (
+    AlreadyDone,
+    BillProcessError,
+    InvalidInput,
+    InvalidTransition,
+    NotAllowed,
+    NotApprover,
+    NotFound,
+    WaitingForOther,
+)
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User, utcnow
+
+REASON_MAX_LENGTH = 2000
+UNIT_COST_STEP = Decimal("0.000001")
+# What the columns can hold: UNIT_COST is NUMERIC(18, 6); SQLite keeps amounts as 64-bit cents.
+UNIT_COST_LIMIT = Decimal(10) ** 12
+AMOUNT_LIMIT = Decimal(10) ** 16
+
+APPROVER_ROLES = frozenset({Role.CUSTOMER_SUCCESS, Role.SALES})
+UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
+
+_PAST_TENSE = {
+    ActionType.DRAFT: "drafted",
+    ActionType.APPROVE: "approved",
+    ActionType.REJECT: "rejected",
+    ActionType.EDIT: "edited",
+    ActionType.SEND: "sent",
+    ActionType.UNDO: "undone",
+}
+_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
+_PLAIN_DECIMAL = re.compile(r"\d+(\.\d+)?|\.\d+")
+
+
+# --- approval progress, derived from the action log ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalStep:
+    """One approval a bill needs, and the action that gave it, if any."""
+
+    number: int
+    roles: frozenset[Role]
+    # The one person who may take this step (the customer's CSM); None lets anyone with one of `roles`.
+    user: User | None
+    approval: BillAction | None
+
+    @property
+    def done(self) -> bool:
+        return self.approval is not None
+
+    @property
+    def approved_by(self) -> User | None:
+        return self.approval.stakeholder if self.approval else None
+
+    @property
+    def approved_at(self) -> datetime | None:
+        return self.approval.created_at if self.approval else None
+
+    @property
+    def label(self) -> str:
+        """Who takes this step, as a person reads it: "Carol (the customer's CSM)", "Sales"."""
+        if self.user is not None:
+            return f"{self.user.name} (the customer's CSM)"
+        return " or ".join(role.label for role in Role if role in self.roles)
+
+    def accepts(self, user: User) -> bool:
+        """True when `user` is someone who may take this step."""
+        if user.role not in self.roles:
+            return False
+        return self.user is None or self.user.id == user.id
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """The approvals a bill needs (one step, or CSM then Sales), which are done, and whom it waits for."""
+
+    bill_id: int
+    status: BillStatus
+    two_step: bool
+    steps: tuple[ApprovalStep, ...]
+
+    @property
+    def waiting_for(self) -> ApprovalStep | None:
+        """The step to be taken next; None unless the bill is a DRAFT."""
+        if self.status is not BillStatus.DRAFT:
+            return None
+        return next((step for step in self.steps if not step.done), None)
+
+    @property
+    def done_steps(self) -> tuple[ApprovalStep, ...]:
+        return tuple(step for step in self.steps if step.done)
+
+
+def effective_actions(bill: Bill) -> list[BillAction]:
+    """The bill's actions that still count: not UNDO rows, and not undone by one; oldest first."""
+    undone = {action.undone_action_id for action in bill.actions if action.action is ActionType.UNDO}
+    return [action for action in bill.actions if action.action is not ActionType.UNDO and action.id not in undone]
+
+
+def _counted_approvals(effective: Sequence[BillAction]) -> list[BillAction]:
+    start = 0
+    for index, action in enumerate(effective):
+        if action.action in (ActionType.DRAFT, ActionType.EDIT):
+            start = index + 1
+    return [action for action in effective[start:] if action.action is ActionType.APPROVE]
+
+
+def _customer_csm(customer: Customer) -> User | None:
+    """The customer's CSM, when it has one who is (still) a Customer Success user."""
+    csm = customer.csm
+    return csm if csm is not None and csm.role is Role.CUSTOMER_SUCCESS else None
+
+
+def approval_state(bill: Bill) -> ApprovalState:
+    """Where the bill's approval stands, derived from its actions and its customer's settings."""
+    customer = bill.customer
+    if customer.require_csm_approval:
+        required = [(frozenset({Role.CUSTOMER_SUCCESS}), _customer_csm(customer)), (frozenset({Role.SALES}), None)]
+    else:
+        required = [(APPROVER_ROLES, None)]
+    approvals = _counted_approvals(effective_actions(bill))
+    if bill.status is BillStatus.DRAFT:
+        # A DRAFT always lacks its last approval; more could be counted only after the customer's
+        # approval setting changed mid-way, and then the bill still waits for its final step.
+        approvals = approvals[: len(required) - 1]
+    steps = tuple(
+        ApprovalStep(number, roles, user, approvals[number - 1] if number <= len(approvals) else None)
+        for number, (roles, user) in enumerate(required, start=1)
+    )
+    return ApprovalState(bill.id, bill.status, customer.require_csm_approval, steps)
+
+
+def undo_target(bill: Bill) -> BillAction | None:
+    """The action an undo would revert now: the latest effective APPROVE, REJECT or EDIT, if any."""
+    if bill.status is BillStatus.SENT:
+        return None
+    effective = effective_actions(bill)
+    if effective and effective[-1].action in UNDOABLE:
+        return effective[-1]
+    return None
+
+
+def history(bill: Bill) -> list[BillAction]:
+    """Every action on the bill, oldest first, undone ones and UNDO rows included."""
+    return list(bill.actions)
+
+
+# --- the rules: each check raises the refusal, or returns what the change needs -----------------
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def _name(user: User | None) -> str:
+    return user.name if user is not None else "the scheduler"
+
+
+def _already_done(bill: Bill, action: BillAction, message: str | None = None) -> AlreadyDone:
+    who = action.stakeholder
+    if message is None:
+        message = (
+            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {_when(action.created_at)}"
+        )
+    return AlreadyDone(
+        message,
+        bill_id=bill.id,
+        action=action.action,
+        user_id=who.id if who else None,
+        user_name=who.name if who else None,
+        slack_user_id=who.slack_user_id if who else None,
+        at=action.created_at,
+    )
+
+
+def _latest_change(bill: Bill) -> BillAction | None:
+    effective = effective_actions(bill)
+    return effective[-1] if effective else None
+
+
+def _moved_on(bill: Bill) -> BillProcessError:
+    """The refusal for acting on a DRAFT-only action once someone moved the bill out of DRAFT."""
+    latest = _latest_change(bill)
+    if latest is None or latest.status_after is not bill.status:
+        return InvalidTransition(f"Bill #{bill.id} is {bill.status.value}")
+    return _already_done(bill, latest)
+
+
+def _check_approve(bill: Bill, actor: User) -> ApprovalStep:
+    if actor.role not in APPROVER_ROLES:
+        raise NotAllowed("Only Customer Success and Sales can approve bills")
+    if bill.status is not BillStatus.DRAFT:
+        raise _moved_on(bill)
+    state = approval_state(bill)
+    pending = state.waiting_for
+    assert pending is not None  # a DRAFT always lacks its last approval
+    if pending.accepts(actor):
+        return pending
+    for step in state.done_steps:
+        if step.accepts(actor):
+            approval = step.approval
+            assert approval is not None
+            raise _already_done(
+                bill,
+                approval,
+                f"Bill #{bill.id} was already approved by {_name(approval.stakeholder)}"
+                f" at {_when(approval.created_at)}; it is waiting for {pending.label} now",
+            )
+    if any(step.accepts(actor) for step in state.steps[pending.number :]):
+        raise WaitingForOther(f"Bill #{bill.id} is waiting for {pending.label} to approve first")
+    csm = _customer_csm(bill.customer)
+    assert csm is not None  # only a named CSM keeps a user of an approving role out of every step
+    raise NotApprover(
+        f"Only {csm.name} ({bill.customer.name}'s CSM) can approve bill #{bill.id} for Customer Success"
+    )
+
+
+def _check_reject(bill: Bill, actor: User) -> None:
+    if actor.role not in APPROVER_ROLES:
+        raise NotAllowed("Only Customer Success and Sales can reject bills")
+    if bill.status is not BillStatus.DRAFT:
+        raise _moved_on(bill)
+    if not any(step.accepts(actor) for step in approval_state(bill).steps):
+        csm = _customer_csm(bill.customer)
+        assert csm is not None
+        raise NotApprover(f"Only {csm.name} ({bill.customer.name}'s CSM) or Sales can reject bill #{bill.id}")
+
+
+def _check_edit(bill: Bill, actor: User) -> None:
+    if actor.role is not Role.FINANCE:
+        raise NotAllowed("Only Finance can edit a bill's unit cost")
+    if bill.status is not BillStatus.DRAFT:
+        raise InvalidTransition(
+            f"Bill #{bill.id} is {bill.status.value}; only a DRAFT bill's unit cost can be edited"
+        )
+
+
+def _check_send(bill: Bill, actor: User) -> None:
+    if actor.role is not Role.FINANCE:
+        raise NotAllowed("Only Finance can send bills")
+    if bill.status is BillStatus.FINAL:
+        return
+    latest = _latest_change(bill)
+    if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
+        raise _already_done(bill, latest)
+    if bill.status is BillStatus.DRAFT:
+        pending = approval_state(bill).waiting_for
+        waiting = f", waiting for {pending.label} to approve" if pending else ""
+        raise InvalidTransition(f"Bill #{bill.id} is still a DRAFT{waiting}; only a FINAL bill can be sent")
+    if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.REJECT:
+        raise InvalidTransition(
+            f"Bill #{bill.id} was rejected by {_name(latest.stakeholder)} at {_when(latest.created_at)}"
+            " and written off; only a FINAL bill can be sent"
+        )
+    raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a FINAL bill can be sent")
+
+
+def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAction:
+    latest = _latest_change(bill)
+    if bill.status is BillStatus.SENT:
+        if latest is not None and latest.action is ActionType.SEND:
+            raise _already_done(
+                bill,
+                latest,
+                f"Bill #{bill.id} was already sent by {_name(latest.stakeholder)} at {_when(latest.created_at)};"
+                " a sent bill cannot be undone",
+            )
+        raise InvalidTransition(f"Bill #{bill.id} has been sent; a sent bill cannot be undone")
+    if action_id is not None:
+        _check_undo_meant(bill, action_id)
+    target = undo_target(bill)
+    if target is None:
+        raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
+    if actor.role is not Role.FINANCE and target.stakeholder_id != actor.id:
+        who = _name(target.stakeholder)
+        raise NotAllowed(f"Only {who} or Finance can undo {who}'s {_NOUN[target.action]} of bill #{bill.id}")
+    return target
+
+
+def _check_undo_meant(bill: Bill, action_id: int) -> None:
+    """Refuse when the action the caller meant to undo is no longer the one an undo would revert."""
+    meant = next((action for action in bill.actions if action.id == action_id), None)
+    if meant is None:
+        raise NotFound(f"Bill #{bill.id} has no action #{action_id}")
+    if meant.action not in UNDOABLE:
+        raise InvalidTransition(f"Only approvals, rejections and edits can be undone, not a {meant.action.value}")
+    undoing = next((action for action in bill.actions if action.undone_action_id == action_id), None)
+    if undoing is not None:
+        raise _already_done(
+            bill,
+            undoing,
+            f"{_name(meant.stakeholder)}'s {_NOUN[meant.action]} of bill #{bill.id}"
+            f" was already undone by {_name(undoing.stakeholder)} at {_when(undoing.created_at)}",
+        )
+    latest = _latest_change(bill)
+    if latest is not None and latest is not meant:
+        raise _already_done(
+            bill,
+            latest,
+            f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_name(latest.stakeholder)}"
+            f" at {_when(latest.created_at)}",
+        )
+
+
+_CHECKS: dict[ActionType, Callable[[Bill, User], object]] = {
+    ActionType.APPROVE: _check_approve,
+    ActionType.REJECT: _check_reject,
+    ActionType.EDIT: _check_edit,
+    ActionType.SEND: _check_send,
+    ActionType.UNDO: _check_undo,
+}
+
+
+def available_actions(bill: Bill, user: User) -> set[ActionType]:
+    """The actions `user` could take on the bill now, by the same rules the services apply."""
+    allowed = set()
+    for action, check in _CHECKS.items():
+        try:
+            check(bill, user)
+        except BillProcessError:
+            continue
+        allowed.add(action)
+    return allowed
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def parse_reason(reason: str | None, *, required: bool) -> str | None:
+    """A rejection or undo reason, trimmed; 1–2000 characters when required, else empty means none."""
+    text = (reason or "").strip()
+    if not text:
+        if required:
+            raise InvalidInput("A reason is required to reject a bill")
+        return None
+    if len(text) > REASON_MAX_LENGTH:
+        raise InvalidInput(f"The reason is {len(text)} characters long; at most {REASON_MAX_LENGTH} are allowed")
+    return text
+
+
+def parse_unit_cost(value: Decimal | str) -> Decimal:
+    """An exact, non-negative unit cost with at most 6 decimal places; floats are refused."""
+    if isinstance(value, (bool, float)):
+        raise InvalidInput("The unit cost must be an exact decimal such as 0.0125, not a floating-point number")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("-") and _PLAIN_DECIMAL.fullmatch(text[1:]):
+            raise InvalidInput("The unit cost cannot be negative")
+        if not _PLAIN_DECIMAL.fullmatch(text):
+            raise InvalidInput(f"{value!r} is not a unit cost; write a decimal number such as 0.0125")
+        cost = Decimal(text)
+    elif isinstance(value, (Decimal, int)):
+        cost = Decimal(value)
+    else:
+        raise InvalidInput(f"{value!r} is not a unit cost; write a decimal number such as 0.0125")
+    if not cost.is_finite():
+        raise InvalidInput("The unit cost must be a finite decimal number")
+    if cost < 0:
+        raise InvalidInput("The unit cost cannot be negative")
+    if cost >= UNIT_COST_LIMIT:
+        raise InvalidInput(f"The unit cost {value} is too large")
+    if cost != cost.quantize(UNIT_COST_STEP):
+        raise InvalidInput(f"The unit cost {value} has more than 6 decimal places")
+    return cost.quantize(UNIT_COST_STEP).copy_abs()  # copy_abs turns a -0 into 0; nothing else is negative here
+
+
+# --- the services ----------------------------------------------------------------------------------
+
+
+def approve(*, session: Session, bill_id: int, actor: User) -> Bill:
+    """Give the bill the approval it waits for; the last one required makes it FINAL."""
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        step = _check_approve(bill, user)
+        state = approval_state(bill)
+        last = step.number == len(state.steps)
+        _record(
+            bill,
+            user,
+            ActionType.APPROVE,
+            BillStatus.FINAL if last else BillStatus.DRAFT,
+            comment=f"step {step.number} of {len(state.steps)}" if state.two_step else None,
+        )
+        _load_for_display(bill)
+    return bill
+
+
+def reject(*, session: Session, bill_id: int, actor: User, reason: str) -> Bill:
+    """Write the bill off, with a reason of 1–2000 characters."""
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        _check_reject(bill, user)
+        comment = parse_reason(reason, required=True)
+        _record(bill, user, ActionType.REJECT, BillStatus.WRITEOFF, comment=comment)
+        _load_for_display(bill)
+    return bill
+
+
+def edit(*, session: Session, bill_id: int, actor: User, unit_cost: Decimal | str) -> Bill:
+    """Change a DRAFT's unit cost and recompute its amount; approvals collected so far stop counting."""
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        _check_edit(bill, user)
+        cost = parse_unit_cost(unit_cost)
+        old_cost, old_amount = bill.overage_unit_cost, bill.overage_amount
+        if cost == old_cost:
+            raise InvalidInput(f"Bill #{bill.id}'s unit cost is already {cost:.6f}")
+        amount = overage_amount(bill.overage_units, cost)
+        if amount <= 0:
+            raise InvalidInput(
+                f"A unit cost of {cost:.6f} makes bill #{bill.id}'s amount 0.00;"
+                " a bill must be for at least 0.01 (reject it to write it off)"
+            )
+        if amount >= AMOUNT_LIMIT:
+            raise InvalidInput(f"A unit cost of {cost:.6f} makes bill #{bill.id}'s amount too large")
+        bill.overage_unit_cost, bill.overage_amount = cost, amount
+        _record(
+            bill,
+            user,
+            ActionType.EDIT,
+            BillStatus.DRAFT,
+            comment=f"unit cost {old_cost:.6f} → {cost:.6f}, amount {old_amount:.2f} → {amount:.2f}",
+            unit_cost_before=old_cost,
+            unit_cost_after=cost,
+        )
+        _load_for_display(bill)
+    return bill
+
+
+def send(*, session: Session, bill_id: int, actor: User, deliver: Callable[[Bill], None]) -> Bill:
+    """Email a FINAL bill with `deliver`; only once it returns does the bill become SENT.
+
+    The bill stays locked while it is delivered, so a second send waits and is then told it was sent.
+    When `deliver` raises, nothing changes and the error propagates.
+    """
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        _check_send(bill, user)
+        deliver(bill)
+        _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=f"emailed to {bill.customer.billing_email}")
+        _load_for_display(bill)
+    return bill
+
+
+def undo(
+    *, session: Session, bill_id: int, actor: User, reason: str | None = None, action_id: int | None = None
+) -> Bill:
+    """Revert the latest effective APPROVE, REJECT or EDIT, restoring status, unit cost and amount.
+
+    `action_id`, when given, is the action the caller means to undo (the one a button was shown for);
+    if someone else undid it or acted since, the undo is refused instead of reverting another action.
+    """
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        target = _check_undo(bill, user, action_id)
+        comment = parse_reason(reason, required=False)
+        cost_before = cost_after = None
+        if target.action is ActionType.EDIT:
+            assert target.unit_cost_before is not None
+            cost_before, cost_after = bill.overage_unit_cost, target.unit_cost_before
+            bill.overage_unit_cost = cost_after
+            bill.overage_amount = overage_amount(bill.overage_units, cost_after)
+        assert target.status_before is not None  # only a DRAFT action has none, and it is never undone
+        _record(
+            bill,
+            user,
+            ActionType.UNDO,
+            target.status_before,
+            comment=comment,
+            unit_cost_before=cost_before,
+            unit_cost_after=cost_after,
+            undone=target,
+        )
+        _load_for_display(bill)
+    return bill
+
+
+# --- plumbing --------------------------------------------------------------------------------------
+
+
+def _lock(session: Session, bill_id: int, actor: User) -> tuple[Bill, User]:
+    """The bill, locked for this transaction, and the acting account, both read fresh."""
+    if isinstance(bill_id, bool) or not isinstance(bill_id, int):
+        raise InvalidInput(f"{bill_id!r} is not a bill number")
+    actor_id = actor.id
+    # Objects the caller loaded earlier may be stale; everything the rules read comes from this transaction.
+    session.expire_all()
+    bill = session.scalars(
+        select(Bill).where(Bill.id == bill_id).with_for_update().execution_options(populate_existing=True)
+    ).one_or_none()
+    if bill is None:
+        raise NotFound(f"Bill #{bill_id} does not exist")
+    user = session.get(User, actor_id, populate_existing=True)
+    if user is None:
+        raise NotFound(f"Account #{actor_id} does not exist")
+    return bill, user
+
+
+def _record(
+    bill: Bill,
+    user: User,
+    action: ActionType,
+    status_after: BillStatus,
+    *,
+    comment: str | None = None,
+    unit_cost_before: Decimal | None = None,
+    unit_cost_after: Decimal | None = None,
+    undone: BillAction | None = None,
+) -> BillAction:
+    """Move the bill to `status_after` and append the one action that records the change."""
+    now = utcnow()
+    entry = BillAction(
+        stakeholder=user,
+        action=action,
+        comment=comment,
+        status_before=bill.status,
+        status_after=status_after,
+        unit_cost_before=unit_cost_before,
+        unit_cost_after=unit_cost_after,
+        undone_action_id=undone.id if undone is not None else None,
+        created_at=now,
+    )
+    bill.actions.append(entry)
+    bill.status = status_after
+    bill.updated_at = now
+    return entry
+
+
+def _load_for_display(bill: Bill) -> None:
+    """Load what callers read after the commit (approval state, history), while the transaction is open."""
+    customer = bill.customer
+    _ = customer.csm
+    for action in bill.actions:
+        _ = action.stakeholder

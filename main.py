@@ -1,0 +1,344 @@
+"""BillProcess entry point: builds the settings and the database, and runs the command line."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from bot import accounts, billing, bills, workflow
+from bot.errors import BillProcessError, InvalidInput
+from bot.formatting import action_line, bill_details, bill_row, timestamp
+from bot.imports import import_customers, import_usage
+from bot.periods import Period
+from bot.settings import Settings, SettingsError, load_settings
+from db import migrate
+from db.session import make_engine, make_session_factory
+
+log = logging.getLogger("billprocess")
+
+
+class Cli:
+    """What every command needs: the settings, the database, and somewhere to print."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._schema_checked = False
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.sqlalchemy_url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        if not self._schema_checked:
+            if not migrate.is_current(self.engine):
+                raise BillProcessError(
+                    "the database schema is missing or out of date; run `billprocess db upgrade` first"
+                )
+            self._schema_checked = True
+        with make_session_factory(self.engine)() as session:
+            yield session
+
+    def today(self):
+        return datetime.now(self.settings.zone).date()
+
+    def actor(self, session: Session, name: str):
+        return accounts.get_user(session=session, name=name)
+
+    @staticmethod
+    def out(line: str = "") -> None:
+        print(line)
+
+
+# --- db and seed -------------------------------------------------------------------------------
+
+
+def db_upgrade(cli: Cli, args) -> None:
+    migrate.upgrade(cli.engine)
+    cli.out("The database schema is up to date.")
+
+
+def seed(cli: Cli, args) -> None:
+    from bot.seed import seed_demo
+
+    with cli.session() as session:
+        for line in seed_demo(session=session, settings=cli.settings, today=cli.today()):
+            cli.out(line)
+
+
+# --- Slack ------------------------------------------------------------------------------------
+
+
+def _slack_app(cli: Cli, *, socket_mode: bool):
+    from slack_bolt.error import BoltError
+
+    from handlers.app import create_app
+
+    with cli.session():
+        pass  # refuses to start on a missing or outdated schema
+    try:
+        return create_app(cli.settings, make_session_factory(cli.engine), socket_mode=socket_mode)
+    except BoltError as error:
+        raise BillProcessError(f"Slack did not accept the app's credentials: {error}") from None
+
+
+def serve(cli: Cli, args) -> None:
+    from handlers.web import serve as serve_http
+
+    app = _slack_app(cli, socket_mode=False)
+    serve_http(app, cli.engine, port=cli.settings.port)
+
+
+def socket(cli: Cli, args) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    app = _slack_app(cli, socket_mode=True)
+    log.info("BillProcess connected to Slack in Socket Mode")
+    SocketModeHandler(app, cli.settings.slack_app_token.get_secret_value()).start()
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise InvalidInput("no terminal to ask for a password; pipe it in with --password-stdin")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password (again): "):
+        raise InvalidInput("the two passwords differ; nothing was changed")
+    return first
+
+
+def users_add(cli: Cli, args) -> None:
+    role = accounts.parse_role(args.role)
+    password = read_new_password(args.password_stdin)
+    with cli.session() as session:
+        user = accounts.add_user(
+            session=session,
+            name=args.name,
+            role=role,
+            email=args.email,
+            password=password,
+            rounds=cli.settings.bcrypt_rounds,
+        )
+    cli.out(f"Created {user.name} ({user.role.label}).")
+
+
+def users_list(cli: Cli, args) -> None:
+    with cli.session() as session:
+        users = accounts.list_users(session=session)
+    if not users:
+        cli.out("No accounts yet. Add one with `billprocess users add NAME --role ROLE`.")
+    for user in users:
+        slack = user.slack_user_id or "not linked"
+        cli.out(f"{user.name:<20} {user.role.label:<17} {user.email or '—':<32} {slack}")
+
+
+def users_invite(cli: Cli, args) -> None:
+    with cli.session() as session:
+        invitation = accounts.invite(session=session, name=args.name, rounds=cli.settings.bcrypt_rounds)
+    cli.out(f"One-time link code for {invitation.user.name}, valid until {timestamp(invitation.expires_at)}:")
+    cli.out(invitation.code)
+    cli.out("They link their Slack user by typing: /bill link CODE")
+
+
+def users_link(cli: Cli, args) -> None:
+    with cli.session() as session:
+        user = accounts.link(session=session, name=args.name, slack_user_id=args.slack_user_id)
+    cli.out(f"Linked {user.name} to Slack user {user.slack_user_id}.")
+
+
+def users_unlink(cli: Cli, args) -> None:
+    with cli.session() as session:
+        user = accounts.unlink(session=session, name=args.name)
+    cli.out(f"Unlinked {user.name} from Slack.")
+
+
+# --- customers and usage -----------------------------------------------------------------------
+
+
+def _import(cli: Cli, path: Path, run: Callable, noun: str) -> None:
+    try:
+        with path.open(encoding="utf-8", newline="") as file, cli.session() as session:
+            summary = run(session=session, file=file, source=path.name)
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path.name} is not a UTF-8 CSV file") from None
+    cli.out(summary.line(noun))
+
+
+def customers_import(cli: Cli, args) -> None:
+    _import(cli, Path(args.file), import_customers, "customers")
+
+
+def usage_import(cli: Cli, args) -> None:
+    _import(cli, Path(args.file), import_usage, "usage rows")
+
+
+# --- bills -------------------------------------------------------------------------------------
+
+
+def bills_generate(cli: Cli, args) -> None:
+    period = Period.parse(args.month) if args.month else Period.previous(cli.settings.zone)
+    with cli.session() as session:
+        summary = billing.generate_month(session=session, period=period, actor=None, today=cli.today())
+        for line in summary.lines():
+            cli.out(line)
+        month_bills = bills.list_bills(session=session, period=period)
+    if month_bills:
+        cli.out()
+        for bill in month_bills:
+            cli.out(bill_row(bill))
+
+
+def bills_list(cli: Cli, args) -> None:
+    status = bills.parse_status(args.status) if args.status else None
+    period = Period.parse(args.month) if args.month else None
+    with cli.session() as session:
+        found = bills.list_bills(session=session, status=status, period=period)
+    if not found:
+        cli.out("No bills match.")
+    for bill in found:
+        cli.out(bill_row(bill))
+
+
+def bills_show(cli: Cli, args) -> None:
+    with cli.session() as session:
+        bill = bills.get_bill(session=session, bill_id=bills.parse_bill_id(args.id))
+    for line in bill_details(bill):
+        cli.out(line)
+    cli.out()
+    cli.out("History:")
+    for action in bill.actions:
+        cli.out("  " + action_line(action))
+
+
+def _act(cli: Cli, args, service: Callable, **extra) -> None:
+    bill_id = bills.parse_bill_id(args.id)
+    with cli.session() as session:
+        actor = cli.actor(session, args.actor)
+    with cli.session() as session:
+        service(session=session, bill_id=bill_id, actor=actor, **extra)
+    with cli.session() as session:
+        bill = bills.get_bill(session=session, bill_id=bill_id)
+    cli.out(f"Bill #{bill.id} ({bill.customer.name}) is now {bill.status.value}.")
+    cli.out("  " + action_line(bill.actions[-1]))
+
+
+def bills_approve(cli: Cli, args) -> None:
+    _act(cli, args, workflow.approve)
+
+
+def bills_reject(cli: Cli, args) -> None:
+    _act(cli, args, workflow.reject, reason=args.reason)
+
+
+def bills_edit(cli: Cli, args) -> None:
+    _act(cli, args, workflow.edit, unit_cost=args.unit_cost)
+
+
+def bills_send(cli: Cli, args) -> None:
+    from bot.mailer import Mailer
+
+    _act(cli, args, workflow.send, deliver=Mailer.from_settings(cli.settings).send_bill)
+
+
+def bills_undo(cli: Cli, args) -> None:
+    _act(cli, args, workflow.undo, reason=args.reason)
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="billprocess", description="Monthly API-overage billing, approved and sent from Slack."
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(group, name: str, run: Callable, help: str) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    def group(name: str, help: str):
+        sub = commands.add_parser(name, help=help, description=help)
+        return sub.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    command(commands, "serve", serve, "run the Slack app in HTTP mode (POST /slack/events, GET /healthz) on PORT")
+    command(commands, "socket", socket, "run the Slack app in Socket Mode (needs SLACK_APP_TOKEN)")
+    db = group("db", "manage the database schema")
+    command(db, "upgrade", db_upgrade, "create or upgrade the database schema")
+    command(commands, "seed", seed, "fill an empty database with demo accounts, customers, usage and bills")
+
+    users = group("users", "manage accounts")
+    add = command(users, "add", users_add, "create an account (asks for its password)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, help="finance, customer_success or sales")
+    add.add_argument("--email")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    command(users, "list", users_list, "list accounts and their Slack links")
+    command(users, "invite", users_invite, "print a one-time code that links a Slack user").add_argument("name")
+    linking = command(users, "link", users_link, "link an account to a Slack user ID")
+    linking.add_argument("name")
+    linking.add_argument("slack_user_id")
+    command(users, "unlink", users_unlink, "remove an account's Slack link").add_argument("name")
+
+    customers = group("customers", "manage customers")
+    command(customers, "import", customers_import, "import customers from a CSV file").add_argument("file")
+    usage = group("usage", "manage recorded API usage")
+    command(usage, "import", usage_import, "import monthly API usage from a CSV file").add_argument("file")
+
+    bill = group("bills", "generate, list and act on bills")
+    generate = command(bill, "generate", bills_generate, "generate a month's bills (default: last month)")
+    generate.add_argument("month", nargs="?", metavar="YYYY-MM")
+    listing = command(bill, "list", bills_list, "list bills")
+    listing.add_argument("--status", help="DRAFT, FINAL, WRITEOFF or SENT")
+    listing.add_argument("--month", metavar="YYYY-MM")
+    command(bill, "show", bills_show, "show a bill and its history").add_argument("id")
+
+    def act(name: str, run: Callable, help: str) -> argparse.ArgumentParser:
+        sub = command(bill, name, run, help)
+        sub.add_argument("id")
+        sub.add_argument("--as", dest="actor", required=True, metavar="NAME", help="the account acting")
+        return sub
+
+    act("approve", bills_approve, "approve a bill")
+    act("reject", bills_reject, "reject a bill (write off its overage)").add_argument("--reason", required=True)
+    act("edit", bills_edit, "change a draft's unit cost").add_argument("--unit-cost", required=True)
+    act("send", bills_send, "email an approved bill to the customer")
+    act("undo", bills_undo, "undo the latest action on a bill").add_argument("--reason")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        args.run(Cli(settings), args)
+    except (SettingsError, BillProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OperationalError as error:
+        print(f"error: cannot use the database: {str(error.orig).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
