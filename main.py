@@ -325,11 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(settings: Settings, *, server: bool) -> None:
+    """Servers log at LOG_LEVEL; one-off commands print their results and log only warnings (or DEBUG)."""
+    level = settings.log_level if server or settings.log_level == "DEBUG" else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(settings, server=args.run in (serve, socket))
         args.run(Cli(settings), args)
     except (SettingsError, BillProcessError) as error:
         print(f"error: {error}", file=sys.stderr)

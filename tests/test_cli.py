@@ -208,3 +208,58 @@ def test_bills_show_prints_the_history(cli):
 def test_python_main_runs_as_a_script():
     result = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "bills" in result.stdout and "users" in result.stdout
+
+
+def _latest(cli, status: str, customer: str) -> str:
+    """The number of the customer's most recent bill in that status (lists run oldest first)."""
+    out = cli("bills", "list", "--status", status)[1]
+    return [re.search(r"#(\d+)", line)[1] for line in out.splitlines() if customer in line][-1]
+
+
+def test_operators_act_on_bills_as_a_named_account(cli, cli_env):
+    cli("seed")
+    cli("bills", "generate")
+    hooli = _latest(cli, "DRAFT", "Hooli Search")  # last month's one-step bill, nobody acted yet
+
+    code, out, err = cli("bills", "approve", hooli, "--as", "sam")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"Bill #{hooli} (Hooli Search) is now FINAL.")
+    assert "sam" in out and "APPROVE  DRAFT → FINAL" in out
+
+    code, out, err = cli("bills", "undo", hooli, "--as", "sam", "--reason", "clicked too soon")
+    assert code == 0 and "is now DRAFT" in out and "clicked too soon" in out
+
+    code, out, err = cli("bills", "edit", hooli, "--as", "fiona", "--unit-cost", "0.08")
+    assert code == 0 and "0.10" in out and "0.08" in out
+    cli("bills", "approve", hooli, "--as", "carol")
+
+    code, out, err = cli("bills", "send", hooli, "--as", "fiona")
+    assert code == 0 and "is now SENT" in out
+    emails = list((cli_env / "mail").glob(f"bill-{hooli}-*.eml"))
+    assert len(emails) == 1 and "4,000.00" in emails[0].read_text()
+
+    code, out, err = cli("bills", "undo", hooli, "--as", "fiona")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "a sent bill cannot be undone" in err
+
+
+def test_operator_refusals_are_one_line_and_change_nothing(cli):
+    cli("seed")
+    cli("bills", "generate")
+    acme = _latest(cli, "DRAFT", "Acme Analytics")  # two-step: carol first
+    before = cli("bills", "show", acme)[1]
+
+    for argv, message in [
+        (["bills", "approve", acme, "--as", "sam"], "waiting for carol"),
+        (["bills", "approve", acme, "--as", "casey"], "carol"),
+        (["bills", "approve", acme, "--as", "fiona"], "Only Customer Success and Sales can approve bills"),
+        (["bills", "send", acme, "--as", "fiona"], "DRAFT"),
+        (["bills", "reject", acme, "--as", "sam", "--reason", "   "], "reason"),
+        (["bills", "edit", acme, "--as", "sam", "--unit-cost", "0.5"], "Finance"),
+        (["bills", "edit", acme, "--as", "fiona", "--unit-cost", "cheap"], "cheap"),
+        (["bills", "approve", acme, "--as", "nobody"], "no account named 'nobody'"),
+        (["bills", "approve", "abc", "--as", "sam"], "'abc' is not a bill number"),
+    ]:
+        code, out, err = cli(*argv)
+        assert code == 1 and out == "", argv
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (argv, err)
+    assert cli("bills", "show", acme)[1] == before
