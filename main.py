@@ -50,6 +50,13 @@ class Cli:
         with make_session_factory(self.engine)() as session:
             yield session
 
+    @cached_property
+    def notifier(self):
+        """Tells Slack about changes made here; does nothing while Slack is not configured."""
+        from bot.notify import Notifier
+
+        return Notifier.from_settings(self.settings, make_session_factory(self.engine))
+
     def today(self):
         return datetime.now(self.settings.zone).date()
 
@@ -199,6 +206,9 @@ def bills_generate(cli: Cli, args) -> None:
         for line in summary.lines():
             cli.out(line)
         month_bills = bills.list_bills(session=session, period=period)
+    posted = cli.notifier.bills_created(period)
+    if posted:
+        cli.out(f"Posted {posted} new bills to Slack.")
     if month_bills:
         cli.out()
         for bill in month_bills:
@@ -233,6 +243,7 @@ def _act(cli: Cli, args, service: Callable, **extra) -> None:
         actor = cli.actor(session, args.actor)
     with cli.session() as session:
         service(session=session, bill_id=bill_id, actor=actor, **extra)
+    cli.notifier.bill_changed(bill_id)
     with cli.session() as session:
         bill = bills.get_bill(session=session, bill_id=bill_id)
     cli.out(f"Bill #{bill.id} ({bill.customer.name}) is now {bill.status.value}.")

@@ -335,12 +335,17 @@ _CHECKS: dict[ActionType, Callable[[Bill, User], object]] = {
 }
 
 
+def check(bill: Bill, user: User, action: ActionType) -> None:
+    """Raise the refusal `user` would get for `action` on the bill now; return when it is allowed."""
+    _CHECKS[action](bill, user)
+
+
 def available_actions(bill: Bill, user: User) -> set[ActionType]:
     """The actions `user` could take on the bill now, by the same rules the services apply."""
     allowed = set()
-    for action, check in _CHECKS.items():
+    for action in _CHECKS:
         try:
-            check(bill, user)
+            check(bill, user, action)
         except BillProcessError:
             continue
         allowed.add(action)

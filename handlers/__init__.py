@@ -1,1 +1,12 @@
 """The Slack glue: one module per surface, each with register(app)."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+
+def register_all(app: App) -> None:
+    from handlers import actions, commands, errors, events, home, views
+
+    for surface in (errors, events, commands, actions, views, home):
+        surface.register(app)

@@ -1,0 +1,39 @@
+"""Block Kit builders: small pure functions from domain objects to Slack payloads.
+
+Builders compose `slack_sdk.models` objects, whose `to_dict()` validates each block against Slack's
+rules; `message_blocks` and `view_blocks` also enforce the per-message and per-view limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from slack_sdk.models.blocks import Block
+
+from db.models import User
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+
+
+def mention(user: User | None) -> str:
+    """The person as Slack shows them: an @-mention when linked, else the account name."""
+    if user is None:
+        return "the scheduler"
+    return f"<@{user.slack_user_id}>" if user.slack_user_id else user.name
+
+
+def _checked(blocks: Sequence[Block], limit: int, where: str) -> list[dict]:
+    if len(blocks) > limit:
+        raise ValueError(f"{len(blocks)} blocks exceed Slack's limit of {limit} per {where}")
+    return [block.to_dict() for block in blocks]
+
+
+def message_blocks(blocks: Sequence[Block]) -> list[dict]:
+    """Validated blocks for one message (≤ 50)."""
+    return _checked(blocks, MAX_MESSAGE_BLOCKS, "message")
+
+
+def view_blocks(blocks: Sequence[Block]) -> list[dict]:
+    """Validated blocks for a modal or the Home tab (≤ 100)."""
+    return _checked(blocks, MAX_VIEW_BLOCKS, "view")

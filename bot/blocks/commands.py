@@ -1,0 +1,242 @@
+"""Block Kit for the answers of `/bill`: help, whoami, a list of bills, one bill with its history."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.blocks import MAX_MESSAGE_BLOCKS, message_blocks
+from bot.blocks.bill import escape
+from bot.formatting import action_line, bill_period, calls, money, timestamp, unit_cost
+from bot.periods import Period
+from bot.workflow import ApprovalStep, approval_state, history
+from db.models import Bill, BillStatus, User
+
+HOW_TO_LINK = (
+    "Ask an operator for a one-time code (they run `billprocess users invite YOUR_NAME`), then type "
+    "`/bill link CODE`. A code works once and expires after 24 hours."
+)
+MAX_LISTED_BILLS = 100
+SECTION_TEXT_LIMIT = 3000
+HEADER_TEXT_LIMIT = 150
+CUSTOMER_NAME_WIDTH = 40
+CODE_FENCE = "```"
+
+
+@dataclass(frozen=True)
+class HelpEntry:
+    """One line of help: how to type a subcommand, and what it does."""
+
+    usage: str
+    description: str
+
+
+# --- small pieces ------------------------------------------------------------------------------------
+
+
+def _escaped_within(text: str, limit: int) -> str:
+    """`text` escaped, shortened with an ellipsis when the escaped form would exceed `limit` characters."""
+    escaped = escape(text)
+    while len(escaped) > limit:
+        text = text[: len(text) - (len(escaped) - limit) - 1]
+        escaped = escape(text) + "…"
+    return escaped
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text))
+
+
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+
+
+def _header(text: str) -> HeaderBlock:
+    return HeaderBlock(text=PlainTextObject(text=_shortened(text, HEADER_TEXT_LIMIT)))
+
+
+def _shortened(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _packed(lines: Iterable[str], *, limit: int = SECTION_TEXT_LIMIT) -> list[str]:
+    """Lines joined into as few texts as fit `limit` characters each (every line must fit alone)."""
+    texts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        if current and size + 1 + len(line) > limit:
+            texts.append("\n".join(current))
+            current, size = [], 0
+        size += len(line) + (1 if current else 0)
+        current.append(line)
+    if current:
+        texts.append("\n".join(current))
+    return texts
+
+
+# --- help and whoami ---------------------------------------------------------------------------------
+
+
+def help_blocks(entries: Sequence[HelpEntry], *, user: User | None) -> list[dict]:
+    """What the caller may do with `/bill`; an unlinked caller is also told how to get a code."""
+    if user is None:
+        intro = "Your Slack user is not linked to a BillProcess account yet. " + HOW_TO_LINK
+    else:
+        intro = f"You are *{escape(user.name)}* ({user.role.label}). Here is what you can do:"
+    lines = [f"`{entry.usage}` — {entry.description}" for entry in entries]
+    return message_blocks([_header("/bill help"), _section(intro), *map(_section, _packed(lines))])
+
+
+def whoami_blocks(user: User | None) -> list[dict]:
+    """The account the caller acts as, or how to link one."""
+    if user is None:
+        return message_blocks([_section("You are not linked to a BillProcess account. " + HOW_TO_LINK)])
+    fields = [
+        MarkdownTextObject(text=f"*Account*\n{escape(user.name)}"),
+        MarkdownTextObject(text=f"*Role*\n{user.role.label}"),
+        MarkdownTextObject(text=f"*Email*\n{escape(user.email) if user.email else '—'}"),
+    ]
+    return message_blocks(
+        [
+            SectionBlock(text=MarkdownTextObject(text="You act in BillProcess as:"), fields=fields),
+            _context("Not you? `/bill unlink` removes the link."),
+        ]
+    )
+
+
+# --- a list of bills ---------------------------------------------------------------------------------
+
+
+def list_title(status: BillStatus | None, period: Period | None) -> str:
+    parts = [period.label if period else "all months"]
+    if status is not None:
+        parts.append(status.value)
+    return "Bills: " + ", ".join(parts)
+
+
+def bill_list_line(bill: Bill) -> str:
+    """One bill in a list: number, month, customer, status and amount."""
+    customer = escape(_shortened(bill.customer.name, CUSTOMER_NAME_WIDTH))
+    return (
+        f"`#{bill.id}`  {bill_period(bill)}  *{customer}*  {bill.status.value}"
+        f"  {calls(bill.overage_units)} calls over  *{money(bill.overage_amount)}*"
+    )
+
+
+def bill_list_summary(bills: Sequence[Bill]) -> str:
+    """How many bills, their total, and how many there are of each status when they differ."""
+    total = sum((bill.overage_amount for bill in bills), start=Decimal("0.00"))
+    noun = "bill" if len(bills) == 1 else "bills"
+    counts = Counter(bill.status for bill in bills)
+    summary = f"{len(bills)} {noun}, total {money(total)}"
+    if len(counts) > 1:
+        summary += " (" + ", ".join(f"{counts[s]} {s.value}" for s in BillStatus if counts[s]) + ")"
+    return summary
+
+
+def bill_list_blocks(
+    bills: Sequence[Bill],
+    *,
+    status: BillStatus | None = None,
+    period: Period | None = None,
+    limit: int = MAX_LISTED_BILLS,
+) -> list[dict]:
+    """The bills, newest month first; past `limit` the rest are counted, not listed."""
+    title = list_title(status, period)
+    if not bills:
+        return message_blocks([_header(title), _section("No bills match.")])
+    ordered = sorted(bills, key=lambda bill: (-bill.year, -bill.month, bill.id))
+    shown = ordered[:limit]
+    blocks: list[Block] = [_header(title), _context(bill_list_summary(bills))]
+    blocks += [_section(text) for text in _packed(bill_list_line(bill) for bill in shown)]
+    if len(ordered) > len(shown):
+        blocks.append(
+            _context(
+                f"…and {len(ordered) - len(shown)} more, narrow with a month or status"
+                f" (e.g. `/bill list DRAFT {bill_period(ordered[0])}`)"
+            )
+        )
+    return message_blocks(blocks)
+
+
+# --- one bill with its history -----------------------------------------------------------------------
+
+
+def _approval_line(step: ApprovalStep, waiting: ApprovalStep | None, numbered: bool) -> str:
+    name = f"Step {step.number}, {escape(step.label)}" if numbered else escape(step.label)
+    if step.done:
+        who = escape(step.approved_by.name) if step.approved_by else "the scheduler"
+        when = timestamp(step.approved_at) if step.approved_at else ""
+        return f":white_check_mark: {name}: approved by {who} {when}".rstrip()
+    if step is waiting:
+        return f":hourglass_flowing_sand: {name}: waiting for approval"
+    return f":white_small_square: {name}"
+
+
+def approval_text(bill: Bill) -> str:
+    """The approvals the bill needs and how far it got."""
+    state = approval_state(bill)
+    kind = "Two-step approval (the customer's CSM, then Sales)" if state.two_step else "One-step approval"
+    lines = [f"*{kind}*"]
+    if bill.status in (BillStatus.DRAFT, BillStatus.FINAL):
+        waiting = state.waiting_for
+        lines += [_approval_line(step, waiting, state.two_step) for step in state.steps]
+    elif bill.status is BillStatus.WRITEOFF:
+        lines.append("Rejected: the overage is written off.")
+    else:
+        lines.append(f"Sent to {escape(bill.customer.billing_email)}.")
+    return "\n".join(lines)
+
+
+def bill_fields(bill: Bill) -> list[MarkdownTextObject]:
+    customer = bill.customer
+    values = [
+        ("Customer", escape(customer.name)),
+        ("Period", bill_period(bill).label),
+        ("Status", bill.status.value),
+        ("Amount", money(bill.overage_amount)),
+        ("API usage", f"{calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})"),
+        ("Overage", f"{calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}"),
+        ("CSM", escape(customer.csm.name) if customer.csm else "—"),
+        ("Billing email", escape(customer.billing_email)),
+    ]
+    return [MarkdownTextObject(text=f"*{label}*\n{value}") for label, value in values]
+
+
+def history_texts(bill: Bill) -> list[str]:
+    """The bill's whole history, oldest first, as code-formatted texts that each fit one section."""
+    room = SECTION_TEXT_LIMIT - 2 * (len(CODE_FENCE) + 1)
+    lines = [_escaped_within(action_line(action), room) for action in history(bill)]
+    return [f"{CODE_FENCE}\n{text}\n{CODE_FENCE}" for text in _packed(lines, limit=room)]
+
+
+def bill_detail_blocks(bill: Bill) -> list[dict]:
+    """A bill's figures, its approval progress and every action taken on it."""
+    blocks: list[Block] = [
+        _header(f"Bill #{bill.id}: {bill.customer.name}, {bill_period(bill).label}"),
+        SectionBlock(fields=bill_fields(bill)),
+        _section(approval_text(bill)),
+        DividerBlock(),
+        _section("*History*"),
+    ]
+    texts = history_texts(bill)
+    room = MAX_MESSAGE_BLOCKS - len(blocks)
+    if len(texts) > room:
+        # Only a bill with thousands of actions gets here; its thread still holds all of them.
+        texts = texts[len(texts) - room + 1 :]
+        blocks.append(_context("Earlier actions are not shown here; the bill's thread has all of them."))
+    blocks += [_section(text) for text in texts]
+    return message_blocks(blocks)

@@ -1,0 +1,188 @@
+"""Block Kit for the App Home tab: per role, within the 100 blocks a view may have."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.blocks import mention
+from bot.formatting import bill_period, calls, money, timestamp, unit_cost
+from bot.slack_ids import ActionId, bill_value
+from db.models import ActionType, Bill, BillStatus, User
+
+if TYPE_CHECKING:
+    from bot.home import ApproverHome, FinanceHome, ListedBill
+
+STATUS_MEANING = {
+    BillStatus.DRAFT: "waiting for approval",
+    BillStatus.FINAL: "approved, to be sent",
+    BillStatus.WRITEOFF: "rejected, written off",
+    BillStatus.SENT: "sent to the customer",
+}
+
+
+def _text(markdown: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=markdown)
+
+
+def _context(markdown: str) -> ContextBlock:
+    return ContextBlock(elements=[_text(markdown)])
+
+
+def _clip(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _bills(count: int) -> str:
+    return f"{count} bill" if count == 1 else f"{count} bills"
+
+
+def _who(user: User) -> ContextBlock:
+    return _context(f"You are *{escape(user.name)}* ({user.role.label}) · `/bill help` lists what you can do.")
+
+
+def bill_summary(bill: Bill) -> str:
+    """Two mrkdwn lines: which bill, and how its amount comes about."""
+    return (
+        f"*Bill #{bill.id} · {escape(bill.customer.name)}* — {bill_period(bill).label}\n"
+        f"{calls(bill.api_usage)} calls, limit {calls(bill.monthly_api_limit)}: "
+        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost)} = *{money(bill.overage_amount)}*"
+    )
+
+
+def _progress(listed: ListedBill) -> str:
+    """Which approval the bill waits for and which it has, as the approver reads it."""
+    state = listed.state
+    step = state.waiting_for
+    if step is None:
+        return ""
+    if not state.two_step:
+        return "Needs one approval (Customer Success or Sales)"
+    if step.number == 1:
+        if step.user is not None:
+            who = "you, as the customer's CSM"
+        else:
+            who = "any Customer Success (the customer has no CSM)"
+        return f"Step 1 of 2: {who}; then Sales"
+    first = state.steps[0]  # done: the step waited for is the first one not done
+    return f"Step 2 of 2: Sales · step 1 approved by {mention(first.approved_by)} at {timestamp(first.approved_at)}"
+
+
+def _approved_by(listed: ListedBill) -> str:
+    approvers = [mention(step.approved_by) for step in listed.state.done_steps]
+    by = f"Approved by {', '.join(approvers)} · " if approvers else ""
+    return f"{by}to {escape(listed.bill.customer.billing_email)}"
+
+
+def _more(shown: int, total: int, hint: str) -> list[Block]:
+    if total <= shown:
+        return []
+    return [_context(f"…and {total - shown} more. {hint}")]
+
+
+def unlinked_home() -> list[Block]:
+    return [
+        HeaderBlock(text="Welcome to BillProcess"),
+        SectionBlock(
+            text=_text(
+                "BillProcess handles the monthly API-overage bills: Finance generates them, Customer Success "
+                "and Sales approve them, and Finance sends them to the customers.\n\n"
+                "*Your Slack user is not linked to a BillProcess account yet.* To link it:"
+            )
+        ),
+        SectionBlock(
+            text=_text(
+                "1. Ask an operator for a one-time code. They create it with `billprocess users invite NAME`, "
+                "where NAME is your account.\n"
+                "2. Type `/bill link CODE` in any channel or direct message. The code works once, within 24 hours."
+            )
+        ),
+        _context("Never type a password into Slack: linking only ever needs the one-time code."),
+    ]
+
+
+def finance_home(home: FinanceHome) -> list[Block]:
+    blocks: list[Block] = [HeaderBlock(text="BillProcess — Finance"), _who(home.user), DividerBlock()]
+    if home.period is None:
+        blocks.append(
+            SectionBlock(
+                text=_text(
+                    f"No bills have been generated yet. `/bill generate {home.next_period}` creates the bills "
+                    f"for {home.next_period.label}."
+                )
+            )
+        )
+    else:
+        count = sum(total.count for total in home.totals)
+        amount = sum(total.total for total in home.totals)
+        blocks += [
+            HeaderBlock(text=f"Bills for {home.period.label}"),
+            SectionBlock(
+                fields=[
+                    _text(
+                        f"*{total.status.value}* — {STATUS_MEANING[total.status]}\n"
+                        f"{_bills(total.count)} · {money(total.total)}"
+                    )
+                    for total in home.totals
+                ]
+            ),
+            _context(f"{_bills(count)} in all, {money(amount)} · `/bill list {home.period}` lists them."),
+        ]
+    blocks += [DividerBlock(), HeaderBlock(text="Approved, waiting to be sent")]
+    if not home.to_send:
+        blocks.append(SectionBlock(text=_text("No approved bills are waiting to be sent.")))
+    for listed in home.to_send:
+        bill = listed.bill
+        send = None
+        if ActionType.SEND in listed.actions:
+            send = ButtonElement(
+                text="Send",
+                action_id=ActionId.SEND.value,
+                value=bill_value(bill.id),
+                style="primary",
+                confirm=ConfirmObject(
+                    title=f"Send bill #{bill.id}?",
+                    text=f"{money(bill.overage_amount)} is emailed to"
+                    f" {escape(_clip(bill.customer.billing_email, 180))}. A sent bill cannot be undone.",
+                    confirm="Send",
+                    deny="Cancel",
+                ),
+            )
+        blocks.append(SectionBlock(text=_text(f"{bill_summary(bill)}\n{_approved_by(listed)}"), accessory=send))
+    blocks += _more(len(home.to_send), home.to_send_count, "`/bill list FINAL` lists them all.")
+    return blocks
+
+
+def approver_home(home: ApproverHome) -> list[Block]:
+    blocks: list[Block] = [HeaderBlock(text=f"BillProcess — {home.user.role.label}"), _who(home.user), DividerBlock()]
+    if not home.waiting_count:
+        blocks.append(SectionBlock(text=_text("No bills are waiting for your approval. :white_check_mark:")))
+        return blocks
+    blocks.append(HeaderBlock(text=f"Waiting for you: {_bills(home.waiting_count)}"))
+    for listed in home.waiting:
+        bill = listed.bill
+        blocks.append(SectionBlock(text=_text(f"{bill_summary(bill)}\n{_progress(listed)}")))
+        buttons = [
+            ButtonElement(text=label, action_id=action_id.value, value=bill_value(bill.id), style=style)
+            for action, label, action_id, style in (
+                (ActionType.APPROVE, "Approve", ActionId.APPROVE, "primary"),
+                (ActionType.REJECT, "Reject", ActionId.REJECT, "danger"),
+            )
+            if action in listed.actions
+        ]
+        if buttons:
+            blocks.append(ActionsBlock(elements=buttons))
+    blocks += _more(len(home.waiting), home.waiting_count, "`/bill list DRAFT` lists every bill still in draft.")
+    return blocks

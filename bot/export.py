@@ -1,0 +1,74 @@
+"""A month's bills as a CSV file for Finance: exact decimals, UTF-8, one row per bill."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from bot.periods import Period
+from db.models import Bill
+
+HEADER = (
+    "bill_id",
+    "customer",
+    "period",
+    "api_usage",
+    "monthly_api_limit",
+    "overage_units",
+    "overage_unit_cost",
+    "overage_amount",
+    "status",
+    "billing_email",
+    "created_at",
+    "updated_at",
+)
+# A cell starting with one of these is run as a formula by spreadsheet programs.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def bills_csv_filename(period: Period) -> str:
+    return f"bills-{period}.csv"
+
+
+def bills_csv(*, session: Session, period: Period) -> bytes:
+    """The month's bills by number; unit costs with 6 places and amounts with 2, never through a float."""
+    bills = session.scalars(
+        select(Bill)
+        .where(Bill.year == period.year, Bill.month == period.month)
+        .options(joinedload(Bill.customer))
+        .order_by(Bill.id)
+    )
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(HEADER)
+    for bill in bills:
+        writer.writerow(
+            (
+                bill.id,
+                _text_cell(bill.customer.name),
+                str(period),
+                bill.api_usage,
+                bill.monthly_api_limit,
+                bill.overage_units,
+                f"{bill.overage_unit_cost:.6f}",
+                f"{bill.overage_amount:.2f}",
+                bill.status.value,
+                _text_cell(bill.customer.billing_email),
+                _moment(bill.created_at),
+                _moment(bill.updated_at),
+            )
+        )
+    return buffer.getvalue().encode("utf-8")
+
+
+def _text_cell(text: str) -> str:
+    """Free text that a spreadsheet shows as text even when it looks like a formula."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
+def _moment(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

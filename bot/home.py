@@ -1,0 +1,172 @@
+"""What each person's App Home shows: Finance the latest month and the bills to send, approvers their queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select, type_coerce
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
+
+from bot.blocks import home as home_blocks
+from bot.blocks import view_blocks
+from bot.periods import Period
+from bot.workflow import APPROVER_ROLES, ApprovalState, approval_state, available_actions
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
+from db.types import AMOUNT
+
+# Each listed bill takes one or two blocks; Slack allows 100 per view.
+MAX_LISTED_BILLS = 30
+APPROVER_BUTTONS = frozenset({ActionType.APPROVE, ActionType.REJECT})
+FINANCE_BUTTONS = frozenset({ActionType.SEND})
+_CHUNK = 500  # bill ids per IN list
+
+
+@dataclass(frozen=True)
+class StatusTotal:
+    status: BillStatus
+    count: int
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class ListedBill:
+    """A bill on someone's Home, with its approval progress and the buttons to offer for it."""
+
+    bill: Bill
+    state: ApprovalState
+    actions: frozenset[ActionType]
+
+
+@dataclass(frozen=True)
+class FinanceHome:
+    user: User
+    period: Period | None  # the latest month that has bills; None before the first generation
+    next_period: Period  # the month `/bill generate` would bill today
+    totals: list[StatusTotal]
+    to_send: list[ListedBill]  # the oldest FINAL bills, at most MAX_LISTED_BILLS
+    to_send_count: int
+
+
+@dataclass(frozen=True)
+class ApproverHome:
+    user: User
+    waiting: list[ListedBill]  # the bills waiting for this user, oldest first, at most MAX_LISTED_BILLS
+    waiting_count: int
+
+
+def home_view(*, session: Session, user: User | None, today: date) -> dict:
+    """The views.publish payload of `user`'s App Home (an unlinked Slack user when None)."""
+    if user is None:
+        blocks = home_blocks.unlinked_home()
+    elif user.role is Role.FINANCE:
+        blocks = home_blocks.finance_home(finance_home(session=session, user=user, today=today))
+    else:
+        blocks = home_blocks.approver_home(approver_home(session=session, user=user))
+    return {"type": "home", "blocks": view_blocks(blocks)}
+
+
+def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
+    period = latest_billed_period(session=session)
+    totals = status_totals(session=session, period=period) if period else []
+    final = select(Bill).where(Bill.status == BillStatus.FINAL)
+    to_send_count = session.scalar(select(func.count()).select_from(final.subquery())) or 0
+    bills = session.scalars(
+        _with_history(final).order_by(Bill.year, Bill.month, Bill.id).limit(MAX_LISTED_BILLS)
+    ).all()
+    return FinanceHome(
+        user=user,
+        period=period,
+        next_period=Period.containing(today).shifted(-1),
+        totals=totals,
+        to_send=[_listed(bill, user, FINANCE_BUTTONS) for bill in bills],
+        to_send_count=to_send_count,
+    )
+
+
+def approver_home(*, session: Session, user: User) -> ApproverHome:
+    """The DRAFT bills whose next approval `user` may give, oldest first."""
+    waiting = waiting_for(session=session, user=user)
+    shown = session.scalars(
+        _with_history(select(Bill).where(Bill.id.in_(waiting[:MAX_LISTED_BILLS]))).execution_options(
+            populate_existing=True  # some were loaded above without the stakeholders this view names
+        )
+    ).all()
+    by_id = {bill.id: bill for bill in shown}
+    listed = [
+        _listed(by_id[bill_id], user, APPROVER_BUTTONS) for bill_id in waiting[:MAX_LISTED_BILLS] if bill_id in by_id
+    ]
+    return ApproverHome(user=user, waiting=listed, waiting_count=len(waiting))
+
+
+def waiting_for(*, session: Session, user: User) -> list[int]:
+    """The ids of the DRAFT bills waiting for an approval `user` may give, oldest first.
+
+    Whom a two-step bill waits for depends on its action log, which the workflow's `approval_state`
+    reads; only those bills are loaded with their history. The others are decided by the customer's
+    terms alone: a one-step DRAFT waits for any Customer Success or Sales user, and a two-step bill of a
+    customer whose CSM is someone else never waits for another Customer Success user.
+    """
+    if user.role not in APPROVER_ROLES:
+        return []
+    csm = aliased(User)
+    drafts = session.execute(
+        select(Bill.id, Customer.require_csm_approval, Customer.csm_id, csm.role.label("csm_role"))
+        .join(Bill.customer)
+        .outerjoin(csm, csm.id == Customer.csm_id)
+        .where(Bill.status == BillStatus.DRAFT)
+        .order_by(Bill.year, Bill.month, Bill.id)
+    ).all()
+    decided: dict[int, bool] = {}
+    for draft in drafts:
+        if not draft.require_csm_approval:
+            decided[draft.id] = True
+        elif (
+            user.role is Role.CUSTOMER_SUCCESS
+            and draft.csm_role is Role.CUSTOMER_SUCCESS
+            and draft.csm_id != user.id
+        ):
+            decided[draft.id] = False
+    undecided = [draft.id for draft in drafts if draft.id not in decided]
+    for start in range(0, len(undecided), _CHUNK):
+        chunk = undecided[start : start + _CHUNK]
+        bills = session.scalars(
+            select(Bill)
+            .where(Bill.id.in_(chunk))
+            .options(joinedload(Bill.customer).joinedload(Customer.csm), selectinload(Bill.actions))
+        ).all()
+        for bill in bills:
+            step = approval_state(bill).waiting_for
+            decided[bill.id] = step is not None and step.accepts(user)
+    return [draft.id for draft in drafts if decided.get(draft.id)]
+
+
+def latest_billed_period(*, session: Session) -> Period | None:
+    row = session.execute(
+        select(Bill.year, Bill.month).order_by(Bill.year.desc(), Bill.month.desc()).limit(1)
+    ).first()
+    return Period(row.year, row.month) if row else None
+
+
+def status_totals(*, session: Session, period: Period) -> list[StatusTotal]:
+    """Count and total amount of the month's bills for every status, in workflow order."""
+    rows = session.execute(
+        select(Bill.status, func.count(), type_coerce(func.sum(Bill.overage_amount), AMOUNT))
+        .where(Bill.year == period.year, Bill.month == period.month)
+        .group_by(Bill.status)
+    )
+    found = {status: (count, total) for status, count, total in rows}
+    return [StatusTotal(status, *found.get(status, (0, Decimal("0.00")))) for status in BillStatus]
+
+
+def _with_history(query):
+    """Load what approval_state and available_actions read, in a fixed number of queries."""
+    return query.options(
+        joinedload(Bill.customer).joinedload(Customer.csm),
+        selectinload(Bill.actions).joinedload(BillAction.stakeholder),
+    )
+
+
+def _listed(bill: Bill, user: User, offered: frozenset[ActionType]) -> ListedBill:
+    return ListedBill(bill, approval_state(bill), frozenset(available_actions(bill, user) & offered))

@@ -1,0 +1,78 @@
+"""The one factory that builds the Bolt app from the settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_bolt import Ack, App
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.mailer import Mailer
+from bot.notify import Notifier, slack_client
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What listeners need, handed to each of them as `context["services"]`."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    notifier: Notifier
+    mailer: Mailer
+
+
+class KeptAck(Ack):
+    """An `ack` whose response stays once given.
+
+    When a listener raises after ack(), Bolt's thread runner sets `ack.response` back to None; if that
+    happens before the request thread has looked (it polls every 10 ms), the acknowledgement is lost
+    and Slack gets a 404 after 3 s on top of the error message. A quick refusal hits that every time.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "response" and value is None and getattr(self, "response", None) is not None:
+            return
+        super().__setattr__(name, value)
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Stop with one line naming every missing credential."""
+    missing = [name.upper() for name in names if getattr(settings, name) is None]
+    if missing:
+        raise SettingsError(f"{' and '.join(missing)} must be set to talk to Slack (see README: Slack app)")
+
+
+def create_app(settings: Settings, sessions: sessionmaker[Session], *, socket_mode: bool = False) -> App:
+    """The Bolt app; HTTP mode verifies every request's signature, Socket Mode needs the app token instead."""
+    if socket_mode:
+        require(settings, "slack_bot_token", "slack_app_token")
+    else:
+        require(settings, "slack_bot_token", "slack_signing_secret")
+    from handlers import register_all
+
+    client = slack_client(settings)
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
+        request_verification_enabled=not socket_mode,
+        name="billprocess",
+    )
+    services = Services(
+        settings=settings,
+        sessions=sessions,
+        notifier=Notifier(client=client, sessions=sessions, settings=settings),
+        mailer=Mailer.from_settings(settings),
+    )
+
+    @app.middleware
+    def provide_services(context, next):
+        context["services"] = services
+        context["ack"] = KeptAck()
+        next()
+
+    register_all(app)
+    return app

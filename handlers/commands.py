@@ -1,0 +1,318 @@
+"""The `/bill` slash command: one listener that acknowledges, then runs the subcommand typed.
+
+Each subcommand is a function of a `CommandRequest`; `SUBCOMMANDS` says who may use it and how it is
+typed. Malformed input raises `InvalidInput` with the subcommand's usage line; domain errors are
+raised as they are and reach the caller through handlers/errors.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import billing, linking, workflow
+from bot.blocks.commands import (
+    HelpEntry,
+    bill_detail_blocks,
+    bill_list_blocks,
+    bill_list_summary,
+    escape,
+    help_blocks,
+    list_title,
+    whoami_blocks,
+)
+from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
+from bot.errors import Conflict, InvalidInput
+from bot.formatting import money, unit_cost
+from bot.periods import Period
+from db.models import ActionType, BillStatus, Role
+from handlers.customers import customer, customers, export, usage
+from handlers.identity import current_user
+from handlers.requests import CommandRequest
+
+FINANCE = frozenset({Role.FINANCE})
+# An unknown subcommand is named back only when it looks like a word, so that a mistyped
+# `/bill CODE` never shows the code again.
+_ECHOABLE = re.compile(r"[a-z][a-z_-]{0,19}")
+_MONTH_LIKE = re.compile(r"\d")
+UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    run: Callable[[CommandRequest], None]
+    roles: frozenset[Role] | None  # who may use it; None: every linked account
+    usage: str
+    description: str
+    unlinked: bool = False  # a Slack user without an account may use it too
+
+    def allows(self, request: CommandRequest) -> bool:
+        if request.user is None:
+            return self.unlinked
+        return self.roles is None or request.user.role in self.roles
+
+
+# --- the listener ------------------------------------------------------------------------------------
+
+
+def register(app: App) -> None:
+    app.command("/bill")(bill_command)
+
+
+def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, context) -> None:
+    ack()
+    services = context["services"]
+    words = (command.get("text") or "").strip().split(None, 1)
+    slack_user_id = command["user_id"]
+    request = CommandRequest(
+        services=services,
+        client=client,
+        respond=respond,
+        slack_user_id=slack_user_id,
+        channel_id=command.get("channel_id", ""),
+        subcommand=words[0].lower() if words else "help",
+        args=words[1].split() if len(words) > 1 else [],
+        text=words[1] if len(words) > 1 else "",
+        user=current_user(services, client, slack_user_id),
+    )
+    dispatch(request)
+
+
+def dispatch(request: CommandRequest) -> None:
+    """Run the subcommand typed, once the caller is known to be allowed to."""
+    subcommand = SUBCOMMANDS.get(request.subcommand)
+    if subcommand is None:
+        raise unknown_subcommand(request)
+    if not subcommand.unlinked:
+        request.account(*(subcommand.roles or ()))
+    subcommand.run(request)
+
+
+def unknown_subcommand(request: CommandRequest) -> InvalidInput:
+    typed = f"`{request.subcommand}` is not" if _ECHOABLE.fullmatch(request.subcommand) else "That is not"
+    names = ", ".join(name for name, sub in SUBCOMMANDS.items() if sub.allows(request))
+    return InvalidInput(
+        f"{typed} a `/bill` subcommand. Usage: `/bill <subcommand>`, where you can use: {names}."
+        " `/bill help` says what each does."
+    )
+
+
+# --- reading arguments: every mistake names the subcommand's usage -----------------------------------
+
+
+def invalid(request: CommandRequest, message: str) -> InvalidInput:
+    """A refusal of malformed input, with the usage line of the subcommand."""
+    return InvalidInput(f"{message} Usage: `{SUBCOMMANDS[request.subcommand].usage}`")
+
+
+def arguments(request: CommandRequest, *names: str, optional: int = 0) -> list[str | None]:
+    """The positional arguments `names` (the last `optional` of them may be left out), or a refusal."""
+    given, required = request.args, len(names) - optional
+    if len(given) < required:
+        missing = names[len(given)]
+        raise invalid(request, f"`/bill {request.subcommand}` needs {missing}.")
+    if len(given) > len(names):
+        extra = " ".join(given[len(names) :])
+        raise invalid(request, f"`/bill {request.subcommand}` does not take `{escape(extra)}`.")
+    return [*given, *([None] * (len(names) - len(given)))]
+
+
+def bill_id_argument(request: CommandRequest, text: str) -> int:
+    try:
+        return parse_bill_id(text)
+    except InvalidInput:
+        raise invalid(request, f"`{escape(text)}` is not a bill number.") from None
+
+
+def month_argument(request: CommandRequest, text: str) -> Period:
+    try:
+        return Period.parse(text)
+    except InvalidInput:
+        example = Period.previous(request.services.settings.zone)
+        raise invalid(request, f"`{escape(text)}` is not a month; write it as YYYY-MM, e.g. {example}.") from None
+
+
+def status_argument(request: CommandRequest, text: str) -> BillStatus:
+    try:
+        return parse_status(text)
+    except InvalidInput:
+        statuses = ", ".join(status.value for status in BillStatus)
+        raise invalid(request, f"`{escape(text)}` is neither a status ({statuses}) nor a month (YYYY-MM).") from None
+
+
+def unit_cost_argument(request: CommandRequest, text: str) -> Decimal:
+    try:
+        return workflow.parse_unit_cost(text)
+    except InvalidInput as error:
+        problem = escape(str(error))  # says what is wrong: not a number, negative, too many places
+        raise invalid(request, problem[:1].upper() + problem[1:] + ".") from None
+
+
+# --- the subcommands ---------------------------------------------------------------------------------
+
+
+def help_(request: CommandRequest) -> None:
+    arguments(request)
+    if request.user is None:
+        shown = list(HELP_FOR_UNLINKED)
+    else:
+        shown = [name for name, sub in SUBCOMMANDS.items() if sub.allows(request) and name not in ONLY_FOR_UNLINKED]
+    entries = [HelpEntry(SUBCOMMANDS[name].usage, SUBCOMMANDS[name].description) for name in shown]
+    request.reply("What you can do with /bill", help_blocks(entries, user=request.user))
+
+
+def link(request: CommandRequest) -> None:
+    # The code may be typed with spaces; it is never echoed back or logged.
+    if not request.text.strip():
+        raise invalid(request, "Type the one-time code an operator gave you after `link`.")
+    if request.user is not None:
+        raise Conflict(f"You are already linked to {request.user.name}. Use `/bill unlink` first.")
+    with request.services.sessions() as session:
+        user = linking.link_with_code(session=session, slack_user_id=request.slack_user_id, code=request.text)
+    request.reply(
+        f":link: You are now linked to *{escape(user.name)}* ({user.role.label})."
+        " Type `/bill help` to see what you can do."
+    )
+    request.services.notifier.refresh_home(request.slack_user_id)
+
+
+def unlink(request: CommandRequest) -> None:
+    arguments(request)
+    with request.services.sessions() as session:
+        user = linking.unlink_slack_user(session=session, slack_user_id=request.slack_user_id)
+    request.reply(f"Your Slack user is no longer linked to *{escape(user.name)}*.")
+    request.services.notifier.refresh_home(request.slack_user_id)
+
+
+def whoami(request: CommandRequest) -> None:
+    arguments(request)
+    user = request.user
+    text = f"You are {user.name} ({user.role.label})" if user else "You are not linked to an account"
+    request.reply(text, whoami_blocks(user))
+
+
+def generate(request: CommandRequest) -> None:
+    actor = request.account(Role.FINANCE)  # generate_month trusts its caller to check the role
+    (month,) = arguments(request, "a month", optional=1)
+    settings = request.services.settings
+    period = month_argument(request, month) if month else Period.previous(settings.zone)
+    with request.services.sessions() as session:
+        summary = billing.generate_month(
+            session=session, period=period, actor=actor, today=datetime.now(settings.zone).date()
+        )
+    lines = "\n".join(summary.lines())
+    if summary.created:
+        request.announce(f":receipt: <@{request.slack_user_id}> generated the bills for {period.label}.\n{lines}")
+    else:
+        request.reply(lines)
+    # Also posts bills of the month that have no message yet (say, generated from the command line).
+    posted = request.services.notifier.bills_created(period)
+    if posted:
+        noun = "bill" if posted == 1 else "bills"
+        request.reply(f"Posted {posted} {noun} for {period.label} to <#{settings.bills_channel}>.")
+
+
+def list_(request: CommandRequest) -> None:
+    status, period = list_filters(request)
+    with request.services.sessions() as session:
+        bills = list_bills(session=session, status=status, period=period)
+        blocks = bill_list_blocks(bills, status=status, period=period)
+    summary = bill_list_summary(bills) if bills else "no bills"
+    request.reply(f"{list_title(status, period)}: {summary}", blocks)
+
+
+def list_filters(request: CommandRequest) -> tuple[BillStatus | None, Period | None]:
+    """A status and a month, each optional, in either order."""
+    first, second = arguments(request, "a status", "a month", optional=2)
+    status: BillStatus | None = None
+    period: Period | None = None
+    for word in filter(None, (first, second)):
+        if _MONTH_LIKE.match(word):
+            if period is not None:
+                raise invalid(request, "Give at most one month.")
+            period = month_argument(request, word)
+        else:
+            if status is not None:
+                raise invalid(request, "Give at most one status.")
+            status = status_argument(request, word)
+    return status, period
+
+
+def show(request: CommandRequest) -> None:
+    (bill_text,) = arguments(request, "a bill number")
+    bill_id = bill_id_argument(request, bill_text)
+    with request.services.sessions() as session:
+        bill = get_bill(session=session, bill_id=bill_id)
+        blocks = bill_detail_blocks(bill)
+        summary = f"Bill #{bill.id}: {bill.customer.name}, {bill.status.value}, {money(bill.overage_amount)}"
+    request.reply(summary, blocks)
+
+
+def edit(request: CommandRequest) -> None:
+    bill_text, cost_text = arguments(request, "a bill number", "the new unit cost")
+    bill_id = bill_id_argument(request, bill_text)
+    cost = unit_cost_argument(request, cost_text)
+    with request.services.sessions() as session:
+        bill = workflow.edit(session=session, bill_id=bill_id, actor=request.account(), unit_cost=cost)
+    request.reply(
+        f"Bill #{bill.id} ({escape(bill.customer.name)}): unit cost now {unit_cost(bill.overage_unit_cost)},"
+        f" amount {money(bill.overage_amount)}. Its approvals start over."
+    )
+    request.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
+
+
+def send(request: CommandRequest) -> None:
+    (bill_text,) = arguments(request, "a bill number")
+    bill_id = bill_id_argument(request, bill_text)
+    with request.services.sessions() as session:
+        bill = workflow.send(
+            session=session, bill_id=bill_id, actor=request.account(), deliver=request.services.mailer.send_bill
+        )
+    request.reply(f":envelope: Bill #{bill.id} was sent to {escape(bill.customer.billing_email)}.")
+    request.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
+
+
+def undo(request: CommandRequest) -> None:
+    if not request.args:
+        raise invalid(request, f"`/bill {request.subcommand}` needs a bill number.")
+    bill_id = bill_id_argument(request, request.args[0])
+    words = request.text.split(None, 1)
+    reason = words[1] if len(words) > 1 else None
+    with request.services.sessions() as session:
+        bill = workflow.undo(session=session, bill_id=bill_id, actor=request.account(), reason=reason)
+        undone = next(action for action in bill.actions if action.id == bill.actions[-1].undone_action_id)
+        who = undone.stakeholder.name if undone.stakeholder else "the scheduler"
+    request.reply(
+        f":leftwards_arrow_with_hook: Undid {escape(who)}'s {UNDONE_NOUN[undone.action]} of bill #{bill.id};"
+        f" it is {bill.status.value} now."
+    )
+    request.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "help": Subcommand(help_, None, "/bill help", "what you can do with /bill", unlinked=True),
+    "link": Subcommand(link, None, "/bill link CODE", "link your Slack user with a one-time code", unlinked=True),
+    "unlink": Subcommand(unlink, None, "/bill unlink", "remove the link between your Slack user and your account"),
+    "whoami": Subcommand(whoami, None, "/bill whoami", "the account, role and email you act as", unlinked=True),
+    "generate": Subcommand(
+        generate, FINANCE, "/bill generate [YYYY-MM]", "create a month's bills (default: last month) and post them"
+    ),
+    "list": Subcommand(list_, None, "/bill list [status] [YYYY-MM]", "list bills, by status and month"),
+    "show": Subcommand(show, None, "/bill show <id>", "a bill's details and full history"),
+    "edit": Subcommand(edit, FINANCE, "/bill edit <id> <unit cost>", "change a DRAFT bill's unit cost"),
+    "send": Subcommand(send, FINANCE, "/bill send <id>", "email an approved (FINAL) bill to the customer"),
+    "undo": Subcommand(undo, None, "/bill undo <id> [reason]", "undo a bill's latest approval, rejection or edit"),
+    "customers": Subcommand(customers, None, "/bill customers", "every customer and its contract"),
+    "customer": Subcommand(customer, None, "/bill customer <name>", "a customer's terms, usage, bills and chart"),
+    "usage": Subcommand(usage, None, "/bill usage <customer> [year]", "a customer's monthly API usage"),
+    "export": Subcommand(export, FINANCE, "/bill export [YYYY-MM]", "a month's bills as a CSV file"),
+}
+# An unlinked caller is shown only how to link; a linked one is not offered linking again.
+HELP_FOR_UNLINKED = ("help", "link")
+ONLY_FOR_UNLINKED = ("link",)

@@ -1,0 +1,46 @@
+"""HTTP mode: `POST /slack/events` for everything Slack sends, `GET /healthz` for load balancers."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import waitress
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import Engine, text
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+def wsgi_app(app: App, engine: Engine):
+    """The WSGI application: Bolt on EVENTS_PATH, a health check that also reaches the database."""
+    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+
+    def application(environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return _health(engine, start_response)
+        return slack(environ, start_response)
+
+    return application
+
+
+def _health(engine: Engine, start_response):
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        status, body = "200 OK", {"ok": True}
+    except Exception:  # the health check reports any database failure instead of raising it
+        log.warning("health check: database unreachable", exc_info=True)
+        status, body = "503 Service Unavailable", {"ok": False, "error": "database unreachable"}
+    payload = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+def serve(app: App, engine: Engine, *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:
+    """Serve with waitress, a production WSGI server; blocks until interrupted."""
+    log.info("BillProcess listening on http://%s:%d%s", host, port, EVENTS_PATH)
+    waitress.serve(wsgi_app(app, engine), host=host, port=port, threads=threads, ident="billprocess")

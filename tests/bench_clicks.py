@@ -1,0 +1,436 @@
+"""Benchmark of Approve clicks (issue 4): time to Slack's HTTP answer, and no click lost.
+
+What it does, on a temporary PostgreSQL database:
+
+- loads --approvers Sales accounts linked to Slack users and --clicks one-step customers with an
+  overage in PERIOD, generates PERIOD's DRAFT bills with `bot.billing.generate_month`, and marks each
+  bill as posted to the bills channel (as the Notifier leaves it);
+- starts the fake Slack Web API (tests/slack_fakes.FakeSlack) in a process of its own;
+- serves, one after the other, (1) the floor: a Bolt app whose Approve listener only acknowledges,
+  and (2) the real app, `python main.py serve`; both are the same WSGI application
+  (handlers.web.wsgi_app) under waitress, in a child process, with the Web API on the fake;
+- sends each of them --clicks signed `block_actions` Approve clicks, one per bill, from --clients
+  concurrent clients (client i clicks as approver i), and measures each click from sending the
+  request to having read the whole answer;
+- waits (up to --timeout seconds) until the real app has recorded one APPROVE per bill in
+  bill_actions, and prints the count.
+
+It prints p50 / p99 / max of both and PASS or MISS for: the app's p99 <= 200 ms, the app's p99 <= 2x
+the floor's p99, every click recorded. Exit status 1 when a click was lost or answered with an error.
+
+Run from the project root:
+
+    .venv/bin/python tests/bench_clicks.py [--clicks 1000] [--clients 20] [--database-url URL]
+
+The file name does not start with test_, so pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+PROJECT = Path(__file__).resolve().parents[1]
+if str(PROJECT) not in sys.path:
+    sys.path.insert(0, str(PROJECT))
+
+import psycopg  # noqa: E402
+
+from bot.periods import Period  # noqa: E402
+from bot.slack_ids import ActionId, BlockId, bill_value  # noqa: E402
+from tests.bench_generate import DEFAULT_SERVER, libpq_conninfo, temporary_database  # noqa: E402
+from tests.slack_fakes import CHANNEL_ID, SIGNING_SECRET, TOKEN, block_actions_body, sign  # noqa: E402
+
+PERIOD = Period(2026, 10)
+MAX_P99_MS = 200.0
+MAX_RATIO_TO_FLOOR = 2.0
+WARM_UP_REQUESTS = 20
+
+
+# --- The data ------------------------------------------------------------------------------------
+
+APPROVERS_SQL = """
+INSERT INTO users (name, email, role, password_digest, session_token, slack_user_id, created_at)
+SELECT 'sales-' || lpad(i::text, 3, '0'), 'sales-' || i || '@example.com', 'sales',
+       '$2b$04$' || repeat('x', 53), md5('session-' || i), 'U0SALES' || lpad(i::text, 3, '0'), now()
+FROM generate_series(1, %(approvers)s) AS i
+"""
+
+# One-step customers (require_csm_approval false), under contract since 2024, each 1,000 to 50,999
+# calls over a 100,000-call limit in PERIOD.
+CUSTOMERS_SQL = """
+INSERT INTO customers (name, billing_address, billing_email, monthly_api_limit, overage_unit_cost,
+                       start_date, require_csm_approval)
+SELECT 'Customer ' || lpad(i::text, 5, '0'), i || ' Main Street, Springfield',
+       'billing@customer-' || i || '.example', 100000, 0.0125, DATE '2024-01-01', false
+FROM generate_series(1, %(customers)s) AS i
+"""
+
+USAGES_SQL = """
+INSERT INTO usages (customer_id, year, month, api_usage)
+SELECT id, %(year)s, %(month)s, 101000 + mod(id * 7919, 50000) FROM customers
+"""
+
+# Where each bill's message lives, as bills_created leaves it.
+POSTED_SQL = """
+UPDATE bills SET slack_channel = %(channel)s, slack_ts = '1700000000.' || lpad(id::text, 6, '0')
+WHERE year = %(year)s AND month = %(month)s
+"""
+
+
+@dataclass(frozen=True)
+class Click:
+    bill_id: int
+    slack_user_id: str
+    slack_ts: str
+
+
+def slack_user_ids(approvers: int) -> list[str]:
+    return [f"U0SALES{i:03d}" for i in range(1, approvers + 1)]
+
+
+def load_data(url: str, conninfo: str, clicks: int, approvers: int) -> list[Click]:
+    """Accounts, customers and usage in bulk, PERIOD's bills by generate_month; one click per bill."""
+    from bot.billing import generate_month
+    from db.session import make_engine, make_session_factory
+
+    period = {"year": PERIOD.year, "month": PERIOD.month}
+    with psycopg.connect(conninfo) as connection:
+        connection.execute(APPROVERS_SQL, {"approvers": approvers})
+        connection.execute(CUSTOMERS_SQL, {"customers": clicks})
+        connection.execute(USAGES_SQL, period)
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        summary = generate_month(session=session, period=PERIOD, actor=None, today=PERIOD.shifted(1).first_day)
+    engine.dispose()
+    if summary.created != clicks:
+        raise SystemExit(f"expected {clicks} bills, generate_month created {summary.created}: {summary.lines()}")
+    with psycopg.connect(conninfo) as connection:
+        connection.execute(POSTED_SQL, {**period, "channel": CHANNEL_ID})
+        rows = connection.execute(
+            "SELECT id, slack_ts FROM bills WHERE year = %(year)s AND month = %(month)s ORDER BY id", period
+        ).fetchall()
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE")
+    users = slack_user_ids(approvers)
+    return [Click(bill_id, users[index % approvers], ts) for index, (bill_id, ts) in enumerate(rows)]
+
+
+def approvals_recorded(conninfo: str) -> int:
+    with psycopg.connect(conninfo) as connection:
+        return connection.execute("SELECT count(*) FROM bill_actions WHERE action = 'APPROVE'").fetchone()[0]
+
+
+def wait_for_approvals(conninfo: str, expected: int, timeout: float) -> tuple[int, float]:
+    """Poll bill_actions until `expected` APPROVE rows exist or `timeout` passes; (count, seconds waited)."""
+    start = time.perf_counter()
+    while True:
+        count = approvals_recorded(conninfo)
+        waited = time.perf_counter() - start
+        if count >= expected or waited > timeout:
+            return count, waited
+        time.sleep(0.2)
+
+
+# --- Child processes: the fake Slack and the two servers -------------------------------------------
+
+
+def run_fake_slack(approvers: int) -> None:
+    """Child: serve FakeSlack; print its origin; on end of input, print its calls per method as JSON."""
+    from tests.slack_fakes import FakeSlack
+
+    with FakeSlack() as fake:
+        for user_id in slack_user_ids(approvers):
+            fake.add_user(user_id, name=user_id.lower(), email=f"{user_id.lower()}@example.com")
+        print(fake.origin, flush=True)
+        sys.stdin.read()
+        print(json.dumps(Counter(call.method for call in fake.recorded())), flush=True)
+
+
+def run_floor_app() -> None:
+    """Child: a Bolt app whose Approve listener only acknowledges, served like `serve` serves the real one."""
+    from slack_bolt import App
+
+    from bot.notify import slack_client
+    from bot.settings import load_settings
+    from db.session import make_engine
+    from handlers.web import serve
+
+    settings = load_settings()
+    app = App(
+        client=slack_client(settings),  # the client the real app uses
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        name="billprocess-floor",
+    )
+
+    @app.action(ActionId.APPROVE.value)
+    def approve(ack):
+        ack()
+
+    serve(app, make_engine(settings.sqlalchemy_url), port=settings.port)
+
+
+@contextmanager
+def fake_slack(approvers: int) -> Iterator[tuple[str, dict[str, int]]]:
+    """The fake Slack in a child process: yields its origin and, filled in on exit, its call counts."""
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--fake-slack-in-this-process", str(approvers)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+    )
+    calls: dict[str, int] = {}
+    try:
+        yield child.stdout.readline().strip(), calls
+    finally:
+        out, _ = child.communicate(input="", timeout=30)
+        if out.strip():
+            calls.update(json.loads(out.strip().splitlines()[-1]))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], workdir: str, log_path: Path) -> Iterator[str]:
+    """Start a server child process on a free port; yields its base URL once /healthz answers."""
+    port = free_port()
+    with log_path.open("w") as log:
+        child = subprocess.Popen(command, env={**env, "PORT": str(port)}, cwd=workdir, stdout=log, stderr=log)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(base_url, child, log_path)
+            yield base_url
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+
+
+def wait_until_healthy(base_url: str, child: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"the server exited with {child.returncode}:\n{log_path.read_text()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", int(base_url.rsplit(":", 1)[1]), timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the server did not answer /healthz within {timeout} s:\n{log_path.read_text()}")
+
+
+# --- The clicks ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Answers:
+    """Each click's time to its HTTP answer, in milliseconds, and the clicks answered with an error."""
+
+    milliseconds: list[float]
+    errors: list[str]
+
+    def percentile(self, share: float) -> float:
+        """The nearest-rank percentile: the smallest time at least `share` percent of clicks did not exceed."""
+        ordered = sorted(self.milliseconds)
+        return ordered[max(0, math.ceil(len(ordered) * share / 100) - 1)]
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name:<22} p50 {self.percentile(50):7.1f} ms   p99 {self.percentile(99):7.1f} ms   "
+            f"max {max(self.milliseconds):7.1f} ms   mean {statistics.fmean(self.milliseconds):6.1f} ms"
+        )
+
+
+def click_body(click: Click, fake_origin: str) -> str:
+    return block_actions_body(
+        click.slack_user_id,
+        ActionId.APPROVE.value,
+        bill_value(click.bill_id),
+        block_id=BlockId.BILL_ACTIONS.value,
+        message={"ts": click.slack_ts, "channel": CHANNEL_ID, "text": f"Bill #{click.bill_id}"},
+        response_url=f"{fake_origin}/response_url/{quote(click.slack_user_id)}",
+    )
+
+
+def post_signed(base_url: str, body: str) -> tuple[int, float]:
+    """POST a body signed now, on a new connection as Slack opens them; (status, milliseconds)."""
+    port = int(base_url.rsplit(":", 1)[1])
+    headers = {**sign(body, SIGNING_SECRET), "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+    start = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/slack/events", body=body.encode(), headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, (time.perf_counter() - start) * 1000
+    finally:
+        connection.close()
+
+
+def send_clicks(base_url: str, bodies_by_client: list[list[str]]) -> Answers:
+    """Each client sends its bodies one after the other; all clients at once."""
+    answers = Answers([], [])
+    lock = threading.Lock()
+    start_together = threading.Barrier(len(bodies_by_client))
+
+    def client(bodies: list[str]) -> None:
+        start_together.wait()
+        for body in bodies:
+            status, milliseconds = post_signed(base_url, body)
+            with lock:
+                answers.milliseconds.append(milliseconds)
+                if status != 200:
+                    answers.errors.append(f"HTTP {status}")
+
+    threads = [threading.Thread(target=client, args=(bodies,)) for bodies in bodies_by_client]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def warm_up(base_url: str) -> None:
+    """Connections to the database and the first request's imports, before the clock runs."""
+    port = int(base_url.rsplit(":", 1)[1])
+    for _ in range(WARM_UP_REQUESTS):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/healthz")
+        connection.getresponse().read()
+        connection.close()
+
+
+# --- Main ----------------------------------------------------------------------------------------
+
+
+def summarize_log(text: str, most: int = 8) -> list[str]:
+    """The server's log lines grouped by level, logger and message (numbers as N), most frequent first.
+
+    waitress logs "Task queue depth is N" when every one of its threads is busy and requests wait.
+    """
+    lines = Counter()
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            lines[re.sub(r"\d+", "N", f"{parts[2]} {parts[3]}")] += 1
+    return [f"{count:6} x {line}" for line, count in lines.most_common(most)]
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "MISS"
+
+
+def benchmark(url, args: argparse.Namespace) -> int:
+    conninfo, sqlalchemy_url = libpq_conninfo(url), url.render_as_string(hide_password=False)
+    start = time.perf_counter()
+    clicks = load_data(sqlalchemy_url, conninfo, args.clicks, args.clients)
+    print(f"loaded {args.clients} linked Sales approvers and {len(clicks):,} one-step DRAFT bills "
+          f"for {PERIOD} in {time.perf_counter() - start:.1f} s")
+
+    with tempfile.TemporaryDirectory(prefix="bench-clicks-") as workdir, fake_slack(args.clients) as (origin, calls):
+        env = {
+            **{name: value for name, value in os.environ.items() if not name.startswith(("SLACK_", "DATABASE_"))},
+            "PYTHONPATH": str(PROJECT),
+            "DATABASE_URL": sqlalchemy_url,
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": f"{origin}/api/",
+            "BILLS_CHANNEL": CHANNEL_ID,
+            "MAIL_DIR": str(Path(workdir) / "mail"),
+            "TIMEZONE": "UTC",
+            "LOG_LEVEL": "WARNING",
+        }
+        bodies = [click_body(click, origin) for click in clicks]
+        by_client = [bodies[i :: args.clients] for i in range(args.clients)]
+
+        floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-app-in-this-process"]
+        with server(floor_command, env, workdir, Path(workdir) / "floor.log") as base_url:
+            warm_up(base_url)
+            floor = send_clicks(base_url, by_client)
+
+        app_command = [sys.executable, str(PROJECT / "main.py"), "serve"]
+        app_log = Path(workdir) / "app.log"
+        with server(app_command, env, workdir, app_log) as base_url:
+            warm_up(base_url)
+            clicked_at = time.perf_counter()
+            app = send_clicks(base_url, by_client)
+            answered = time.perf_counter() - clicked_at
+            recorded, waited = wait_for_approvals(conninfo, len(clicks), args.timeout)
+            recorded_after = answered + waited
+        log_summary = summarize_log(app_log.read_text())
+
+    print()
+    print(f"{len(clicks):,} Approve clicks from {args.clients} concurrent clients, each on its own bill")
+    print(floor.line("floor (ack only)"))
+    print(app.line("BillProcess serve"))
+    print(f"all {len(clicks):,} answered in {answered:.1f} s; "
+          f"{recorded:,} APPROVE actions recorded {recorded_after:.1f} s after the first click")
+    print(f"fake Slack received: {dict(sorted(calls.items()))}")
+    if app.errors or floor.errors:
+        print(f"answers with errors: app {len(app.errors)} {sorted(set(app.errors))}, "
+              f"floor {len(floor.errors)} {sorted(set(floor.errors))}")
+    if log_summary:
+        print("the app's log (times counted, numbers shown as N):\n  " + "\n  ".join(log_summary))
+    print()
+    p99, floor_p99 = app.percentile(99), floor.percentile(99)
+    print(f"p99 {p99:.1f} ms <= {MAX_P99_MS:.0f} ms{'':22}{verdict(p99 <= MAX_P99_MS)}")
+    print(f"p99 {p99:.1f} ms <= {MAX_RATIO_TO_FLOOR:.0f} x floor p99 {floor_p99:.1f} ms = "
+          f"{MAX_RATIO_TO_FLOOR * floor_p99:.1f} ms   {verdict(p99 <= MAX_RATIO_TO_FLOOR * floor_p99)}")
+    no_loss = recorded == len(clicks) and not app.errors
+    print(f"clicks recorded {recorded:,} / {len(clicks):,}{'':25}{verdict(no_loss)}")
+    return 0 if no_loss else 1
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=1000, help="clicks, one per bill (default 1000)")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent clients and approvers (default 20)")
+    parser.add_argument("--database-url", default=DEFAULT_SERVER, help=f"the PostgreSQL server ({DEFAULT_SERVER})")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for every approval (120)")
+    parser.add_argument("--keep", action="store_true", help="keep the database for a closer look")
+    parser.add_argument("--fake-slack-in-this-process", type=int, metavar="APPROVERS", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-app-in-this-process", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.clicks < 1 or not 1 <= args.clients <= 999:
+        parser.error("--clicks must be at least 1 and --clients between 1 and 999")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    if args.fake_slack_in_this_process is not None:
+        run_fake_slack(args.fake_slack_in_this_process)
+        return 0
+    if args.floor_app_in_this_process:
+        run_floor_app()
+        return 0
+    with temporary_database(args.database_url, args.keep) as url:
+        return benchmark(url, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

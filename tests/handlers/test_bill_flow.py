@@ -1,0 +1,562 @@
+"""Bill messages and the clicks on them, end to end: signed clicks and modal submissions reach the real
+server, and the tests read what reached "Slack": the bill's message, its updates, its thread, ephemeral
+answers and modals."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date
+from email import message_from_bytes, policy
+
+import pytest
+from slack_sdk.models.blocks import Block
+from sqlalchemy import func, select
+
+from bot import workflow
+from bot.billing import generate_month
+from bot.notify import Notifier
+from bot.periods import Period
+from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
+from tests.factories import add_customer
+from tests.slack_fakes import CHANNEL_ID, block_actions_body
+
+PERIOD = Period(2026, 10)
+TODAY = date(2026, 11, 3)
+
+FINANCE, CSM, OTHER_CS, SALES, OTHER_SALES, STRANGER = (
+    "UFIONA01", "UCAROL01", "UOSCAR01", "USAM0001", "USARA001", "UNOBODY1",
+)
+MESSAGE_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
+VIEW_METHODS = ("views.open", "views.update", "views.publish")
+INJECTED_ERRORS = {"internal_error", "ratelimited"}  # the failures tests ask the fake for
+
+
+# --- set-up ------------------------------------------------------------------------------------------
+
+
+class Bills:
+    """The harness plus what these tests need: a team, customers, bills posted to Slack."""
+
+    def __init__(self, slack):
+        self.slack = slack
+        self.fake = slack.fake
+        self.notifier = Notifier.from_settings(slack.settings, slack.db)
+        self.fiona = slack.user("fiona", Role.FINANCE, FINANCE)
+        self.carol = slack.user("carol", Role.CUSTOMER_SUCCESS, CSM)
+        self.oscar = slack.user("oscar", Role.CUSTOMER_SUCCESS, OTHER_CS)
+        self.sam = slack.user("sam", Role.SALES, SALES)
+
+    def customer(self, name: str, **terms) -> None:
+        with self.slack.db() as session:
+            add_customer(session, name, usage={(PERIOD.year, PERIOD.month): 3_000}, **terms)
+
+    def generate(self) -> dict[str, int]:
+        """Generate the month's bills; returns their ids by customer name."""
+        with self.slack.db() as session:
+            generate_month(session=session, period=PERIOD, actor=self.fiona, today=TODAY)
+        with self.slack.db() as session:
+            return dict(session.execute(select(Customer.name, Bill.id).join(Bill.customer)).all())
+
+    def generate_and_post(self) -> dict[str, int]:
+        ids = self.generate()
+        self.notifier.bills_created(PERIOD)
+        return ids
+
+    def bill(self, bill_id: int) -> Bill:
+        with self.slack.db() as session:
+            bill = session.get(Bill, bill_id)
+            _ = bill.actions
+            return bill
+
+    def actions(self, bill_id: int) -> list[ActionType]:
+        return [action.action for action in self.bill(bill_id).actions]
+
+    def message(self, bill_id: int) -> dict:
+        """The bill's message as Slack shows it now."""
+        bill = self.bill(bill_id)
+        message = self.fake.message(bill.slack_channel, bill.slack_ts)
+        assert message is not None, f"bill #{bill_id} has no message"
+        return message
+
+    def thread(self, bill_id: int) -> list[dict]:
+        """The replies in the bill's thread, oldest first."""
+        ts = self.bill(bill_id).slack_ts
+        return [call for call in self.fake.calls("chat.postMessage") if call.get("thread_ts") == ts]
+
+    def wait_thread(self, bill_id: int, count: int) -> list[dict]:
+        return wait_until(lambda: self.thread(bill_id), count, f"{count} thread replies on bill #{bill_id}")
+
+    def click(self, slack_user_id: str, action_id: ActionId, bill_id: int, value: str | None = None) -> None:
+        """Click a button on the bill's message as it stands now."""
+        value = value if value is not None else bill_value(bill_id)
+        message = self.message(bill_id)
+        response = self.slack.click(slack_user_id, action_id.value, value, message=message)
+        assert response.status == 200 and response.body == ""
+
+    def click_button(self, slack_user_id: str, bill_id: int, label: str) -> None:
+        """Click the button the message shows with this label, with the value it carries."""
+        action_id, value = button_values(self.message(bill_id))[label]
+        self.click(slack_user_id, ActionId(action_id), bill_id, value)
+
+    def told(self, slack_user_id: str, count: int = 1) -> list[str]:
+        """What this person was told through the response_url of their clicks."""
+        posts = wait_until(lambda: self.slack.responses(slack_user_id), count, f"an answer to {slack_user_id}")
+        for post in posts:
+            assert post["response_type"] == "ephemeral" and post["replace_original"] is False
+        return [post["text"] for post in posts]
+
+    def submit_reason(self, slack_user_id: str, bill_id: int, reason: str | None):
+        return self.slack.submit(
+            slack_user_id,
+            CallbackId.REJECT_MODAL.value,
+            bill_value(bill_id),
+            {(BlockId.REJECT_REASON.value, InputId.REJECT_REASON.value): reason},
+        )
+
+    def settle(self) -> None:
+        """Give work done after an acknowledgement time to reach Slack, for tests that expect nothing."""
+        time.sleep(0.4)
+
+
+def wait_until(read, count: int, what: str, timeout: float = 5.0) -> list:
+    deadline = time.monotonic() + timeout
+    while len(found := read()) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {what}, got {found}")
+        time.sleep(0.02)
+    return found
+
+
+def shown(message: dict) -> str:
+    """Every text a person reads in a message or view: its text and the texts of its blocks."""
+    found = [message.get("text") or ""]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(message.get("blocks") or [])
+    return "\n".join(found)
+
+
+def button_values(message: dict) -> dict[str, tuple[str, str]]:
+    """The message's buttons: label → (action_id, value)."""
+    return {
+        element["text"]["text"]: (element["action_id"], element["value"])
+        for block in message.get("blocks") or []
+        if block["type"] == "actions"
+        for element in block["elements"]
+    }
+
+
+def assert_every_payload_valid(fake) -> None:
+    """Every message and view the app sent is valid Block Kit, within Slack's limits."""
+    for method in MESSAGE_METHODS + ("response_url",):
+        for call in fake.calls(method):
+            blocks = call.get("blocks") or []
+            assert len(blocks) <= 50, method
+            for block in blocks:
+                Block.parse(block).validate_json()
+    for method in VIEW_METHODS:
+        for call in fake.calls(method):
+            blocks = call["view"].get("blocks") or []
+            assert len(blocks) <= 100, method
+            for block in blocks:
+                Block.parse(block).validate_json()
+    unexpected = [call for call in fake.recorded() if call.error and call.error not in INJECTED_ERRORS]
+    assert unexpected == [], "Slack refused a call"
+
+
+@pytest.fixture
+def bills(slack):
+    bills = Bills(slack)
+    yield bills
+    assert_every_payload_valid(slack.fake)
+
+
+@pytest.fixture
+def one_step(bills) -> int:
+    bills.customer("Acme")
+    return bills.generate_and_post()["Acme"]
+
+
+@pytest.fixture
+def two_step(bills) -> int:
+    bills.customer("Beta", require_csm_approval=True, csm=bills.carol)
+    return bills.generate_and_post()["Beta"]
+
+
+# --- posting ---------------------------------------------------------------------------------------
+
+
+def test_each_new_bill_is_posted_once_with_its_figures_buttons_and_approvers(bills):
+    bills.customer("Acme")
+    bills.customer("Beta", require_csm_approval=True, csm=bills.carol)
+    ids = bills.generate()
+    with bills.slack.db() as session:
+        generated = {bill.id: bill.updated_at for bill in session.scalars(select(Bill))}
+
+    assert bills.notifier.bills_created(PERIOD) == 2
+    assert bills.notifier.bills_created(PERIOD) == 0  # running it again posts nothing twice
+
+    acme, beta = bills.fake.calls("chat.postMessage")
+    assert acme["channel"] == beta["channel"] == CHANNEL_ID
+    assert f"Bill #{ids['Acme']} · Acme · October 2026: 20.00" in acme["text"]
+    for figure in ("3,000 calls (limit 1,000)", "2,000 calls", "0.01 per call", "20.00", "DRAFT"):
+        assert figure in shown(acme)
+    assert f"waiting for <@{CSM}>, <@{OTHER_CS}>, <@{SALES}> (Customer Success or Sales)" in shown(acme)
+    assert f"waiting for <@{CSM}> (Customer Success)" in shown(beta)
+    assert f"then <@{SALES}> (Sales)" in shown(beta)
+    assert f"<@{OTHER_CS}>" not in shown(beta)
+    for post, bill_id in ((acme, ids["Acme"]), (beta, ids["Beta"])):
+        assert button_values(post) == {
+            "Approve": (ActionId.APPROVE.value, bill_value(bill_id)),
+            "Reject": (ActionId.REJECT.value, bill_value(bill_id)),
+        }
+
+    posted_ts = [message["ts"] for message in bills.fake.messages(CHANNEL_ID)]
+    with bills.slack.db() as session:
+        stored = list(session.scalars(select(Bill).order_by(Bill.id)))
+        assert [(bill.slack_channel, bill.slack_ts) for bill in stored] == [(CHANNEL_ID, ts) for ts in posted_ts]
+        # Where a message lives is not a change of the bill: no action, no new updated_at.
+        assert {bill.id: bill.updated_at for bill in stored} == generated
+        assert session.scalar(select(func.count()).select_from(BillAction)) == 2
+
+
+def test_without_slack_configured_the_notifier_does_nothing(bills):
+    quiet = Notifier(client=None, sessions=bills.slack.db, settings=bills.slack.settings)
+    bills.customer("Acme")
+    with bills.slack.db() as session:
+        generate_month(session=session, period=PERIOD, actor=None, today=TODAY)
+    assert quiet.bills_created(PERIOD) == 0
+    assert quiet.bill_changed(1) is None
+    assert [method for method in bills.fake.methods_called() if method != "auth.test"] == []
+
+
+# --- approving -----------------------------------------------------------------------------------------
+
+
+def test_a_one_step_bill_approved_by_sales_is_updated_in_place_and_told_in_its_thread(bills, one_step):
+    posted = bills.message(one_step)
+
+    bills.click(SALES, ActionId.APPROVE, one_step)
+
+    update = bills.fake.wait_for("chat.update")[0]
+    assert (update["channel"], update["ts"]) == (CHANNEL_ID, posted["ts"])
+    [reply] = bills.wait_thread(one_step, 1)
+    assert reply["channel"] == CHANNEL_ID and reply["thread_ts"] == posted["ts"]
+    assert f"<@{SALES}> approved bill #{one_step}" in shown(reply)
+    assert "DRAFT → FINAL" in shown(reply)
+    assert f"Ready to send — <@{FINANCE}> (Finance)" in shown(reply)
+
+    message = bills.message(one_step)
+    assert "FINAL" in shown(message)
+    assert list(button_values(message)) == ["Send", "Undo approval"]
+    assert bills.bill(one_step).status is BillStatus.FINAL
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.APPROVE]
+    assert bills.slack.responses(SALES) == []  # nothing to complain about
+
+
+def test_a_two_step_bill_waits_for_the_csm_before_sales(bills, two_step):
+    bills.click(SALES, ActionId.APPROVE, two_step)
+    [refusal] = bills.told(SALES)
+    assert f"Bill #{two_step} is waiting for carol (the customer's CSM) to approve first" in refusal
+    bills.settle()
+    assert bills.fake.calls("chat.update") == []
+    assert bills.actions(two_step) == [ActionType.DRAFT]
+
+    bills.click(CSM, ActionId.APPROVE, two_step)
+    [first] = bills.wait_thread(two_step, 1)
+    assert f"<@{CSM}> approved bill #{two_step} (step 1 of 2)" in shown(first)
+    assert f"Waiting for <@{SALES}> (Sales) to approve — step 2 of 2" in shown(first)
+    assert bills.bill(two_step).status is BillStatus.DRAFT
+    wait_until(lambda: bills.fake.calls("chat.update"), 1, "the message updated")
+    assert f"approved by <@{CSM}> (Customer Success)" in shown(bills.message(two_step))
+
+    bills.click(SALES, ActionId.APPROVE, two_step)
+    _, second = bills.wait_thread(two_step, 2)
+    assert f"<@{SALES}> approved bill #{two_step} (step 2 of 2)" in shown(second)
+    assert "DRAFT → FINAL" in shown(second)
+    assert bills.bill(two_step).status is BillStatus.FINAL
+    assert bills.actions(two_step) == [ActionType.DRAFT, ActionType.APPROVE, ActionType.APPROVE]
+    assert {update["ts"] for update in bills.fake.wait_for("chat.update", 2)} == {bills.bill(two_step).slack_ts}
+    assert bills.slack.responses(CSM) == [] and len(bills.slack.responses(SALES)) == 1
+
+
+def test_an_edit_asks_for_every_approval_again(bills, two_step):
+    bills.click(CSM, ActionId.APPROVE, two_step)
+    bills.wait_thread(two_step, 1)
+
+    with bills.slack.db() as session:
+        bill = workflow.edit(session=session, bill_id=two_step, actor=bills.fiona, unit_cost="0.02")
+    bills.notifier.bill_changed(two_step, action_id=bill.actions[-1].id)
+
+    _, edited = bills.wait_thread(two_step, 2)
+    change = "unit cost 0.010000 → 0.020000, amount 20.00 → 40.00"
+    assert f"<@{FINANCE}> edited bill #{two_step} ({change})" in shown(edited)
+    assert f"Waiting for <@{CSM}> (Customer Success) to approve — step 1 of 2" in shown(edited)
+    message = bills.message(two_step)
+    assert "40.00" in shown(message) and "0.02 per call" in shown(message)
+    assert list(button_values(message)) == ["Approve", "Reject", "Undo edit"]
+
+    bills.click(SALES, ActionId.APPROVE, two_step)
+    assert "waiting for carol" in bills.told(SALES)[0]
+    bills.click(CSM, ActionId.APPROVE, two_step)
+    bills.wait_thread(two_step, 3)
+    bills.click(SALES, ActionId.APPROVE, two_step)
+    bills.wait_thread(two_step, 4)
+    assert bills.bill(two_step).status is BillStatus.FINAL
+
+
+# --- rejecting -------------------------------------------------------------------------------------------
+
+
+def test_reject_opens_a_modal_and_the_reason_writes_the_bill_off_then_undo_brings_it_back(bills, one_step):
+    bills.click(CSM, ActionId.REJECT, one_step)
+    opened = bills.fake.wait_for("views.open")[0]
+    assert opened["trigger_id"]
+    modal = opened["view"]
+    assert modal["callback_id"] == CallbackId.REJECT_MODAL.value
+    assert modal["private_metadata"] == bill_value(one_step)
+    assert [block.get("block_id") for block in modal["blocks"] if block["type"] == "input"] == [
+        BlockId.REJECT_REASON.value
+    ]
+
+    answer = bills.submit_reason(CSM, one_step, "  Outage credit agreed with <the customer>  ")
+    assert answer.status == 200 and answer.body == ""  # an empty acknowledgement closes the modal
+
+    [rejected] = bills.wait_thread(one_step, 1)
+    assert f"<@{CSM}> rejected bill #{one_step} and wrote it off" in shown(rejected)
+    assert "Reason: Outage credit agreed with <the customer>" in shown(rejected)
+    assert "DRAFT → WRITEOFF" in shown(rejected)
+    bill = bills.bill(one_step)
+    assert bill.status is BillStatus.WRITEOFF
+    assert bill.actions[-1].comment == "Outage credit agreed with <the customer>"
+    wait_until(lambda: bills.fake.calls("chat.update"), 1, "the message updated")
+    assert list(button_values(bills.message(one_step))) == ["Undo rejection"]
+
+    bills.click_button(CSM, one_step, "Undo rejection")
+    _, undone = bills.wait_thread(one_step, 2)
+    assert f"<@{CSM}> undid <@{CSM}>'s rejection on bill #{one_step}" in shown(undone)
+    assert "WRITEOFF → DRAFT" in shown(undone)
+    assert bills.bill(one_step).status is BillStatus.DRAFT
+    wait_until(lambda: bills.fake.calls("chat.update"), 2, "the message updated twice")
+    assert list(button_values(bills.message(one_step))) == ["Approve", "Reject"]
+
+
+@pytest.mark.parametrize("reason", [None, "", "   \n ", "x" * 2001])
+def test_an_empty_or_too_long_reason_is_shown_in_the_modal_and_changes_nothing(bills, one_step, reason):
+    answer = bills.submit_reason(CSM, one_step, reason)
+
+    assert answer.status == 200
+    body = answer.json()
+    assert body["response_action"] == "errors"
+    error = body["errors"][BlockId.REJECT_REASON.value]
+    assert ("required" in error) if reason is None or not reason.strip() else ("2001 characters" in error)
+    bills.settle()
+    assert bills.bill(one_step).status is BillStatus.DRAFT
+    assert bills.actions(one_step) == [ActionType.DRAFT]
+    assert bills.fake.calls("chat.update") == [] and bills.thread(one_step) == []
+
+
+def test_a_rejection_that_comes_too_late_is_shown_in_the_modal(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+
+    answer = bills.submit_reason(CSM, one_step, "too expensive")
+
+    error = answer.json()["errors"][BlockId.REJECT_REASON.value]
+    assert f"Bill #{one_step} was already approved by sam at" in error
+    assert bills.bill(one_step).status is BillStatus.FINAL
+
+
+def test_reject_by_someone_who_may_not_reject_gets_the_reason_instead_of_a_modal(bills, one_step):
+    bills.click(FINANCE, ActionId.REJECT, one_step)
+
+    assert bills.told(FINANCE) == [":warning: Only Customer Success and Sales can reject bills"]
+    bills.settle()
+    assert bills.fake.calls("views.open") == []
+
+
+# --- sending ---------------------------------------------------------------------------------------------
+
+
+def test_finance_sends_a_final_bill_and_its_buttons_are_gone(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+
+    bills.click(FINANCE, ActionId.SEND, one_step)
+
+    _, sent = bills.wait_thread(one_step, 2)
+    assert f"<@{FINANCE}> sent bill #{one_step} (emailed to billing@acme.example)" in shown(sent)
+    assert "FINAL → SENT" in shown(sent)
+    assert bills.bill(one_step).status is BillStatus.SENT
+    [eml] = list(bills.slack.settings.mail_dir.glob("*.eml"))
+    email = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert email["To"] == "billing@acme.example" and f"#{one_step}" in email["Subject"]
+    wait_until(lambda: bills.fake.calls("chat.update"), 2, "the message updated twice")
+    message = bills.message(one_step)
+    assert button_values(message) == {} and "SENT" in shown(message)
+
+
+def test_sales_clicking_send_is_refused(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+
+    bills.click(SALES, ActionId.SEND, one_step)
+
+    assert bills.told(SALES) == [":warning: Only Finance can send bills"]
+    bills.settle()
+    assert bills.bill(one_step).status is BillStatus.FINAL
+    assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
+
+
+# --- clicks that cannot do anything -------------------------------------------------------------------------
+
+
+def test_a_stale_or_malformed_button_gets_a_clear_message(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step, value=bill_value(999_999))
+    bills.click(SALES, ActionId.APPROVE, one_step, value="bill:twelve")
+    bills.click(SALES, ActionId.UNDO, one_step, value=bill_value(one_step) + ";undo:x")
+    bills.click(SALES, ActionId.REJECT, one_step, value="")
+
+    told = bills.told(SALES, 4)
+    assert ":warning: Bill #999999 does not exist" in told
+    assert sum("That button is not for a bill any more" in text or "is not a bill number" in text for text in told) == 3
+    assert bills.actions(one_step) == [ActionType.DRAFT]
+
+
+def test_an_unlinked_person_is_told_how_to_link(bills, one_step):
+    bills.click(STRANGER, ActionId.APPROVE, one_step)
+
+    [told] = bills.told(STRANGER)
+    assert "not linked" in told and "/bill link CODE" in told
+    assert bills.actions(one_step) == [ActionType.DRAFT]
+
+
+def test_two_approvals_at_once_make_one_change_and_the_other_is_told_who_was_first(bills, one_step):
+    message = bills.message(one_step)
+    bodies = {
+        user: block_actions_body(
+            user, ActionId.APPROVE.value, bill_value(one_step), message=message,
+            response_url=bills.fake.response_url(user),
+        )
+        for user in (SALES, OTHER_CS)
+    }
+    barrier = threading.Barrier(2)
+
+    def click(user):
+        barrier.wait()
+        assert bills.slack.sender.post(bodies[user]).status == 200
+
+    threads = [threading.Thread(target=click, args=(user,)) for user in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    wait_until(lambda: bills.fake.calls("response_url"), 1, "the refusal")
+    bill = bills.bill(one_step)
+    assert [action.action for action in bill.actions] == [ActionType.DRAFT, ActionType.APPROVE]
+    with bills.slack.db() as session:
+        winner = session.get(User, bill.actions[-1].stakeholder_id)
+    loser = OTHER_CS if winner.slack_user_id == SALES else SALES
+    [told] = bills.told(loser)
+    assert f"Bill #{one_step} was already approved by <@{winner.slack_user_id}> at" in told
+    assert bills.slack.responses(winner.slack_user_id) == []
+    assert len(bills.wait_thread(one_step, 1)) == 1
+    # The latecomer's Slack shows the bill as it is now: every update of the message shows it FINAL.
+    updates = wait_until(lambda: bills.fake.calls("chat.update"), 2, "both clicks to update the message")
+    assert all("FINAL" in shown(update) for update in updates)
+    bills.settle()
+    assert len(bills.thread(one_step)) == 1
+
+
+def test_two_undos_from_the_same_message_undo_one_action_only(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+    wait_until(lambda: bills.fake.calls("chat.update"), 1, "the message updated")
+    message = bills.message(one_step)
+    _, value = button_values(message)["Undo approval"]
+    assert value == undo_value(one_step, bills.bill(one_step).actions[-1].id)
+
+    for user in (SALES, FINANCE):
+        bills.slack.click(user, ActionId.UNDO.value, value, message=message)
+
+    wait_until(lambda: bills.fake.calls("response_url"), 1, "the refusal")
+    bills.wait_thread(one_step, 2)
+    bills.settle()
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.APPROVE, ActionType.UNDO]
+    assert bills.bill(one_step).status is BillStatus.DRAFT
+    [told] = [post["text"] for post in bills.fake.calls("response_url")]
+    assert "was already undone by <@" in told
+
+
+# --- Slack failing after the change ---------------------------------------------------------------------
+
+
+def test_a_slack_failure_after_the_change_is_logged_and_not_shown_as_a_failed_click(bills, one_step, caplog):
+    bills.fake.fail("chat.update", "internal_error")
+
+    bills.click(SALES, ActionId.APPROVE, one_step)
+
+    bills.wait_thread(one_step, 1)  # the thread still hears of it
+    bills.settle()
+    assert bills.bill(one_step).status is BillStatus.FINAL
+    assert bills.slack.responses(SALES) == []
+    assert any("chat.update" in record.getMessage() and "internal_error" in record.getMessage()
+               for record in caplog.records)
+    assert not any("xoxb-" in record.getMessage() for record in caplog.records)
+
+
+def test_a_rate_limited_post_is_retried(bills):
+    bills.customer("Acme")
+    bills.fake.rate_limit("chat.postMessage", retry_after=1)
+    [bill_id] = bills.generate_and_post().values()
+
+    assert bills.bill(bill_id).slack_ts is not None
+    assert [call.status for call in bills.fake.recorded("chat.postMessage")] == [429, 200]
+
+
+def test_a_bill_without_a_message_is_posted_before_its_thread_reply(bills):
+    bills.customer("Acme")
+    with bills.slack.db() as session:
+        generate_month(session=session, period=PERIOD, actor=None, today=TODAY)
+    with bills.slack.db() as session:
+        bill_id = session.scalar(select(Bill.id))
+    with bills.slack.db() as session:
+        bill = workflow.approve(session=session, bill_id=bill_id, actor=bills.sam)
+
+    bills.notifier.bill_changed(bill_id, action_id=bill.actions[-1].id)
+
+    posted, reply = bills.fake.calls("chat.postMessage")
+    assert "FINAL" in shown(posted) and "thread_ts" not in posted
+    stored = bills.bill(bill_id)
+    assert (stored.slack_channel, stored.slack_ts) == (CHANNEL_ID, bills.fake.messages()[0]["ts"])
+    assert reply["thread_ts"] == stored.slack_ts
+    assert bills.notifier.bills_created(PERIOD) == 0
+
+
+def test_app_home_is_refreshed_for_the_actor_and_whoever_the_bill_waits_for(bills, one_step, monkeypatch):
+    published_for = []
+
+    def home_view(*, session, user, today):
+        published_for.append(user.slack_user_id if user else None)
+        return {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "home"}}]}
+
+    monkeypatch.setattr("bot.notify.home_view", home_view)
+    with bills.slack.db() as session:
+        bill = workflow.approve(session=session, bill_id=one_step, actor=bills.sam)
+
+    bills.notifier.bill_changed(one_step, action_id=bill.actions[-1].id)
+
+    assert published_for == [SALES, FINANCE]
+    assert [call["user_id"] for call in bills.fake.calls("views.publish")] == [SALES, FINANCE]

@@ -1,0 +1,468 @@
+"""`/bill` as Slack sends it: signed slash commands to the real server, answers read back from "Slack"."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import accounts, workflow
+from bot.billing import generate_month
+from bot.periods import Period
+from db.models import Customer, Bill, BillStatus, Role, User, utcnow
+from tests.factories import add_customer
+from tests.slack_fakes import CHANNEL_ID, slash_command_body
+
+PERIOD = Period.previous(ZoneInfo("UTC"))  # what `/bill generate` bills by default
+START = date(2020, 1, 1)
+
+FINANCE, CSM, SALES, STRANGER = "UFIONA01", "UCAROL01", "USAM0001", "UNOBODY1"
+
+
+@pytest.fixture(autouse=True)
+def background_work_finishes(fake):
+    """Before the fake Slack stops, let work that runs after the acknowledgement (Home refreshes) end."""
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        seen = len(fake.recorded())
+        time.sleep(0.1)
+        if len(fake.recorded()) == seen:
+            return
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def replies(slack, slack_user_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
+    """The answers to this user's commands, once `count` of them have arrived."""
+    deadline = time.monotonic() + timeout
+    while len(posts := slack.responses(slack_user_id)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {count} answer(s) for {slack_user_id}, got {posts}")
+        time.sleep(0.02)
+    return posts
+
+
+def shown(post: dict) -> str:
+    """Everything a person reads in an answer: its text and the texts of its blocks."""
+    found = [post.get("text") or ""]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(post.get("blocks") or [])
+    return "\n".join(found)
+
+
+def ask(slack, slack_user_id: str, text: str) -> dict:
+    """Run `/bill text` and return the answer it brings (the next one at the response_url)."""
+    before = len(slack.responses(slack_user_id))
+    response = slack.command(slack_user_id, text)
+    assert response.status == 200, response
+    return replies(slack, slack_user_id, before + 1)[before]
+
+
+def team(slack) -> dict[str, User]:
+    return {
+        "fiona": slack.user("fiona", Role.FINANCE, FINANCE, email="fiona@example.com"),
+        "carol": slack.user("carol", Role.CUSTOMER_SUCCESS, CSM),
+        "sam": slack.user("sam", Role.SALES, SALES),
+    }
+
+
+def customers(slack, count: int = 2, period: Period = PERIOD) -> None:
+    """`count` customers, each 500 calls over its limit in `period` (5.00 at 0.01 a call)."""
+    with slack.db() as session:
+        for number in range(1, count + 1):
+            add_customer(session, f"Customer {number}", start=START, usage={(period.year, period.month): 1500})
+
+
+def bills(slack) -> list[Bill]:
+    with slack.db() as session:
+        return list(session.scalars(select(Bill).order_by(Bill.id)))
+
+
+def bill_posts(slack) -> list[dict]:
+    """The bill messages posted to the bills channel (not thread replies)."""
+    return [c for c in slack.fake.calls("chat.postMessage") if c["channel"] == CHANNEL_ID and not c.get("thread_ts")]
+
+
+def thread_replies(slack, bill: Bill, count: int = 1) -> list[dict]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = [c for c in slack.fake.calls("chat.postMessage") if c.get("thread_ts") == bill.slack_ts]
+        if len(found) >= count:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"no thread reply for bill #{bill.id}; calls: {slack.fake.methods_called()}")
+
+
+def generated(slack) -> list[Bill]:
+    """Generate PERIOD through `/bill generate`; returns the bills once all are posted and it said so."""
+    before = len(slack.responses(FINANCE))
+    ask(slack, FINANCE, "generate")
+    replies(slack, FINANCE, before + 2)  # the summary, then "Posted N bills"
+    made = bills(slack)
+    assert made and all(bill.slack_ts for bill in made)
+    return made
+
+
+def linked_to(slack, slack_user_id: str) -> str | None:
+    with slack.db() as session:
+        return session.scalar(select(User.name).where(User.slack_user_id == slack_user_id))
+
+
+def invite(slack, name: str, *, email: str | None = None, now=None) -> str:
+    """An account made as an operator makes it, and a one-time code for it."""
+    with slack.db() as session:
+        accounts.add_user(session=session, name=name, role=Role.SALES, password="correct horse", email=email,
+                          rounds=4)
+    with slack.db() as session:
+        return accounts.invite(session=session, name=name, rounds=4, now=now).code
+
+
+# --- linking -----------------------------------------------------------------------------------------
+
+
+def test_a_code_links_once_and_whoami_shows_the_account(slack):
+    code = invite(slack, "dana", email="dana@example.com")
+
+    answer = ask(slack, "UDANA001", f"link {code}")
+    assert "You are now linked to *dana* (Sales)" in shown(answer)
+    assert answer["response_type"] == "ephemeral"
+    assert linked_to(slack, "UDANA001") == "dana"
+    slack.fake.wait_for("views.publish")
+    assert slack.fake.home_view("UDANA001") is not None  # the App Home is no longer the "link first" one
+
+    whoami = shown(ask(slack, "UDANA001", "whoami"))
+    assert "dana" in whoami and "Sales" in whoami and "dana@example.com" in whoami
+
+    again = shown(ask(slack, "UOTHER01", f"link {code}"))
+    assert "That code is not valid" in again
+    assert linked_to(slack, "UOTHER01") is None
+    everything = repr(slack.fake.recorded())
+    assert code not in everything and code.replace("-", "") not in everything
+
+
+def test_an_expired_code_is_refused(slack):
+    code = invite(slack, "dana", now=utcnow() - timedelta(hours=24, minutes=1))
+    assert "That code is not valid" in shown(ask(slack, "UDANA001", f"link {code}"))
+    assert linked_to(slack, "UDANA001") is None
+
+
+def test_five_wrong_codes_lock_the_slack_user_out_even_for_the_right_one(slack):
+    code = invite(slack, "dana")
+    for attempt in range(5):
+        assert "That code is not valid" in shown(ask(slack, "UDANA001", f"link ABCDEF-GHJKMN-PQRST{attempt + 2}"))
+    answer = shown(ask(slack, "UDANA001", f"link {code}"))
+    assert "Too many wrong codes" in answer
+    assert code not in answer
+    assert linked_to(slack, "UDANA001") is None
+
+
+def test_link_by_email_links_on_first_use(make_slack):
+    slack = make_slack(link_by_email=True)
+    invite(slack, "dana", email="Dana@Example.com")
+    slack.fake.add_user("UDANA001", name="dana", email="dana@example.com")
+
+    assert "dana" in shown(ask(slack, "UDANA001", "whoami"))
+    assert linked_to(slack, "UDANA001") == "dana"
+
+
+def test_without_link_by_email_nobody_is_linked_by_email(slack):
+    invite(slack, "dana", email="dana@example.com")
+    slack.fake.add_user("UDANA001", name="dana", email="dana@example.com")
+
+    answer = shown(ask(slack, "UDANA001", "whoami"))
+    assert "not linked" in answer and "/bill link CODE" in answer
+    assert linked_to(slack, "UDANA001") is None
+
+
+def test_unlink(slack):
+    team(slack)
+    assert "no longer linked to *sam*" in shown(ask(slack, SALES, "unlink"))
+    assert linked_to(slack, SALES) is None
+    slack.fake.wait_for("views.publish")
+    assert "not linked" in shown(ask(slack, SALES, "list"))
+
+
+# --- help --------------------------------------------------------------------------------------------
+
+
+def test_help_is_specific_to_the_role(slack):
+    team(slack)
+    finance = shown(ask(slack, FINANCE, "help"))
+    sales = shown(ask(slack, SALES, ""))  # `/bill` alone is help
+    for subcommand in ("/bill generate", "/bill edit", "/bill send", "/bill export"):
+        assert subcommand in finance
+        assert subcommand not in sales
+    for subcommand in ("/bill list", "/bill show", "/bill undo", "/bill customer ", "/bill whoami"):
+        assert subcommand in finance and subcommand in sales
+    assert "/bill link" not in sales
+
+
+def test_help_tells_an_unlinked_user_how_to_link_and_nothing_else(slack):
+    answer = shown(ask(slack, STRANGER, "help"))
+    assert "not linked" in answer and "billprocess users invite" in answer
+    assert "`/bill link CODE`" in answer
+    for subcommand in ("/bill list", "/bill generate", "/bill whoami", "/bill show"):
+        assert subcommand not in answer
+
+
+# --- generate ----------------------------------------------------------------------------------------
+
+
+def test_generate_as_finance_announces_the_summary_then_posts_every_bill(slack):
+    team(slack)
+    customers(slack, 3)
+
+    answer = ask(slack, FINANCE, "generate")
+    assert answer["response_type"] == "in_channel"
+    assert f"{PERIOD.label}: 3 bills created, total 15.00" in shown(answer)
+
+    posts = slack.fake.wait_for("chat.postMessage", 3)
+    assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3 == [p["channel"] for p in posts]
+    assert all(bill.status is BillStatus.DRAFT for bill in bills(slack))
+    assert f"Posted 3 bills for {PERIOD.label}" in shown(replies(slack, FINANCE, 2)[1])
+
+    again = ask(slack, FINANCE, f"generate {PERIOD}")
+    assert again["response_type"] == "ephemeral"
+    assert "0 bills created" in shown(again) and "already billed 3" in shown(again)
+    assert len(bill_posts(slack)) == 3
+
+
+def test_generate_as_sales_is_refused(slack):
+    team(slack)
+    customers(slack)
+    answer = shown(ask(slack, SALES, "generate"))
+    assert "Only Finance can use `/bill generate`; you are Sales" in answer
+    assert bills(slack) == []
+    assert slack.fake.calls("chat.postMessage") == []
+
+
+def test_a_month_that_has_not_ended_is_refused(slack):
+    team(slack)
+    this_month = PERIOD.shifted(1)
+    customers(slack, period=this_month)
+    answer = shown(ask(slack, FINANCE, f"generate {this_month}"))
+    assert f"{this_month.label} has not ended yet" in answer
+    assert bills(slack) == []
+
+
+def test_the_ack_comes_back_at_once_while_the_bills_are_posted(slack):
+    team(slack)
+    customers(slack, 6)
+    slack.fake.delay("chat.postMessage", 0.5)
+
+    started = time.monotonic()
+    response = slack.command(FINANCE, "generate")
+    acked = time.monotonic() - started
+
+    assert response.status == 200
+    assert acked < 1.0  # posting six bills takes 3 s or more
+    assert len(slack.fake.calls("chat.postMessage")) < 6
+    slack.fake.wait_for("chat.postMessage", 6, timeout=15)
+    assert "Posted 6 bills" in shown(replies(slack, FINANCE, 2, timeout=15)[1])
+
+
+# --- list and show -----------------------------------------------------------------------------------
+
+
+def some_bills(slack, people) -> list[int]:
+    """Two DRAFT bills of October 2025 and one of PERIOD, made as the command line makes them."""
+    with slack.db() as session:
+        add_customer(session, "Acme", start=START, usage={(2025, 10): 1500, (PERIOD.year, PERIOD.month): 2000})
+        add_customer(session, "Globex", start=START, usage={(2025, 10): 3000})
+    for period in (Period(2025, 10), PERIOD):
+        with slack.db() as session:
+            generate_month(session=session, period=period, actor=people["fiona"], today=date.today())
+    # One INSERT ... SELECT makes a month's bills, so their ids follow no particular customer order.
+    with slack.db() as session:
+        made = session.scalars(select(Bill).join(Customer).order_by(Bill.year, Bill.month, Customer.name))
+        return [bill.id for bill in made]
+
+
+def test_list_filters_by_status_and_month_in_either_order(slack):
+    people = team(slack)
+    acme_october, globex_october, acme_latest = some_bills(slack, people)
+    with slack.db() as session:
+        workflow.approve(session=session, bill_id=globex_october, actor=people["sam"])
+
+    everything = shown(ask(slack, SALES, "list"))
+    assert all(f"`#{number}`" in everything for number in (acme_october, globex_october, acme_latest))
+    assert "3 bills, total 35.00 (2 DRAFT, 1 FINAL)" in everything
+
+    for text in ("list draft 2025-10", "list 2025-10 DRAFT"):
+        answer = ask(slack, SALES, text)
+        assert answer["response_type"] == "ephemeral"
+        assert "Bills: October 2025, DRAFT" in shown(answer)
+        assert f"`#{acme_october}`" in shown(answer)
+        assert f"`#{globex_october}`" not in shown(answer) and f"`#{acme_latest}`" not in shown(answer)
+
+    assert "No bills match." in shown(ask(slack, SALES, "list SENT"))
+
+
+def test_a_long_list_stays_within_one_message(slack):
+    people = team(slack)
+    with slack.db() as session:
+        for number in range(130):
+            add_customer(session, f"Customer {number:03d}", start=START, usage={(2025, 10): 1500})
+    with slack.db() as session:
+        generate_month(session=session, period=Period(2025, 10), actor=people["fiona"], today=date.today())
+
+    answer = ask(slack, FINANCE, "list")
+    assert len(answer["blocks"]) <= 50
+    assert "…and 30 more, narrow with a month or status" in shown(answer)
+
+
+def test_show_gives_the_details_and_the_whole_history(slack):
+    people = team(slack)
+    bill_id = some_bills(slack, people)[1]
+    with slack.db() as session:
+        workflow.reject(session=session, bill_id=bill_id, actor=people["sam"], reason="customer churned")
+
+    answer = ask(slack, CSM, f"show #{bill_id}")
+    text = shown(answer)
+    assert answer["response_type"] == "ephemeral"
+    assert f"Bill #{bill_id}: Globex, October 2025" in text
+    assert "*Status*\nWRITEOFF" in text and "*Amount*\n20.00" in text
+    history = text[text.index("*History*"):]
+    assert history.index("DRAFT") < history.index("REJECT") < history.index("customer churned")
+    assert "fiona" in history and "sam" in history
+
+
+# --- edit, send and undo -----------------------------------------------------------------------------
+
+
+def test_edit_from_the_command_changes_the_bill_and_tells_its_thread(slack):
+    team(slack)
+    customers(slack, 1)
+    bill = generated(slack)[0]
+
+    answer = shown(ask(slack, FINANCE, f"edit {bill.id} 0.02"))
+    assert f"Bill #{bill.id}" in answer and "unit cost now 0.02, amount 10.00" in answer
+
+    edited = bills(slack)[0]
+    assert (edited.status, str(edited.overage_amount)) == (BillStatus.DRAFT, "10.00")
+    update = slack.fake.wait_for("chat.update")[-1]
+    assert (update["channel"], update["ts"]) == (bill.slack_channel, bill.slack_ts)
+    assert "10.00" in json.dumps(update["blocks"])
+    assert "edited" in thread_replies(slack, bill)[-1]["text"]
+
+
+def test_send_from_the_command_emails_the_bill(slack):
+    people = team(slack)
+    customers(slack, 1)
+    bill = generated(slack)[0]
+    with slack.db() as session:
+        workflow.approve(session=session, bill_id=bill.id, actor=people["sam"])
+
+    answer = shown(ask(slack, FINANCE, f"send {bill.id}"))
+    assert f"Bill #{bill.id} was sent to billing@customer-1.example" in answer
+
+    assert bills(slack)[0].status is BillStatus.SENT
+    assert list(slack.settings.mail_dir.rglob("*.eml"))
+    slack.fake.wait_for("chat.update")
+    assert "sent" in thread_replies(slack, bill)[-1]["text"]
+
+
+def test_undo_from_the_command_with_a_reason(slack):
+    people = team(slack)
+    customers(slack, 1)
+    bill = generated(slack)[0]
+    with slack.db() as session:
+        workflow.approve(session=session, bill_id=bill.id, actor=people["sam"])
+
+    answer = shown(ask(slack, SALES, f"undo {bill.id} approved the wrong bill"))
+    assert f"Undid sam's approval of bill #{bill.id}; it is DRAFT now" in answer
+
+    assert bills(slack)[0].status is BillStatus.DRAFT
+    slack.fake.wait_for("chat.update")
+    assert "approved the wrong bill" in thread_replies(slack, bill)[-1]["text"]
+
+
+def test_a_refused_change_says_why_and_changes_nothing(slack):
+    team(slack)
+    customers(slack, 1)
+    bill = generated(slack)[0]
+
+    assert "Only Finance can use `/bill send`; you are Sales" in shown(ask(slack, SALES, f"send {bill.id}"))
+    assert "only a FINAL bill can be sent" in shown(ask(slack, FINANCE, f"send {bill.id}"))
+    assert "has nothing to undo" in shown(ask(slack, FINANCE, f"undo {bill.id}"))
+    assert bills(slack)[0].status is BillStatus.DRAFT
+    assert slack.fake.calls("chat.update") == []
+
+
+# --- wrong input -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("frobnicate", "`frobnicate` is not a `/bill` subcommand. Usage: `/bill <subcommand>`"),
+        ("show abc", "`abc` is not a bill number. Usage: `/bill show <id>`"),
+        ("show", "`/bill show` needs a bill number. Usage: `/bill show <id>`"),
+        ("show 1 2", "`/bill show` does not take `2`. Usage: `/bill show <id>`"),
+        ("edit 1", "`/bill edit` needs the new unit cost. Usage: `/bill edit <id> <unit cost>`"),
+        ("edit 1 abc", "'abc' is not a unit cost; write a decimal number such as 0.0125. Usage: `/bill edit <id>"),
+        ("edit 1 -1", "The unit cost cannot be negative. Usage: `/bill edit <id> <unit cost>`"),
+        ("send x1", "`x1` is not a bill number. Usage: `/bill send <id>`"),
+        ("undo", "`/bill undo` needs a bill number. Usage: `/bill undo <id> [reason]`"),
+        ("generate 2025-13", "`2025-13` is not a month; write it as YYYY-MM"),
+        ("generate 2025-10 now", "`/bill generate` does not take `now`. Usage: `/bill generate [YYYY-MM]`"),
+        ("list nope", "`nope` is neither a status (DRAFT, FINAL, WRITEOFF, SENT) nor a month (YYYY-MM)."),
+        ("list 2025-10 2025-11", "Give at most one month. Usage: `/bill list [status] [YYYY-MM]`"),
+        ("list draft 2025-10 sent", "does not take `sent`. Usage: `/bill list [status] [YYYY-MM]`"),
+        ("whoami please", "`/bill whoami` does not take `please`. Usage: `/bill whoami`"),
+        ("link", "Usage: `/bill link CODE`"),
+    ],
+)
+def test_wrong_input_gets_a_specific_message_and_the_usage_line(slack, text, expected):
+    team(slack)
+    answer = ask(slack, FINANCE, text)
+    assert answer["response_type"] == "ephemeral"
+    assert expected in shown(answer)
+    assert shown(answer).startswith(":warning:")
+
+
+def test_an_unknown_subcommand_lists_what_the_caller_can_use(slack):
+    team(slack)
+    answer = shown(ask(slack, SALES, "aprove 12"))
+    assert "`aprove` is not a `/bill` subcommand" in answer
+    assert "list" in answer and "generate" not in answer
+
+
+def test_an_unlinked_user_is_told_how_to_link(slack):
+    for text in ("list", "show 1", "generate"):
+        assert "/bill link CODE" in shown(ask(slack, STRANGER, text))
+
+
+# --- Slack's signature -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tampering", [{"forge": True}, {"stale": True}, {"unsigned": True}])
+def test_a_request_not_signed_by_slack_now_is_refused_and_nothing_runs(slack, tampering):
+    team(slack)
+    customers(slack)
+    body = slash_command_body("generate", FINANCE, response_url=slack.fake.response_url(FINANCE))
+
+    response = slack.sender.post(body, **tampering)
+
+    assert response.status == 401
+    time.sleep(0.3)
+    assert slack.responses(FINANCE) == []
+    assert [method for method in slack.fake.methods_called() if method != "auth.test"] == []  # auth.test: start-up
+    with slack.db() as session:
+        assert session.scalar(select(func.count()).select_from(Bill)) == 0

@@ -1,0 +1,265 @@
+"""`/bill customers`, `customer`, `usage` and `export` as Slack sends them, answers and files read back from "Slack"."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import date
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
+
+from bot.billing import generate_month
+from bot.errors import NotAllowed
+from bot.periods import Period
+from db.models import Bill, Role
+from handlers import customers as customer_commands
+from handlers.requests import CommandRequest
+from tests.factories import add_customer
+from tests.slack_fakes import CHANNEL_ID, TOKEN
+
+LAST_MONTH = Period.previous(ZoneInfo("UTC"))
+FINANCE, CSM, SALES = "UFIONA01", "UCAROL01", "USAM0001"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OVER = [LAST_MONTH.shifted(-offset) for offset in range(0, 12, 2)]
+WITHIN = [LAST_MONTH.shifted(-offset) for offset in range(1, 12, 2)]
+
+
+def replies(slack, slack_user_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while len(posts := slack.responses(slack_user_id)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {count} answer(s) for {slack_user_id}, got {posts}")
+        time.sleep(0.02)
+    return posts
+
+
+def shown(post: dict) -> str:
+    """Everything a person reads in an answer: its text and the texts of its blocks."""
+    found = [post.get("text") or ""]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(post.get("blocks") or [])
+    return "\n".join(found)
+
+
+def ask(slack, slack_user_id: str, text: str) -> dict:
+    before = len(slack.responses(slack_user_id))
+    response = slack.command(slack_user_id, text)
+    assert response.status == 200, response
+    return replies(slack, slack_user_id, before + 1)[before]
+
+
+@pytest.fixture
+def team(slack):
+    return {
+        "fiona": slack.user("fiona", Role.FINANCE, FINANCE),
+        "carol": slack.user("carol", Role.CUSTOMER_SUCCESS, CSM),
+        "sam": slack.user("sam", Role.SALES, SALES),
+    }
+
+
+@pytest.fixture
+def acme(slack, team):
+    """Acme Corp, over its 1,000-call limit last month and every other month before; billed for last month."""
+    usage = {(p.year, p.month): 1500 for p in OVER}
+    usage |= {(p.year, p.month): 900 for p in WITHIN}
+    with slack.db() as session:
+        customer = add_customer(
+            session, "Acme Corp", start=date(2020, 1, 1), csm=team["carol"], require_csm_approval=True, usage=usage
+        )
+        add_customer(session, "Beta", start=date(2020, 1, 1))
+    with slack.db() as session:
+        generate_month(session=session, period=LAST_MONTH, actor=team["fiona"], today=LAST_MONTH.shifted(1).first_day)
+    return customer
+
+
+def test_customer_shows_terms_usage_and_bills_then_uploads_the_chart(slack, acme):
+    answer = ask(slack, CSM, "customer acme corp")
+    completed = slack.fake.wait_for("files.completeUploadExternal")
+
+    assert answer["response_type"] == "ephemeral"
+    text = shown(answer)
+    assert answer["blocks"][0]["text"]["text"] == "Acme Corp"
+    assert "*Monthly limit*\n1,000 calls" in text and "*CSM*\n<@UCAROL01>" in text
+    assert f"*API usage, {LAST_MONTH.shifted(-11).label} – {LAST_MONTH.label}*" in text
+    for period in OVER:
+        assert f"{period}      1,500  1,000  ◀ over by 500" in text
+    for period in WITHIN:
+        assert f"{period}        900  1,000\n" in text + "\n"
+    assert "Over the limit in 6 of 12 months" in text
+    with slack.db() as session:
+        bill_id = session.scalar(select(Bill.id))
+    assert f"*Bills* (1), latest first\n`#{bill_id}` {LAST_MONTH.label} · DRAFT · 500 over × 0.01 = *5.00*" in text
+
+    requested = slack.fake.last("files.getUploadURLExternal")
+    assert requested["filename"].endswith(".png")
+    assert completed[0]["channel_id"] == CHANNEL_ID
+    assert "API usage of Acme Corp" in completed[0]["initial_comment"]
+    (png,) = slack.fake.uploads.values()
+    assert png.startswith(PNG_SIGNATURE)
+    assert Image.open(io.BytesIO(png)).size == (1000, 500)
+    assert int(requested["length"]) == len(png)
+
+
+def test_the_chart_is_uploaded_after_the_reply(slack, acme):
+    ask(slack, CSM, "customer Acme Corp")
+    slack.fake.wait_for("files.completeUploadExternal")
+
+    order = [call.method for call in slack.fake.recorded() if call.method in ("response_url", "upload")]
+    assert order == ["response_url", "upload"]
+
+
+def test_an_unknown_customer_gets_suggestions_and_no_chart(slack, acme):
+    answer = ask(slack, SALES, "customer acme crop")
+
+    assert answer["text"].startswith(":warning: There is no customer named “acme crop”. Did you mean “Acme Corp”?")
+    assert slack.fake.calls("files.getUploadURLExternal") == []
+
+
+def test_customer_without_a_name_gets_the_usage_line(slack, team):
+    answer = ask(slack, SALES, "customer")
+
+    assert "Usage: `/bill customer <name>`" in answer["text"]
+
+
+def test_customers_lists_every_customer(slack, acme):
+    answer = ask(slack, SALES, "customers")
+
+    assert answer["blocks"][0]["text"]["text"] == "Customers (2)"
+    assert "*Acme Corp* — 1,000 calls a month, then 0.01 per call" in shown(answer)
+    assert "*Beta* — 1,000 calls a month" in shown(answer)
+
+
+def test_usage_with_a_year_shows_that_year(slack, acme):
+    year = LAST_MONTH.year
+    answer = ask(slack, SALES, f"usage Acme Corp {year}")
+
+    assert answer["blocks"][0]["text"]["text"] == f"API usage — Acme Corp, {year}"
+    assert f"{year}-01" in shown(answer) and f"{year}-12" in shown(answer)
+
+
+def test_usage_without_a_customer_gets_the_usage_line(slack, team):
+    answer = ask(slack, SALES, "usage 2026")
+
+    assert "Usage: `/bill usage <customer> [year]`" in answer["text"]
+
+
+def test_an_unlinked_user_is_told_to_link(slack, acme):
+    answer = ask(slack, "UNOBODY1", "customer Acme Corp")
+
+    assert "/bill link CODE" in answer["text"]
+    assert slack.fake.calls("files.getUploadURLExternal") == []
+
+
+def test_export_uploads_the_months_csv_to_the_callers_direct_messages(slack, acme):
+    with slack.db() as session:
+        before = LAST_MONTH.shifted(-2)
+        add_customer(session, "Gamma", start=date(2020, 1, 1), usage={(before.year, before.month): 3000})
+    with slack.db() as session:
+        generate_month(session=session, period=before, actor=None, today=LAST_MONTH.first_day)
+
+    answer = ask(slack, FINANCE, f"export {LAST_MONTH}")
+    completed = slack.fake.wait_for("files.completeUploadExternal")
+
+    assert slack.fake.last("conversations.open")["users"] == FINANCE
+    assert completed[0]["channel_id"] == slack.fake.dm_channel(FINANCE)
+    assert slack.fake.last("files.getUploadURLExternal")["filename"] == f"bills-{LAST_MONTH}.csv"
+    (content,) = slack.fake.uploads.values()
+    rows = list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline="")))
+    assert [(row["customer"], row["period"]) for row in rows] == [("Acme Corp", str(LAST_MONTH))]
+    assert (rows[0]["overage_units"], rows[0]["overage_amount"], rows[0]["status"]) == ("500", "5.00", "DRAFT")
+    assert answer["text"] == (
+        f"{LAST_MONTH.label}: 1 bill, 5.00 in all (DRAFT 1)."
+        f" I sent you `bills-{LAST_MONTH}.csv` in our direct messages."
+    )
+    assert completed[0]["initial_comment"] == f"{LAST_MONTH.label}: 1 bill, 5.00 in all (DRAFT 1)"
+
+
+def test_export_defaults_to_last_month(slack, acme):
+    with slack.db() as session:
+        add_customer(session, "Delta", start=date(2020, 1, 1), usage={(LAST_MONTH.year, LAST_MONTH.month): 2000})
+    with slack.db() as session:
+        generate_month(session=session, period=LAST_MONTH, actor=None, today=LAST_MONTH.shifted(1).first_day)
+
+    answer = ask(slack, FINANCE, "export")
+    slack.fake.wait_for("files.completeUploadExternal")
+
+    (content,) = slack.fake.uploads.values()
+    rows = list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline="")))
+    assert "Delta" in [row["customer"] for row in rows]
+    assert {row["period"] for row in rows} == {str(LAST_MONTH)}
+    assert answer["text"].startswith(f"{LAST_MONTH.label}: {len(rows)} bill")
+
+
+def test_export_of_a_month_without_bills_says_so(slack, team):
+    answer = ask(slack, FINANCE, "export 2001-01")
+
+    assert answer["text"] == "There are no bills for January 2001, so there is nothing to export."
+    assert slack.fake.calls("files.getUploadURLExternal") == []
+
+
+def test_export_of_a_malformed_month_gets_the_usage_line(slack, team):
+    answer = ask(slack, FINANCE, "export October")
+
+    assert answer["text"].startswith(":warning:")
+    assert "Usage: `/bill export [YYYY-MM]`" in answer["text"]
+
+
+def test_sales_may_not_export(slack, acme):
+    answer = ask(slack, SALES, f"export {LAST_MONTH}")
+
+    assert answer["text"].startswith(":warning: Only Finance can use `/bill export`")
+    assert slack.fake.calls("files.getUploadURLExternal") == []
+    assert slack.fake.uploads == {}
+
+
+# --- the subcommand functions called directly, as the /bill listener calls them ----------------------
+
+
+def request_for(slack, user, text: str) -> CommandRequest:
+    """A CommandRequest as handlers/commands.py builds it, answering through the fake's response_url."""
+    response_url = WebhookClient(slack.fake.response_url(user.slack_user_id))
+    words = text.split(None, 1)
+    return CommandRequest(
+        services=SimpleNamespace(settings=slack.settings, sessions=slack.db),
+        client=WebClient(base_url=slack.fake.url, token=TOKEN),
+        respond=lambda **message: response_url.send_dict(message),
+        slack_user_id=user.slack_user_id,
+        channel_id=CHANNEL_ID,
+        subcommand=words[0],
+        args=words[1].split() if len(words) > 1 else [],
+        text=words[1] if len(words) > 1 else "",
+        user=user,
+    )
+
+
+def test_the_chart_goes_to_the_caller_when_the_app_is_not_in_the_channel(slack, team, acme):
+    slack.fake.fail("files.completeUploadExternal", "not_in_channel")
+
+    customer_commands.customer(request_for(slack, team["carol"], "customer Acme Corp"))
+
+    completed = slack.fake.calls("files.completeUploadExternal")
+    assert [call["channel_id"] for call in completed] == [CHANNEL_ID, slack.fake.dm_channel(CSM)]
+    assert slack.responses(CSM)[0]["blocks"][0]["text"]["text"] == "Acme Corp"
+    assert all(content.startswith(PNG_SIGNATURE) for content in slack.fake.uploads.values())
+
+
+def test_export_called_directly_refuses_sales(slack, team):
+    with pytest.raises(NotAllowed, match="Only Finance"):
+        customer_commands.export(request_for(slack, team["sam"], "export"))

@@ -1,0 +1,1024 @@
+"""Test fakes for Slack: a local Web API server, and signed requests as Slack sends them.
+
+`FakeSlack` stands in for `https://slack.com/api/`: give `fake.url` to `WebClient(base_url=...)`,
+let the app run, then assert on what reached "Slack" (`fake.calls("chat.postMessage")`).
+Work done after the HTTP acknowledgement finishes in another thread: use `fake.wait_for(...)`.
+
+The other direction, Slack calling the app, is covered by the body builders
+(`slash_command_body`, `block_actions_body`, `view_submission_body`, `event_body`, ...), `sign()`
+and `SlackSender`, which posts a signed body to the app's `POST /slack/events`.
+
+The fake checks what Slack checks cheaply (the token, required arguments, Block Kit size limits,
+known users and uploaded files) and trusts references to messages and views it has not seen, so a
+test can click a button on a message that was created before the fake started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import itertools
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+TOKEN = "xoxb-test-bot-token"
+SIGNING_SECRET = "test-signing-secret"
+TEAM_ID = "T0BILLS01"
+TEAM_DOMAIN = "billprocess-test"
+APP_ID = "A0BILLS01"
+BOT_USER_ID = "U0BOT0001"
+BOT_ID = "B0BOT0001"
+CHANNEL_ID = "C0BILLS01"
+CHANNEL_NAME = "bills"
+# The deprecated verification token Slack still puts in every payload; Bolt ignores it.
+VERIFICATION_TOKEN = "legacy-verification-token"
+# Nothing listens on port 9 (discard): a listener that responds without a test-supplied
+# response_url fails at once instead of reaching the internet.
+UNSET_RESPONSE_URL = "http://127.0.0.1:9/response_url/unset"
+SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+DEFAULT_SCOPES = "chat:write,commands,files:write,im:write,users:read,users:read.email"
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_TEXT_LENGTH = 40_000
+MAX_VIEW_TITLE_LENGTH = 24
+MAX_PRIVATE_METADATA_LENGTH = 3_000
+
+# Form-encoded calls carry these as JSON strings; they are decoded so that a test sees the same
+# params whichever encoding the client chose.
+_JSON_FIELDS = ("blocks", "attachments", "view", "files", "metadata")
+
+
+# ---------------------------------------------------------------------------------------------
+# What the fake records
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request that reached the fake, as it arrived, with the answer it got."""
+
+    method: str  # a Web API method, or "upload" / "response_url"
+    params: dict[str, Any]
+    authorization: str | None
+    at: float  # time.time() on arrival
+    path: str
+    status: int
+    error: str | None  # the `error` of an ok=false answer (or of an injected failure)
+
+
+@dataclass
+class _Fault:
+    """An injected failure for the next `times` calls of one method (None: every call)."""
+
+    error: str
+    status: int
+    retry_after: int | None
+    times: int | None
+
+    def take(self) -> bool:
+        """Use up one occurrence; True when this was the last one."""
+        if self.times is None:
+            return False
+        self.times -= 1
+        return self.times <= 0
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def json(cls, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> _Reply:
+        body = json.dumps(data).encode()
+        error = None if data.get("ok", True) else data.get("error")
+        headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        return cls(status, body, headers, error)
+
+    @classmethod
+    def text(cls, status: int, text: str, error: str | None = None) -> _Reply:
+        return cls(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8"}, error)
+
+
+class _ApiError(Exception):
+    """Raised by a method handler to answer ok=false with this error."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+def parse_params(content_type: str, body: bytes, query: str = "") -> dict[str, Any]:
+    """Params of a Web API call as Slack reads them: the query string, then a form or JSON body."""
+    params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    text = body.decode("utf-8")
+    if content_type.startswith(JSON):
+        params.update(json.loads(text) if text else {})
+    elif text:
+        params.update(parse_qsl(text, keep_blank_values=True))
+    for name in _JSON_FIELDS:
+        if isinstance(params.get(name), str) and params[name][:1] in ("[", "{"):
+            params[name] = json.loads(params[name])
+    return params
+
+
+def _parse_or_none(content_type: str, body: bytes, query: str) -> dict[str, Any] | None:
+    """parse_params, or None for a body Slack could not read either."""
+    try:
+        return parse_params(content_type, body, query)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _require(params: dict[str, Any], *names: str, error: str = "invalid_arguments") -> None:
+    if any(not params.get(name) for name in names):
+        raise _ApiError(error)
+
+
+def _check_message(params: dict[str, Any]) -> None:
+    """The checks chat.postMessage / chat.update / chat.postEphemeral share."""
+    _require(params, "channel", error="channel_not_found")
+    if not (params.get("text") or params.get("blocks") or params.get("attachments")):
+        raise _ApiError("no_text")
+    if len(params.get("text") or "") > MAX_TEXT_LENGTH:
+        raise _ApiError("msg_too_long")
+    if len(params.get("blocks") or []) > MAX_MESSAGE_BLOCKS:
+        raise _ApiError("invalid_blocks")
+
+
+def _check_view(view: Any) -> None:
+    if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
+        raise _ApiError("invalid_arguments")
+    title = (view.get("title") or {}).get("text", "")
+    if (
+        len(view.get("blocks") or []) > MAX_VIEW_BLOCKS
+        or len(title) > MAX_VIEW_TITLE_LENGTH
+        or len(view.get("private_metadata") or "") > MAX_PRIVATE_METADATA_LENGTH
+    ):
+        raise _ApiError("invalid_arguments")
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    if authorization and authorization.startswith("Bearer "):
+        return authorization.removeprefix("Bearer ")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake Web API server
+
+
+class FakeSlack:
+    """A local Slack Web API on 127.0.0.1 that answers like Slack and records every call.
+
+    Use as a context manager, or call start() and stop(). Thread-safe: the app calls it from
+    Bolt's worker threads while the test reads it.
+    """
+
+    def __init__(
+        self,
+        token: str = TOKEN,
+        *,
+        team_id: str = TEAM_ID,
+        team_domain: str = TEAM_DOMAIN,
+        bot_user_id: str = BOT_USER_ID,
+        bot_id: str = BOT_ID,
+        app_id: str = APP_ID,
+        scopes: str = DEFAULT_SCOPES,
+    ):
+        self.token = token
+        self.team_id = team_id
+        self.team_domain = team_domain
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.scopes = scopes
+        self._state = threading.Condition()
+        self._calls: list[Call] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._delays: dict[str, float] = {}
+        self._users: dict[str, dict[str, Any]] = {}
+        self._dm_channels: dict[str, str] = {}
+        self._messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self._views: dict[str, dict[str, Any]] = {}
+        self._home_views: dict[str, str] = {}
+        self._files: dict[str, dict[str, Any]] = {}
+        self._uploads: dict[str, bytes] = {}
+        self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
+        self._ids = itertools.count(1)
+        self._server: _FakeSlackServer | None = None
+        self._thread: threading.Thread | None = None
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
+            "conversations.open": self._conversations_open,
+            "users.info": self._users_info,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> FakeSlack:
+        self._server = _FakeSlackServer(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def origin(self) -> str:
+        """`http://127.0.0.1:PORT`, without a trailing slash."""
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL for `WebClient(base_url=...)` / `SLACK_API_URL`."""
+        return f"{self.origin}/api/"
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        user_id: str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        real_name: str | None = None,
+        is_bot: bool = False,
+        deleted: bool = False,
+        tz: str = "UTC",
+    ) -> dict[str, Any]:
+        """Register a workspace member that users.info will return."""
+        name = name or user_id.lower()
+        real_name = real_name or name
+        profile = {"real_name": real_name, "display_name": name, "real_name_normalized": real_name}
+        if email is not None:
+            profile["email"] = email
+        user = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "real_name": real_name,
+            "deleted": deleted,
+            "is_bot": is_bot,
+            "is_admin": False,
+            "tz": tz,
+            "profile": profile,
+        }
+        with self._state:
+            self._users[user_id] = user
+        return user
+
+    def response_url(self, name: str = "default") -> str:
+        """A response_url on the fake; its POSTs are recorded as calls("response_url")."""
+        return f"{self.origin}/response_url/{quote(name)}"
+
+    def fail(self, method: str, error: str = "internal_error", *, times: int | None = 1) -> None:
+        """Answer the next `times` calls (None: all) with HTTP 200 ok=false `error`.
+
+        For "response_url" and "upload" the failure is an HTTP 404 with the error as text, as
+        Slack answers an expired response_url.
+        """
+        self._add_fault(method, _Fault(error=error, status=200, retry_after=None, times=times))
+
+    def rate_limit(self, method: str, retry_after: int = 1, *, times: int | None = 1) -> None:
+        """Answer the next `times` calls with HTTP 429, a Retry-After header and error "ratelimited"."""
+        self._add_fault(method, _Fault(error="ratelimited", status=429, retry_after=retry_after, times=times))
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Hold every answer to `method` for `seconds` (recording happens on arrival)."""
+        with self._state:
+            self._delays[method] = seconds
+
+    def reset(self) -> None:
+        """Forget calls, uploads, messages, views and injected faults; keep the registered users."""
+        with self._state:
+            self._calls.clear()
+            self._faults.clear()
+            self._delays.clear()
+            self._messages.clear()
+            self._views.clear()
+            self._home_views.clear()
+            self._files.clear()
+            self._uploads.clear()
+
+    # -- what happened ----------------------------------------------------------------------------
+
+    def recorded(self, method: str | None = None) -> list[Call]:
+        """Every call in arrival order, or only those of one method."""
+        with self._state:
+            return [call for call in self._calls if method is None or call.method == method]
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        """The params of every call of `method`, in arrival order."""
+        return [call.params for call in self.recorded(method)]
+
+    def last(self, method: str) -> dict[str, Any]:
+        """The params of the latest call of `method`."""
+        calls = self.calls(method)
+        assert calls, f"no {method} call; recorded: {self.methods_called()}"
+        return calls[-1]
+
+    def methods_called(self) -> list[str]:
+        return [call.method for call in self.recorded()]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Wait until `count` calls of `method` arrived; return the params of all of them."""
+        with self._state:
+            arrived = self._state.wait_for(lambda: len(self.calls(method)) >= count, timeout=timeout)
+        if not arrived:
+            raise AssertionError(
+                f"expected {count} {method} call(s) within {timeout}s, got {len(self.calls(method))}; "
+                f"recorded: {self.methods_called()}"
+            )
+        return self.calls(method)
+
+    def response_url_posts(self, name: str = "default") -> list[dict[str, Any]]:
+        """The JSON bodies posted to `response_url(name)`."""
+        path = f"/response_url/{quote(name)}"
+        return [call.params for call in self.recorded("response_url") if call.path == path]
+
+    @property
+    def uploads(self) -> dict[str, bytes]:
+        """Uploaded file contents by file id."""
+        with self._state:
+            return dict(self._uploads)
+
+    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Messages as they stand now (after chat.update), in posting order, each with its channel."""
+        with self._state:
+            return [dict(m) for (ch, _), m in self._messages.items() if channel is None or ch == channel]
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        with self._state:
+            message = self._messages.get((channel, ts))
+            return dict(message) if message else None
+
+    def view(self, view_id: str) -> dict[str, Any] | None:
+        """A view as the last views.open / views.update / views.publish left it."""
+        with self._state:
+            view = self._views.get(view_id)
+            return dict(view) if view else None
+
+    def home_view(self, user_id: str) -> dict[str, Any] | None:
+        """The App Home view last published for `user_id`."""
+        with self._state:
+            view_id = self._home_views.get(user_id)
+        return self.view(view_id) if view_id else None
+
+    def dm_channel(self, user_id: str) -> str:
+        """The id of the bot's direct-message channel with `user_id` (stable per user)."""
+        with self._state:
+            if user_id not in self._dm_channels:
+                self._dm_channels[user_id] = self._new_id("D")
+            return self._dm_channels[user_id]
+
+    # -- request handling (called from the server's threads) -------------------------------------
+
+    def _handle(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Reply:
+        """Route one HTTP request; record it; hold the answer if a delay is set."""
+        kind, _, name = path.lstrip("/").partition("/")
+        content_type = headers.get("content-type", FORM)
+        authorization = headers.get("authorization")
+        with self._state:
+            if kind == "api":
+                method, params = name, _parse_or_none(content_type, body, query)
+                reply = self._api_reply(method, params, authorization)
+                params = params if params is not None else {"_unreadable_body": body}
+            elif kind == "upload":
+                method, params = "upload", {"file_id": name, "size": len(body)}
+                reply = self._upload_reply(name, body)
+            elif kind == "response_url":
+                method, params = "response_url", _parse_or_none(content_type, body, "") or {}
+                reply = self._fault_reply(method) or _Reply.json(200, {"ok": True})
+            else:
+                return _Reply.text(404, "Not Found")
+            self._calls.append(
+                Call(method, params, authorization, time.time(), path, reply.status, reply.error)
+            )
+            self._state.notify_all()
+            pause = self._delays.get(method, 0)
+        time.sleep(pause)
+        return reply
+
+    def _api_reply(self, method: str, params: dict[str, Any] | None, authorization: str | None) -> _Reply:
+        fault_reply = self._fault_reply(method)
+        if fault_reply:
+            return fault_reply
+        if params is None:
+            return _Reply.json(200, {"ok": False, "error": "invalid_form_data"})
+        handler = self._methods.get(method)
+        if handler is None:
+            return _Reply.json(404, {"ok": False, "error": "unknown_method", "req_method": method})
+        token = _bearer_token(authorization) or params.get("token")
+        try:
+            if not token:
+                raise _ApiError("not_authed")
+            if token != self.token:
+                raise _ApiError("invalid_auth")
+            data = {"ok": True, **handler(params)}
+        except _ApiError as exc:
+            data = {"ok": False, "error": exc.error}
+        return _Reply.json(200, data, {"X-OAuth-Scopes": self.scopes})
+
+    def _upload_reply(self, file_id: str, body: bytes) -> _Reply:
+        fault_reply = self._fault_reply("upload")
+        if fault_reply:
+            return fault_reply
+        if file_id not in self._files:
+            return _Reply.text(404, "file_not_found", error="file_not_found")
+        self._uploads[file_id] = body
+        return _Reply.text(200, f"OK - {len(body)}")
+
+    def _add_fault(self, method: str, fault: _Fault) -> None:
+        with self._state:
+            self._faults.setdefault(method, []).append(fault)
+
+    def _fault_reply(self, method: str) -> _Reply | None:
+        """The reply of the next injected fault for `method`, if one is pending."""
+        faults = self._faults.get(method)
+        if not faults:
+            return None
+        fault = faults[0]
+        if fault.take():
+            faults.pop(0)
+        if fault.status == 429:
+            headers = {"Retry-After": str(fault.retry_after)}
+            return _Reply.json(429, {"ok": False, "error": fault.error}, headers)
+        if method in ("upload", "response_url"):
+            return _Reply.text(404, fault.error, error=fault.error)
+        return _Reply.json(200, {"ok": False, "error": fault.error})
+
+    def _next_ts(self) -> str:
+        micros = next(self._ts)
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):08d}"
+
+    def _channel_for(self, channel: str) -> str:
+        """Slack posts a message addressed to a user id into the bot's DM with that user."""
+        return self.dm_channel(channel) if channel[:1] in ("U", "W") else channel
+
+    # -- Web API methods: each returns the answer's fields besides ok, or raises _ApiError ---------
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": "BillProcess Test",
+            "user": "billprocess",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _bot_message(self, params: dict[str, Any], ts: str) -> dict[str, Any]:
+        message = {
+            "type": "message",
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "team": self.team_id,
+            "text": params.get("text") or "",
+            "blocks": params.get("blocks") or [],
+            "ts": ts,
+        }
+        if params.get("thread_ts"):
+            message["thread_ts"] = params["thread_ts"]
+        return message
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        _check_message(params)
+        channel, ts = self._channel_for(params["channel"]), self._next_ts()
+        message = self._bot_message(params, ts)
+        self._messages[(channel, ts)] = {**message, "channel": channel}
+        return {"channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        _check_message(params)
+        _require(params, "ts", error="message_not_found")
+        channel, ts = params["channel"], params["ts"]
+        previous = {k: v for k, v in self._messages.get((channel, ts), {}).items() if k != "channel"}
+        message = {**previous, **self._bot_message(params, ts)}
+        if "thread_ts" in previous:
+            message["thread_ts"] = previous["thread_ts"]
+        self._messages[(channel, ts)] = {**message, "channel": channel}
+        return {"channel": channel, "ts": ts, "text": message["text"], "message": message}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        _check_message(params)
+        _require(params, "user", error="user_not_in_channel")
+        return {"message_ts": self._next_ts()}
+
+    def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require(params, "channel", "message_ts")
+        channel, ts = params["channel"], params["message_ts"]
+        permalink = f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        return {"channel": channel, "permalink": permalink}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = params.get("users") or ""
+        user_ids = users if isinstance(users, list) else [u for u in users.split(",") if u]
+        if params.get("channel"):
+            channel = params["channel"]
+        elif len(user_ids) == 1:
+            channel = self.dm_channel(user_ids[0])
+        else:
+            raise _ApiError("users_list_not_supplied" if not user_ids else "not_supported")
+        return {"no_op": True, "already_open": True, "channel": {"id": channel}}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = self._users.get(params.get("user", ""))
+        if user is None:
+            raise _ApiError("user_not_found")
+        return {"user": user}
+
+    def _store_view(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
+        stored = {
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            "state": {"values": {}},
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "previous_view_id": None,
+            **view,
+            "id": view_id,
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "app_installed_team_id": self.team_id,
+            "bot_id": self.bot_id,
+            "root_view_id": view_id,
+            "hash": secrets.token_hex(8),
+        }
+        self._views[view_id] = stored
+        return stored
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require(params, "trigger_id", "view")
+        _check_view(params["view"])
+        return {"view": self._store_view(params["view"], self._new_id("V"))}
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require(params, "view")
+        _check_view(params["view"])
+        view_id = params.get("view_id") or self._view_id_for_external(params.get("external_id"))
+        return {"view": self._store_view(params["view"], view_id)}
+
+    def _view_id_for_external(self, external_id: str | None) -> str:
+        for view_id, view in self._views.items():
+            if external_id and view.get("external_id") == external_id:
+                return view_id
+        raise _ApiError("not_found")
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require(params, "user_id", "view")
+        _check_view(params["view"])
+        if params["view"]["type"] != "home":
+            raise _ApiError("invalid_arguments")
+        user_id = params["user_id"]
+        view_id = self._home_views.setdefault(user_id, self._new_id("V"))
+        return {"view": self._store_view(params["view"], view_id)}
+
+    def _files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require(params, "filename", "length")
+        file_id = self._new_id("F")
+        self._files[file_id] = {"name": params["filename"], "length": int(params["length"])}
+        return {"upload_url": f"{self.origin}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require(params, "files")
+        completed = []
+        for item in params["files"]:
+            if item.get("id") not in self._uploads:
+                raise _ApiError("file_not_found")
+            file_id, name = item["id"], self._files[item["id"]]["name"]
+            completed.append(
+                {
+                    "id": file_id,
+                    "name": name,
+                    "title": item.get("title") or name,
+                    "size": len(self._uploads[file_id]),
+                    "permalink": f"https://{self.team_domain}.slack.com/files/{file_id}/{name}",
+                }
+            )
+        return {"files": completed}
+
+
+class _FakeSlackServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeSlack):
+        super().__init__(("127.0.0.1", 0), _FakeSlackRequestHandler)
+        self.fake = fake
+
+
+class _FakeSlackRequestHandler(BaseHTTPRequestHandler):
+    server: _FakeSlackServer
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = self.server.fake._handle(url.path, url.query, headers, body)
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the fake's record is the log."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests from Slack to the app: bodies, signatures, a sender
+
+
+def sign(
+    body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None, content_type: str | None = None
+) -> dict[str, str]:
+    """The headers Slack adds to a request: timestamp, v0 signature and content type."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body}".encode()
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": content_type or content_type_of(body),
+    }
+
+
+def content_type_of(body: str) -> str:
+    """JSON for Events API bodies, form encoding for everything else Slack posts."""
+    return JSON if body.lstrip().startswith("{") else FORM
+
+
+_trigger_counter = itertools.count(1)
+
+
+def new_trigger_id() -> str:
+    """A fresh trigger id shaped like Slack's."""
+    return f"{next(_trigger_counter)}.{TEAM_ID[1:]}.{secrets.token_hex(16)}"
+
+
+def _event_ts() -> str:
+    return f"{time.time():.6f}"
+
+
+def _form_payload(payload: dict[str, Any]) -> str:
+    """Interactivity bodies: the JSON payload in a single form field."""
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def _user(user_id: str, team_id: str) -> dict[str, Any]:
+    name = user_id.lower()
+    return {"id": user_id, "username": name, "name": name, "team_id": team_id}
+
+
+def _team(team_id: str) -> dict[str, Any]:
+    return {"id": team_id, "domain": TEAM_DOMAIN}
+
+
+def slash_command_body(
+    text: str,
+    user_id: str,
+    command: str = "/bill",
+    *,
+    channel_id: str = CHANNEL_ID,
+    channel_name: str = CHANNEL_NAME,
+    user_name: str | None = None,
+    response_url: str = UNSET_RESPONSE_URL,
+    trigger_id: str | None = None,
+    team_id: str = TEAM_ID,
+) -> str:
+    """A slash command invocation, form encoded, with every field Slack sends."""
+    return urlencode(
+        {
+            "token": VERIFICATION_TOKEN,
+            "team_id": team_id,
+            "team_domain": TEAM_DOMAIN,
+            "channel_id": channel_id,
+            "channel_name": channel_name,
+            "user_id": user_id,
+            "user_name": user_name or user_id.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": trigger_id or new_trigger_id(),
+        }
+    )
+
+
+def button_action(
+    action_id: str, value: str, block_id: str = "actions", text: str | None = None
+) -> dict[str, Any]:
+    """One entry of a block_actions payload's `actions`: a clicked button."""
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": {"type": "plain_text", "text": text or action_id, "emoji": True},
+        "value": value,
+        "action_ts": _event_ts(),
+    }
+
+
+def block_actions_body(
+    user_id: str,
+    action_id: str,
+    value: str,
+    *,
+    block_id: str = "actions",
+    message_ts: str | None = None,
+    channel_id: str | None = None,
+    response_url: str = UNSET_RESPONSE_URL,
+    trigger_id: str | None = None,
+    message: dict[str, Any] | None = None,
+    view: dict[str, Any] | None = None,
+    team_id: str = TEAM_ID,
+) -> str:
+    """A button click, as Slack posts it.
+
+    With `view`, the button was in a view (App Home or a modal): the payload has the view and no
+    channel, message or response_url. Otherwise it was in a message: `message` (for instance one
+    from `FakeSlack.messages()`) supplies the ts and channel unless they are given.
+    """
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": _user(user_id, team_id),
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id or new_trigger_id(),
+        "team": _team(team_id),
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "state": {"values": {}},
+        "actions": [button_action(action_id, value, block_id)],
+    }
+    if view is not None:
+        payload["container"] = {"type": "view", "view_id": view.get("id")}
+        payload["view"] = view
+        return _form_payload(payload)
+    message = dict(message or {})
+    message_ts = message_ts or message.get("ts") or "1700000000.000100"
+    channel_id = channel_id or message.pop("channel", None) or CHANNEL_ID
+    message = {
+        "type": "message",
+        "user": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "app_id": APP_ID,
+        "team": team_id,
+        "text": "",
+        "blocks": [],
+        **message,
+        "ts": message_ts,
+    }
+    payload["container"] = {
+        "type": "message",
+        "message_ts": message_ts,
+        "channel_id": channel_id,
+        "is_ephemeral": False,
+    }
+    payload["channel"] = {"id": channel_id, "name": CHANNEL_NAME}
+    payload["message"] = message
+    payload["response_url"] = response_url
+    return _form_payload(payload)
+
+
+def text_input_state(block_id: str, action_id: str, value: str | None) -> dict[str, Any]:
+    """`state.values` of a modal with one plain-text input, as the user filled it in."""
+    return {block_id: {action_id: {"type": "plain_text_input", "value": value}}}
+
+
+def view_submission_body(
+    user_id: str,
+    callback_id: str,
+    private_metadata: str = "",
+    state_values: dict[str, Any] | None = None,
+    *,
+    view_id: str = "V0MODAL01",
+    blocks: list[dict[str, Any]] | None = None,
+    trigger_id: str | None = None,
+    team_id: str = TEAM_ID,
+) -> str:
+    """A modal's submission, as Slack posts it."""
+    view = {
+        "id": view_id,
+        "team_id": team_id,
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": private_metadata,
+        "title": {"type": "plain_text", "text": "Modal"},
+        "blocks": blocks or [],
+        "state": {"values": state_values or {}},
+        "hash": secrets.token_hex(8),
+        "clear_on_close": False,
+        "notify_on_close": False,
+        "root_view_id": view_id,
+        "previous_view_id": None,
+        "external_id": "",
+        "app_id": APP_ID,
+        "app_installed_team_id": team_id,
+        "bot_id": BOT_ID,
+    }
+    payload = {
+        "type": "view_submission",
+        "team": _team(team_id),
+        "user": _user(user_id, team_id),
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id or new_trigger_id(),
+        "view": view,
+        "response_urls": [],
+        "enterprise": None,
+        "is_enterprise_install": False,
+    }
+    return _form_payload(payload)
+
+
+def event_body(event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str | None = None) -> str:
+    """An Events API delivery (JSON) wrapping `event`."""
+    return json.dumps(
+        {
+            "token": VERIFICATION_TOKEN,
+            "team_id": team_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+    )
+
+
+def app_home_opened_event(user_id: str, *, tab: str = "home", channel: str = "D0HOME001") -> dict[str, Any]:
+    """The event Slack sends when a user opens the app's Home (or Messages) tab."""
+    return {
+        "type": "app_home_opened",
+        "user": user_id,
+        "channel": channel,
+        "tab": tab,
+        "event_ts": _event_ts(),
+    }
+
+
+def url_verification_body(challenge: str = "challenge-token") -> str:
+    """The handshake Slack sends when the Events API Request URL is saved."""
+    return json.dumps({"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"})
+
+
+class SenderResponse(NamedTuple):
+    """The app's HTTP answer: status, headers (lower-case names) and body text."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class SlackSender:
+    """Posts bodies to the app's Request URL the way Slack does: signed, with Slack's headers."""
+
+    STALE_AGE = 6 * 60  # Slack's receivers reject timestamps more than 5 minutes away
+
+    def __init__(self, base_url: str, secret: str = SIGNING_SECRET, path: str = "/slack/events"):
+        self.base_url = base_url.rstrip("/")
+        self.secret = secret
+        self.path = path
+
+    def post(
+        self,
+        body: str,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        retry_num: int | None = None,
+        *,
+        retry_reason: str = "http_timeout",
+        forge: bool = False,
+        unsigned: bool = False,
+        stale: bool = False,
+        timeout: float = 10.0,
+    ) -> SenderResponse:
+        """Post `body`; by default signed with the right secret and the current time.
+
+        forge: sign with a wrong secret. unsigned: send no signature headers at all.
+        stale: sign correctly, but with a timestamp six minutes old (a replay).
+        retry_num: mark the request as Slack's retry number `retry_num` of an earlier delivery.
+        """
+        content_type = content_type or content_type_of(body)
+        if stale and timestamp is None:
+            timestamp = int(time.time()) - self.STALE_AGE
+        secret = "forged-" + self.secret if forge else self.secret
+        request_headers = {"Content-Type": content_type, "User-Agent": SLACK_USER_AGENT}
+        if not unsigned:
+            request_headers.update(sign(body, secret, timestamp, content_type))
+        if retry_num is not None:
+            request_headers["X-Slack-Retry-Num"] = str(retry_num)
+            request_headers["X-Slack-Retry-Reason"] = retry_reason
+        request_headers.update(headers or {})
+        return self._send(body.encode(), request_headers, timeout)
+
+    def _send(self, body: bytes, headers: dict[str, str], timeout: float) -> SenderResponse:
+        url = urlsplit(self.base_url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        try:
+            connection.request("POST", url.path + self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            text = response.read().decode("utf-8")
+            return SenderResponse(response.status, {k.lower(): v for k, v in response.getheaders()}, text)
+        finally:
+            connection.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving the app under test
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietWSGIRequestHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests assert on responses, not on access logs."""
+
+
+@contextmanager
+def serve_wsgi(app: Callable) -> Iterator[str]:
+    """Serve a WSGI app on a free port of 127.0.0.1 while the block runs; yields its base URL."""
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietWSGIRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,374 @@
+"""The Slack fakes behave like Slack for the real slack_sdk client and the real Bolt app."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+
+from tests.slack_fakes import (
+    SIGNING_SECRET,
+    TOKEN,
+    FakeSlack,
+    SlackSender,
+    app_home_opened_event,
+    block_actions_body,
+    event_body,
+    serve_wsgi,
+    sign,
+    slash_command_body,
+    text_input_state,
+    url_verification_body,
+    view_submission_body,
+)
+
+SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*Acme* 2024-05"}}
+HOME = {"type": "home", "blocks": [SECTION]}
+MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Reject"}, "blocks": [SECTION]}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSlack]:
+    with FakeSlack(token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(fake) -> WebClient:
+    return WebClient(base_url=fake.url, token=TOKEN)
+
+
+# --- the Web API fake, driven by slack_sdk ---------------------------------------------------
+
+
+def test_url_is_an_api_base_url(fake):
+    assert fake.url.startswith("http://127.0.0.1:") and fake.url.endswith("/api/")
+
+
+def test_post_message_returns_increasing_ts_and_is_recorded_with_blocks(fake, client):
+    first = client.chat_postMessage(channel="C1", text="bill", blocks=[SECTION])
+    second = client.chat_postMessage(channel="C1", text="reply", thread_ts=first["ts"])
+
+    assert first["channel"] == "C1" and first["message"]["blocks"] == [SECTION]
+    assert float(second["ts"]) > float(first["ts"])
+    posted = fake.calls("chat.postMessage")
+    assert posted[0]["blocks"] == [SECTION]
+    assert posted[1]["thread_ts"] == first["ts"]
+    assert fake.recorded("chat.postMessage")[0].authorization == f"Bearer {TOKEN}"
+
+
+def test_form_encoded_params_are_parsed_like_json(fake, client):
+    client.api_call("chat.postMessage", data={"channel": "C1", "blocks": json.dumps([SECTION])})
+
+    assert fake.last("chat.postMessage") == {"channel": "C1", "blocks": [SECTION]}
+
+
+def test_chat_update_changes_the_stored_message_in_place(fake, client):
+    posted = client.chat_postMessage(channel="C1", text="waiting")
+    client.chat_update(channel="C1", ts=posted["ts"], text="approved", blocks=[SECTION])
+
+    [message] = fake.messages("C1")
+    assert (message["ts"], message["text"], message["blocks"]) == (posted["ts"], "approved", [SECTION])
+
+
+def test_message_to_a_user_lands_in_the_bots_dm_with_them(fake, client):
+    opened = client.conversations_open(users="U1")
+    posted = client.chat_postMessage(channel="U1", text="reminder")
+
+    assert opened["channel"]["id"] == posted["channel"] == fake.dm_channel("U1")
+    assert fake.dm_channel("U2") != fake.dm_channel("U1")
+
+
+def test_message_limits_are_enforced(client):
+    with pytest.raises(SlackApiError) as too_many:
+        client.chat_postMessage(channel="C1", text="x", blocks=[SECTION] * 51)
+    with pytest.raises(SlackApiError) as empty, pytest.warns(UserWarning, match="`text` argument"):
+        client.chat_postMessage(channel="C1")
+
+    assert too_many.value.response["error"] == "invalid_blocks"
+    assert empty.value.response["error"] == "no_text"
+
+
+def test_ephemeral_and_permalink(client):
+    ephemeral = client.chat_postEphemeral(channel="C1", user="U1", text="only you")
+    link = client.chat_getPermalink(channel="C1", message_ts="1700000000.000100")
+
+    assert ephemeral["message_ts"]
+    assert link["permalink"].endswith("/archives/C1/p1700000000000100")
+
+
+def test_users_info_returns_registered_users_only(fake, client):
+    fake.add_user("U123", email="ann@example.com", name="ann", real_name="Ann Lee")
+
+    user = client.users_info(user="U123")["user"]
+    with pytest.raises(SlackApiError) as unknown:
+        client.users_info(user="U999")
+
+    assert (user["id"], user["profile"]["email"], user["real_name"]) == ("U123", "ann@example.com", "Ann Lee")
+    assert unknown.value.response["error"] == "user_not_found"
+
+
+def test_views_open_update_and_publish(fake, client):
+    opened = client.views_open(trigger_id="1.2.abc", view=MODAL)["view"]
+    updated = client.views_update(view_id=opened["id"], view={**MODAL, "private_metadata": "bill:7"})["view"]
+    home = client.views_publish(user_id="U1", view=HOME)["view"]
+    republished = client.views_publish(user_id="U1", view=HOME)["view"]
+
+    assert opened["id"].startswith("V") and updated["id"] == opened["id"]
+    assert fake.view(opened["id"])["private_metadata"] == "bill:7"
+    assert republished["id"] == home["id"] and fake.home_view("U1")["blocks"] == [SECTION]
+
+
+def test_views_need_a_trigger_and_a_short_title(client):
+    with pytest.raises(SlackApiError) as no_trigger:
+        client.views_open(trigger_id="", view=MODAL)
+    long_title = {**MODAL, "title": {"type": "plain_text", "text": "x" * 25}}
+    with pytest.raises(SlackApiError) as too_long:
+        client.views_open(trigger_id="1.2.abc", view=long_title)
+
+    assert no_trigger.value.response["error"] == too_long.value.response["error"] == "invalid_arguments"
+
+
+def test_files_upload_v2_stores_the_bytes(fake, client):
+    content = b"bill_id,amount\n1,12.50\n"
+
+    result = client.files_upload_v2(content=content, filename="bills-2024-05.csv", title="May", channel="C1")
+
+    file_id = result["file"]["id"]
+    assert fake.uploads == {file_id: content}
+    assert result["file"]["title"] == "May"
+    assert fake.methods_called() == ["files.getUploadURLExternal", "upload", "files.completeUploadExternal"]
+    assert fake.last("files.completeUploadExternal")["channel_id"] == "C1"
+
+
+def test_rate_limited_call_is_retried_after_retry_after(fake):
+    retry = RateLimitErrorRetryHandler(max_retry_count=1)
+    client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[retry])
+    fake.rate_limit("chat.update", retry_after=1)
+
+    client.chat_update(channel="C1", ts="1700000000.000100", text="approved")
+
+    first, second = fake.recorded("chat.update")
+    assert (first.status, first.error, second.status) == (429, "ratelimited", 200)
+    assert second.at - first.at >= 1
+
+
+def test_rate_limit_without_a_retry_handler_raises_with_retry_after(fake, client):
+    fake.rate_limit("chat.postMessage", retry_after=7)
+
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_postMessage(channel="C1", text="x")
+
+    assert raised.value.response.status_code == 429
+    assert raised.value.response.headers["Retry-After"] == "7"
+
+
+def test_fail_makes_the_call_raise_the_given_number_of_times(fake, client):
+    fake.fail("chat.postMessage", error="channel_not_found", times=1)
+
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_postMessage(channel="C1", text="x")
+    client.chat_postMessage(channel="C1", text="x")
+
+    assert raised.value.response["error"] == "channel_not_found"
+    assert [call.error for call in fake.recorded("chat.postMessage")] == ["channel_not_found", None]
+
+
+def test_wrong_or_missing_token_is_rejected(fake):
+    with pytest.raises(SlackApiError) as wrong:
+        WebClient(base_url=fake.url, token="xoxb-wrong").auth_test()
+    with pytest.raises(SlackApiError) as missing:
+        WebClient(base_url=fake.url).auth_test()
+
+    assert wrong.value.response["error"] == "invalid_auth"
+    assert missing.value.response["error"] == "not_authed"
+
+
+def test_unknown_method(client):
+    with pytest.raises(SlackApiError) as raised:
+        client.api_call("bills.approve")
+
+    assert raised.value.response["error"] == "unknown_method"
+
+
+def test_response_url_posts_are_recorded_by_name(fake):
+    url = fake.response_url("bill-7")
+
+    WebhookClient(url).send(text="Approved", response_type="in_channel", replace_original=False)
+
+    assert fake.response_url_posts("bill-7") == [
+        {"text": "Approved", "response_type": "in_channel", "replace_original": False}
+    ]
+    assert fake.response_url_posts("other") == []
+
+
+def test_wait_for_sees_calls_made_later_in_another_thread(fake, client):
+    later = threading.Timer(0.2, lambda: client.chat_postMessage(channel="C1", text="late"))
+    later.start()
+
+    [posted] = fake.wait_for("chat.postMessage", timeout=5)
+
+    assert posted["text"] == "late"
+    later.join()
+
+
+def test_wait_for_times_out_with_what_was_recorded(fake, client):
+    client.auth_test()
+
+    with pytest.raises(AssertionError, match=r"chat.update.*auth.test"):
+        fake.wait_for("chat.update", timeout=0.2)
+
+
+def test_delay_holds_the_answer(fake, client):
+    fake.delay("views.open", seconds=0.3)
+    started = time.monotonic()
+
+    client.views_open(trigger_id="1.2.abc", view=MODAL)
+
+    assert time.monotonic() - started >= 0.3
+
+
+def test_reset_forgets_calls_but_keeps_users(fake, client):
+    fake.add_user("U1", email="a@example.com")
+    client.chat_postMessage(channel="C1", text="x")
+
+    fake.reset()
+
+    assert fake.recorded() == [] and fake.messages() == []
+    assert client.users_info(user="U1")["user"]["profile"]["email"] == "a@example.com"
+
+
+# --- signatures --------------------------------------------------------------------------------
+
+
+def test_sign_matches_slack_sdk_signature_verifier():
+    body = slash_command_body("list", "U1")
+    headers = sign(body, SIGNING_SECRET)
+    verifier = SignatureVerifier(SIGNING_SECRET)
+
+    assert verifier.is_valid_request(body, headers)
+    assert not verifier.is_valid_request(body.replace("list", "send+7"), headers)
+    assert not verifier.is_valid_request(body, sign(body, SIGNING_SECRET, timestamp=int(time.time()) - 360))
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert sign(event_body({"type": "x"}), SIGNING_SECRET)["Content-Type"] == "application/json"
+
+
+# --- the builders, checked against a real Bolt app ---------------------------------------------
+
+
+@pytest.fixture
+def bolt(fake) -> Iterator[tuple[SlackSender, dict]]:
+    """A minimal Bolt app served over HTTP, using the fake as its Web API; yields (sender, seen)."""
+    seen: dict = {}
+    # With `client=` Bolt takes the token from the client (and warns if token= is also given).
+    app = App(signing_secret=SIGNING_SECRET, client=WebClient(base_url=fake.url, token=TOKEN))
+
+    @app.command("/bill")
+    def bill(ack, command, respond, client, context, request):
+        seen["command"], seen["retry_num"] = command, request.headers.get("x-slack-retry-num")
+        seen["bot_user_id"] = context.bot_user_id
+        ack(f"working on {command['text']}")
+        respond(text="done")
+        client.chat_postMessage(channel=command["channel_id"], text=command["text"])
+
+    @app.action("approve")
+    def approve(ack, body, action, client):
+        seen["action"] = action
+        ack()
+        client.chat_update(channel=body["channel"]["id"], ts=body["message"]["ts"], text="approved")
+
+    @app.view("reject_reason")
+    def reject(ack, view):
+        seen["view"] = view
+        ack(response_action="errors", errors={"reason": "say why"})
+
+    @app.event("app_home_opened")
+    def home(event, client):
+        client.views_publish(user_id=event["user"], view=HOME)
+
+    with serve_wsgi(SlackRequestHandler(app)) as base_url:
+        yield SlackSender(base_url, SIGNING_SECRET), seen
+
+
+def test_bolt_accepts_a_signed_slash_command(fake, bolt):
+    sender, seen = bolt
+    body = slash_command_body("list 2024-05", "U1", response_url=fake.response_url("cmd"))
+
+    response = sender.post(body)
+
+    assert (response.status, response.body) == (200, "working on list 2024-05")
+    [posted] = fake.wait_for("chat.postMessage")
+    # Bolt's per-request client adds the team_id of the request to every call.
+    assert posted == {"channel": "C0BILLS01", "text": "list 2024-05", "team_id": "T0BILLS01"}
+    assert fake.response_url_posts("cmd")[0]["text"] == "done"
+    assert seen["command"]["user_id"] == "U1" and seen["bot_user_id"] == fake.bot_user_id
+
+
+@pytest.mark.parametrize("tampering", [{"forge": True}, {"unsigned": True}, {"stale": True}])
+def test_bolt_rejects_requests_not_signed_by_slack(fake, bolt, tampering):
+    sender, seen = bolt
+
+    response = sender.post(slash_command_body("list", "U1"), **tampering)
+
+    assert response.status == 401
+    assert "command" not in seen and fake.calls("chat.postMessage") == []
+
+
+def test_a_retried_delivery_carries_slacks_retry_headers(fake, bolt):
+    sender, seen = bolt
+
+    sender.post(slash_command_body("list", "U1", response_url=fake.response_url()), retry_num=1)
+
+    assert seen["retry_num"] == ["1"]
+    fake.wait_for("chat.postMessage")  # let the listener finish before the servers stop
+
+
+def test_bolt_routes_a_button_click_on_a_message(fake, bolt, client):
+    sender, seen = bolt
+    bill_message = client.chat_postMessage(channel="C1", text="bill 7")
+
+    response = sender.post(block_actions_body("U1", "approve", "bill:7", message=fake.messages()[0]))
+
+    assert response.status == 200
+    assert fake.wait_for("chat.update")[0]["ts"] == bill_message["ts"]
+    assert fake.message("C1", bill_message["ts"])["text"] == "approved"
+    assert seen["action"]["value"] == "bill:7"
+
+
+def test_bolt_routes_a_modal_submission(bolt):
+    sender, seen = bolt
+    state = text_input_state("reason", "reason_input", "over budget")
+
+    response = sender.post(view_submission_body("U1", "reject_reason", "bill:7", state))
+
+    assert response.status == 200
+    assert response.json() == {"response_action": "errors", "errors": {"reason": "say why"}}
+    assert seen["view"]["private_metadata"] == "bill:7"
+    assert seen["view"]["state"]["values"]["reason"]["reason_input"]["value"] == "over budget"
+
+
+def test_bolt_acknowledges_an_event_at_once_and_handles_it_after(fake, bolt):
+    sender, _ = bolt
+
+    response = sender.post(event_body(app_home_opened_event("U1")))
+
+    assert response.status == 200
+    assert fake.wait_for("views.publish")[0]["user_id"] == "U1"
+
+
+def test_bolt_answers_url_verification(bolt):
+    sender, _ = bolt
+
+    response = sender.post(url_verification_body("abc123"))
+
+    assert (response.status, response.json()) == (200, {"challenge": "abc123"})
