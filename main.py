@@ -87,32 +87,40 @@ def seed(cli: Cli, args) -> None:
 # --- Slack ------------------------------------------------------------------------------------
 
 
+@contextmanager
 def _slack_app(cli: Cli, *, socket_mode: bool):
+    """The Slack app, with a worker process for what follows acknowledgements, drained on the way out."""
     from slack_bolt.error import BoltError
 
     from handlers.app import create_app
+    from handlers.worker import ProcessWorker
 
     with cli.session():
         pass  # refuses to start on a missing or outdated schema
+    worker = ProcessWorker(cli.settings)
     try:
-        return create_app(cli.settings, make_session_factory(cli.engine), socket_mode=socket_mode)
-    except BoltError as error:
-        raise BillProcessError(f"Slack did not accept the app's credentials: {error}") from None
+        try:
+            app = create_app(cli.settings, make_session_factory(cli.engine), socket_mode=socket_mode, worker=worker)
+        except BoltError as error:
+            raise BillProcessError(f"Slack did not accept the app's credentials: {error}") from None
+        yield app
+    finally:
+        worker.close()
 
 
 def serve(cli: Cli, args) -> None:
     from handlers.web import serve as serve_http
 
-    app = _slack_app(cli, socket_mode=False)
-    serve_http(app, cli.engine, port=cli.settings.port)
+    with _slack_app(cli, socket_mode=False) as app:
+        serve_http(app, cli.engine, port=cli.settings.port)
 
 
 def socket(cli: Cli, args) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    app = _slack_app(cli, socket_mode=True)
-    log.info("BillProcess connected to Slack in Socket Mode")
-    SocketModeHandler(app, cli.settings.slack_app_token.get_secret_value()).start()
+    with _slack_app(cli, socket_mode=True) as app:
+        log.info("BillProcess connected to Slack in Socket Mode")
+        SocketModeHandler(app, cli.settings.slack_app_token.get_secret_value()).start()
 
 
 # --- users -------------------------------------------------------------------------------------

@@ -240,3 +240,4 @@ class Notifier:
 
 def _same(column, value):
     return column.is_(None) if value is None else column == value
+

@@ -1,13 +1,14 @@
 """Clicks on a bill's buttons: Approve, Reject (opens the reason modal), Send and Undo.
 
 A button only says which bill it is for; every click reloads the bill and checks the clicking person's
-rights in the workflow service. Refusals are raised and shown by handlers.errors.
+rights in the workflow service. Approve, Send and Undo are acknowledged at once and applied by the
+worker (handlers/worker.py), which tells the person about a refusal; Reject opens its modal at once,
+since Slack's trigger_id expires within three seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt import Ack, App, BoltContext
@@ -16,105 +17,86 @@ from sqlalchemy.orm import Session
 
 from bot import workflow
 from bot.bills import get_bill
-from bot.blocks.bill import already_done_text, reject_modal
-from bot.errors import AlreadyDone
+from bot.blocks.bill import reject_modal
 from bot.slack_ids import ActionId, parse_bill_value, parse_undo_value
 from db.models import ActionType, Bill, User
+from handlers.errors import report
 from handlers.identity import linked_user
 
 
 @dataclass(frozen=True)
 class Click:
-    """One click on a bill's button: who clicked (their account) and the value the button carried."""
+    """One click on a bill's button, as much of it as applying it needs (it travels to the worker)."""
 
-    services: object  # handlers.app.Services
-    client: WebClient
-    user: User
+    action_id: str
+    slack_user_id: str
     value: str | None
-    trigger_id: str | None
+    response_url: str | None
 
     @classmethod
-    def read(cls, body: dict, client: WebClient, context: BoltContext) -> Click:
-        services = context["services"]
-        user = linked_user(services, client, body["user"]["id"])
+    def read(cls, body: dict) -> Click:
         action = (body.get("actions") or [{}])[0]
-        return cls(services, client, user, action.get("value"), body.get("trigger_id"))
+        return cls(action.get("action_id", ""), body["user"]["id"], action.get("value"), body.get("response_url"))
 
 
-@contextmanager
-def showing_the_winner(services, bill_id: int) -> Iterator[None]:
-    """When someone else's action got there first: refresh the bill's message and name them."""
-    try:
-        yield
-    except AlreadyDone as refusal:
-        services.notifier.refresh_message(bill_id)
-        raise AlreadyDone(
-            already_done_text(refusal),
-            bill_id=refusal.bill_id,
-            action=refusal.action,
-            user_id=refusal.user_id,
-            user_name=refusal.user_name,
-            slack_user_id=refusal.slack_user_id,
-            at=refusal.at,
-        ) from refusal
+def _approve(session: Session, user: User, value: str | None, services) -> Bill:
+    return workflow.approve(session=session, bill_id=parse_bill_value(value), actor=user)
 
 
-def _change(click: Click, bill_id: int, service: Callable[[Session], Bill]) -> None:
-    """Run one workflow service in a fresh session, then tell Slack about the change."""
-    with showing_the_winner(click.services, bill_id):
-        with click.services.sessions() as session:
-            bill = service(session)
-    # The service appended exactly one action: the one to post in the bill's thread.
-    click.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
+def _send(session: Session, user: User, value: str | None, services) -> Bill:
+    bill_id = parse_bill_value(value)
+    return workflow.send(session=session, bill_id=bill_id, actor=user, deliver=services.mailer.send_bill)
 
 
-def approve_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
-    click = Click.read(body, client, context)
-    bill_id = parse_bill_value(click.value)
-    _change(click, bill_id, lambda session: workflow.approve(session=session, bill_id=bill_id, actor=click.user))
-
-
-def send_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
-    click = Click.read(body, client, context)
-    bill_id = parse_bill_value(click.value)
-    deliver = click.services.mailer.send_bill
-    _change(
-        click,
-        bill_id,
-        lambda session: workflow.send(session=session, bill_id=bill_id, actor=click.user, deliver=deliver),
-    )
-
-
-def undo_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
-    click = Click.read(body, client, context)
+def _undo(session: Session, user: User, value: str | None, services) -> Bill:
     # The button names the action the person saw; if another undo or action came first, nothing is undone.
-    bill_id, action_id = parse_undo_value(click.value)
-    _change(
-        click,
-        bill_id,
-        lambda session: workflow.undo(session=session, bill_id=bill_id, actor=click.user, action_id=action_id),
-    )
+    bill_id, action_id = parse_undo_value(value)
+    return workflow.undo(session=session, bill_id=bill_id, actor=user, action_id=action_id)
+
+
+SERVICES: dict[str, Callable[..., Bill]] = {
+    ActionId.APPROVE.value: _approve,
+    ActionId.SEND.value: _send,
+    ActionId.UNDO.value: _undo,
+}
+
+
+def apply_click(services, click: Click) -> None:
+    """Apply one click (in the worker): run its service, then tell Slack; a refusal goes to the clicker.
+
+    This is the error handler for work done after the acknowledgement, where Bolt's no longer reaches.
+    """
+    try:
+        user = linked_user(services, services.client, click.slack_user_id)
+        with services.sessions() as session:
+            bill = SERVICES[click.action_id](session, user, click.value, services)
+    except Exception as error:  # every failure is reported to the person, domain refusals as such
+        report(services, services.client, click.slack_user_id, click.response_url, error)
+        return
+    # The service appended exactly one action: the one to post in the bill's thread.
+    services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
+
+
+def bill_button_clicked(ack: Ack, body: dict, context: BoltContext) -> None:
+    ack()
+    context["services"].worker.submit(apply_click, Click.read(body))
 
 
 def reject_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
     """Open the modal asking for the reason, unless the person may not reject the bill now."""
     ack()
-    click = Click.read(body, client, context)
-    bill_id = parse_bill_value(click.value)
-    with showing_the_winner(click.services, bill_id):
-        with click.services.sessions() as session:
-            bill = get_bill(session=session, bill_id=bill_id)
-            # Refused clicks get the workflow's reason instead of a modal; the submission checks again.
-            workflow.check(bill, click.user, ActionType.REJECT)
-            view = reject_modal(bill)
-    click.client.views_open(trigger_id=click.trigger_id, view=view)
+    services = context["services"]
+    user = linked_user(services, client, body["user"]["id"])
+    bill_id = parse_bill_value(Click.read(body).value)
+    with services.sessions() as session:
+        bill = get_bill(session=session, bill_id=bill_id)
+        # Refused clicks get the workflow's reason instead of a modal; the submission checks again.
+        workflow.check(bill, user, ActionType.REJECT)
+        view = reject_modal(bill)
+    client.views_open(trigger_id=body.get("trigger_id"), view=view)
 
 
 def register(app: App) -> None:
-    app.action(ActionId.APPROVE.value)(approve_clicked)
+    for action_id in SERVICES:
+        app.action(action_id)(bill_button_clicked)
     app.action(ActionId.REJECT.value)(reject_clicked)
-    app.action(ActionId.SEND.value)(send_clicked)
-    app.action(ActionId.UNDO.value)(undo_clicked)

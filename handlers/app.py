@@ -9,8 +9,11 @@ from slack_bolt import Ack, App
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.mailer import Mailer
+from slack_sdk import WebClient
+
 from bot.notify import Notifier, slack_client
 from bot.settings import Settings, SettingsError
+from handlers.worker import InlineWorker, ProcessWorker, WorkerNotifier
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +24,10 @@ class Services:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    notifier: Notifier
+    client: WebClient
+    notifier: Notifier | WorkerNotifier
     mailer: Mailer
+    worker: InlineWorker | ProcessWorker  # does what follows an acknowledgement
 
 
 class KeptAck(Ack):
@@ -46,26 +51,46 @@ def require(settings: Settings, *names: str) -> None:
         raise SettingsError(f"{' and '.join(missing)} must be set to talk to Slack (see README: Slack app)")
 
 
-def create_app(settings: Settings, sessions: sessionmaker[Session], *, socket_mode: bool = False) -> App:
-    """The Bolt app; HTTP mode verifies every request's signature, Socket Mode needs the app token instead."""
+def build_services(
+    settings: Settings, sessions: sessionmaker[Session], worker: InlineWorker | ProcessWorker
+) -> Services:
+    client = slack_client(settings)
+    local = Notifier(client=client, sessions=sessions, settings=settings)
+    services = Services(
+        settings=settings,
+        sessions=sessions,
+        client=client,
+        notifier=worker.notifier(local),
+        mailer=Mailer.from_settings(settings),
+        worker=worker,
+    )
+    worker.bind(services)
+    return services
+
+
+def create_app(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    *,
+    socket_mode: bool = False,
+    worker: InlineWorker | ProcessWorker | None = None,
+) -> App:
+    """The Bolt app; HTTP mode verifies every request's signature, Socket Mode needs the app token instead.
+
+    `worker` does what follows an acknowledgement: inline by default; servers pass a ProcessWorker.
+    """
     if socket_mode:
         require(settings, "slack_bot_token", "slack_app_token")
     else:
         require(settings, "slack_bot_token", "slack_signing_secret")
     from handlers import register_all
 
-    client = slack_client(settings)
+    services = build_services(settings, sessions, worker or InlineWorker())
     app = App(
-        client=client,
+        client=services.client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not socket_mode,
         name="billprocess",
-    )
-    services = Services(
-        settings=settings,
-        sessions=sessions,
-        notifier=Notifier(client=client, sessions=sessions, settings=settings),
-        mailer=Mailer.from_settings(settings),
     )
 
     @app.middleware

@@ -6,13 +6,17 @@ import logging
 import uuid
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
-from bot.errors import BillProcessError
+from bot.blocks.bill import already_done_text
+from bot.errors import AlreadyDone, BillProcessError
 
 log = logging.getLogger(__name__)
 
 
 def message_for(error: Exception) -> str:
+    if isinstance(error, AlreadyDone):
+        return f":warning: {already_done_text(error)}"
     if isinstance(error, BillProcessError):
         return f":warning: {error}"
     error_id = uuid.uuid4().hex[:8]
@@ -20,20 +24,27 @@ def message_for(error: Exception) -> str:
     return f":x: Something went wrong on our side (error `{error_id}`). Please try again, or quote the error id."
 
 
-def tell(body: dict, respond, client, text: str) -> None:
-    """Show `text` to the person whose request failed, only to them."""
-    user_id = (body.get("user") or {}).get("id") or body.get("user_id") or (body.get("event") or {}).get("user")
+def tell(client, slack_user_id: str | None, response_url: str | None, text: str) -> None:
+    """Show `text` only to the person whose request failed: through its response_url, else their DM."""
     try:
-        if body.get("response_url") or body.get("response_urls"):
-            respond(text=text, response_type="ephemeral", replace_original=False)
-        elif user_id:
-            # A modal or an event has no response_url: the app's DM with the person is the place.
-            client.chat_postMessage(channel=user_id, text=text)
-    except SlackApiError:
-        log.warning("could not tell %s about an error", user_id, exc_info=True)
+        if response_url:
+            WebhookClient(response_url).send(text=text, response_type="ephemeral", replace_original=False)
+        elif slack_user_id:
+            # A modal, an event or a Home tab button has no response_url: the app's DM is the place.
+            client.chat_postMessage(channel=slack_user_id, text=text)
+    except (SlackApiError, OSError):
+        log.warning("could not tell %s about an error", slack_user_id, exc_info=True)
+
+
+def report(services, client, slack_user_id: str | None, response_url: str | None, error: Exception) -> None:
+    """Tell the person what went wrong; when someone else got there first, also show the bill as it is now."""
+    if isinstance(error, AlreadyDone) and error.bill_id is not None:
+        services.notifier.refresh_message(error.bill_id)
+    tell(client, slack_user_id, response_url, message_for(error))
 
 
 def register(app) -> None:
     @app.error
-    def handle_error(error, body, respond, client):
-        tell(body, respond, client, message_for(error))
+    def handle_error(error, body, client, context):
+        user_id = (body.get("user") or {}).get("id") or body.get("user_id") or (body.get("event") or {}).get("user")
+        report(context["services"], client, user_id, body.get("response_url"), error)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 
 import waitress
 from slack_bolt import App
@@ -42,5 +44,7 @@ def _health(engine: Engine, start_response):
 
 def serve(app: App, engine: Engine, *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:
     """Serve with waitress, a production WSGI server; blocks until interrupted."""
+    # SIGTERM (how services are stopped) unwinds like Ctrl-C, so queued Slack deliveries are drained.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("BillProcess listening on http://%s:%d%s", host, port, EVENTS_PATH)
     waitress.serve(wsgi_app(app, engine), host=host, port=port, threads=threads, ident="billprocess")

@@ -18,6 +18,7 @@ from bot.settings import Settings, load_settings
 from db.models import Role, User
 from handlers.app import create_app
 from handlers.web import wsgi_app
+from handlers.worker import ProcessWorker
 from tests.factories import add_user
 from tests.slack_fakes import (
     CHANNEL_ID,
@@ -90,8 +91,10 @@ def fake() -> Iterator[FakeSlack]:
 def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
     """Start the app with settings overrides (e.g. link_by_email=True); returns the harness."""
     servers = []
+    workers = []
 
-    def start(**overrides) -> SlackHarness:
+    def start(*, in_process_worker: bool = False, **overrides) -> SlackHarness:
+        """`in_process_worker` gives the app the child-process worker that `serve` uses."""
         settings = load_settings(
             _env_file=None,
             database_url=database_url,
@@ -104,7 +107,10 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
             timezone="UTC",
             **overrides,
         )
-        app = create_app(settings, db)
+        worker = ProcessWorker(settings) if in_process_worker else None
+        if worker is not None:
+            workers.append(worker)
+        app = create_app(settings, db, worker=worker)
         server = waitress.create_server(wsgi_app(app, engine), host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -118,6 +124,8 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
         thread.join(timeout=5)
         server.task_dispatcher.shutdown()
+    for worker in workers:
+        worker.close()
 
 
 @pytest.fixture

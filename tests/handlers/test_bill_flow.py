@@ -560,3 +560,23 @@ def test_app_home_is_refreshed_for_the_actor_and_whoever_the_bill_waits_for(bill
 
     assert published_for == [SALES, FINANCE]
     assert [call["user_id"] for call in bills.fake.calls("views.publish")] == [SALES, FINANCE]
+
+
+# --- as served -------------------------------------------------------------------------------------
+
+
+def test_the_served_app_applies_clicks_and_refusals_in_its_worker_process(make_slack):
+    bills = Bills(make_slack(in_process_worker=True))
+    bills.customer("Acme")
+    acme = bills.generate_and_post()["Acme"]
+
+    bills.click(SALES, ActionId.APPROVE, acme)  # answered at once; applied by the worker process
+    [reply] = wait_until(lambda: bills.thread(acme), 1, "the approval in the thread", timeout=60)
+    assert f"<@{SALES}> approved bill #{acme}" in shown(reply)
+    assert bills.bill(acme).status is BillStatus.FINAL
+
+    bills.click(SALES, ActionId.SEND, acme)
+    [refusal] = wait_until(lambda: bills.slack.responses(SALES), 1, "the refusal", timeout=30)
+    assert refusal["text"] == ":warning: Only Finance can send bills"
+    assert bills.actions(acme) == [ActionType.DRAFT, ActionType.APPROVE]
+    assert_every_payload_valid(bills.fake)
