@@ -1022,3 +1022,34 @@ def serve_wsgi(app: Callable) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# --- reading what the app sent --------------------------------------------------------------------------
+
+
+def texts(node: Any) -> str:
+    """Every text a person reads in a message, an answer, a view or a list of blocks, in order."""
+    found: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            if isinstance(item.get("text"), str):
+                found.append(item["text"])
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, list):
+            for element in item:
+                walk(element)
+
+    walk(node)
+    return "\n".join(found)
+
+
+def wait_until(read: Callable[[], list], count: int, what: str, timeout: float = 5.0) -> list:
+    """Poll `read` until it returns at least `count` items (work that follows an acknowledgement)."""
+    deadline = time.monotonic() + timeout
+    while len(found := read()) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {what}, got {found}")
+        time.sleep(0.02)
+    return found

@@ -15,6 +15,7 @@ from bot.blocks.commands import (
 )
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
+from tests.slack_fakes import texts
 
 AT = datetime(2026, 11, 2, 10, 32, tzinfo=timezone.utc)
 
@@ -67,22 +68,6 @@ def action(action_id, kind, before, after, *, stakeholder, comment=None, minutes
     )
 
 
-def texts(blocks: list[dict]) -> str:
-    """Every text of the blocks, in order, as one string."""
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(blocks)
-    return "\n".join(found)
 
 
 def within_limits(blocks: list[dict]) -> None:

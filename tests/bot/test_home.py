@@ -15,27 +15,12 @@ from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value
 from db.models import Bill, BillStatus, Customer, Role
 from tests.factories import add_customer, add_user
+from tests.slack_fakes import texts
 
 PERIOD = Period(2026, 10)
 TODAY = date(2026, 11, 3)
 
 
-def texts(view: dict) -> str:
-    """Every piece of text in the view, joined, as a person would read it."""
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(view["blocks"])
-    return "\n".join(found)
 
 
 def buttons(view: dict) -> list[tuple[str, str]]:

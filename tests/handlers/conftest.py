@@ -33,6 +33,7 @@ from tests.slack_fakes import (
     slash_command_body,
     text_input_state,
     view_submission_body,
+    wait_until,
 )
 
 
@@ -79,6 +80,18 @@ class SlackHarness:
     def responses(self, slack_user_id: str) -> list[dict]:
         """What the app said through the response_url of this user's requests."""
         return self.fake.response_url_posts(slack_user_id)
+
+    def replies(self, slack_user_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
+        """The answers to this user's requests, once `count` of them have arrived."""
+        return wait_until(lambda: self.responses(slack_user_id), count, f"{count} answer(s) for {slack_user_id}",
+                          timeout)
+
+    def ask(self, slack_user_id: str, text: str) -> dict:
+        """Run `/bill text` and return the answer it brings (the next one at the response_url)."""
+        before = len(self.responses(slack_user_id))
+        response = self.command(slack_user_id, text)
+        assert response.status == 200, response
+        return self.replies(slack_user_id, before + 1)[before]
 
 
 @pytest.fixture

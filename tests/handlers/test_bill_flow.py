@@ -20,7 +20,7 @@ from bot.periods import Period
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, block_actions_body
+from tests.slack_fakes import CHANNEL_ID, block_actions_body, texts, wait_until
 
 PERIOD = Period(2026, 10)
 TODAY = date(2026, 11, 3)
@@ -120,31 +120,8 @@ class Bills:
         time.sleep(0.4)
 
 
-def wait_until(read, count: int, what: str, timeout: float = 5.0) -> list:
-    deadline = time.monotonic() + timeout
-    while len(found := read()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {what}, got {found}")
-        time.sleep(0.02)
-    return found
 
 
-def shown(message: dict) -> str:
-    """Every text a person reads in a message or view: its text and the texts of its blocks."""
-    found = [message.get("text") or ""]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(message.get("blocks") or [])
-    return "\n".join(found)
 
 
 def button_values(message: dict) -> dict[str, tuple[str, str]]:
@@ -211,11 +188,11 @@ def test_each_new_bill_is_posted_once_with_its_figures_buttons_and_approvers(bil
     assert acme["channel"] == beta["channel"] == CHANNEL_ID
     assert f"Bill #{ids['Acme']} · Acme · October 2026: 20.00" in acme["text"]
     for figure in ("3,000 calls (limit 1,000)", "2,000 calls", "0.01 per call", "20.00", "DRAFT"):
-        assert figure in shown(acme)
-    assert f"waiting for <@{CSM}>, <@{OTHER_CS}>, <@{SALES}> (Customer Success or Sales)" in shown(acme)
-    assert f"waiting for <@{CSM}> (Customer Success)" in shown(beta)
-    assert f"then <@{SALES}> (Sales)" in shown(beta)
-    assert f"<@{OTHER_CS}>" not in shown(beta)
+        assert figure in texts(acme)
+    assert f"waiting for <@{CSM}>, <@{OTHER_CS}>, <@{SALES}> (Customer Success or Sales)" in texts(acme)
+    assert f"waiting for <@{CSM}> (Customer Success)" in texts(beta)
+    assert f"then <@{SALES}> (Sales)" in texts(beta)
+    assert f"<@{OTHER_CS}>" not in texts(beta)
     for post, bill_id in ((acme, ids["Acme"]), (beta, ids["Beta"])):
         assert button_values(post) == {
             "Approve": (ActionId.APPROVE.value, bill_value(bill_id)),
@@ -253,12 +230,12 @@ def test_a_one_step_bill_approved_by_sales_is_updated_in_place_and_told_in_its_t
     assert (update["channel"], update["ts"]) == (CHANNEL_ID, posted["ts"])
     [reply] = bills.wait_thread(one_step, 1)
     assert reply["channel"] == CHANNEL_ID and reply["thread_ts"] == posted["ts"]
-    assert f"<@{SALES}> approved bill #{one_step}" in shown(reply)
-    assert "DRAFT → FINAL" in shown(reply)
-    assert f"Ready to send — <@{FINANCE}> (Finance)" in shown(reply)
+    assert f"<@{SALES}> approved bill #{one_step}" in texts(reply)
+    assert "DRAFT → FINAL" in texts(reply)
+    assert f"Ready to send — <@{FINANCE}> (Finance)" in texts(reply)
 
     message = bills.message(one_step)
-    assert "FINAL" in shown(message)
+    assert "FINAL" in texts(message)
     assert list(button_values(message)) == ["Send", "Undo approval"]
     assert bills.bill(one_step).status is BillStatus.FINAL
     assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.APPROVE]
@@ -275,16 +252,16 @@ def test_a_two_step_bill_waits_for_the_csm_before_sales(bills, two_step):
 
     bills.click(CSM, ActionId.APPROVE, two_step)
     [first] = bills.wait_thread(two_step, 1)
-    assert f"<@{CSM}> approved bill #{two_step} (step 1 of 2)" in shown(first)
-    assert f"Waiting for <@{SALES}> (Sales) to approve — step 2 of 2" in shown(first)
+    assert f"<@{CSM}> approved bill #{two_step} (step 1 of 2)" in texts(first)
+    assert f"Waiting for <@{SALES}> (Sales) to approve — step 2 of 2" in texts(first)
     assert bills.bill(two_step).status is BillStatus.DRAFT
     wait_until(lambda: bills.fake.calls("chat.update"), 1, "the message updated")
-    assert f"approved by <@{CSM}> (Customer Success)" in shown(bills.message(two_step))
+    assert f"approved by <@{CSM}> (Customer Success)" in texts(bills.message(two_step))
 
     bills.click(SALES, ActionId.APPROVE, two_step)
     _, second = bills.wait_thread(two_step, 2)
-    assert f"<@{SALES}> approved bill #{two_step} (step 2 of 2)" in shown(second)
-    assert "DRAFT → FINAL" in shown(second)
+    assert f"<@{SALES}> approved bill #{two_step} (step 2 of 2)" in texts(second)
+    assert "DRAFT → FINAL" in texts(second)
     assert bills.bill(two_step).status is BillStatus.FINAL
     assert bills.actions(two_step) == [ActionType.DRAFT, ActionType.APPROVE, ActionType.APPROVE]
     assert {update["ts"] for update in bills.fake.wait_for("chat.update", 2)} == {bills.bill(two_step).slack_ts}
@@ -301,10 +278,10 @@ def test_an_edit_asks_for_every_approval_again(bills, two_step):
 
     _, edited = bills.wait_thread(two_step, 2)
     change = "unit cost 0.010000 → 0.020000, amount 20.00 → 40.00"
-    assert f"<@{FINANCE}> edited bill #{two_step} ({change})" in shown(edited)
-    assert f"Waiting for <@{CSM}> (Customer Success) to approve — step 1 of 2" in shown(edited)
+    assert f"<@{FINANCE}> edited bill #{two_step} ({change})" in texts(edited)
+    assert f"Waiting for <@{CSM}> (Customer Success) to approve — step 1 of 2" in texts(edited)
     message = bills.message(two_step)
-    assert "40.00" in shown(message) and "0.02 per call" in shown(message)
+    assert "40.00" in texts(message) and "0.02 per call" in texts(message)
     assert list(button_values(message)) == ["Approve", "Reject", "Undo edit"]
 
     bills.click(SALES, ActionId.APPROVE, two_step)
@@ -334,9 +311,9 @@ def test_reject_opens_a_modal_and_the_reason_writes_the_bill_off_then_undo_bring
     assert answer.status == 200 and answer.body == ""  # an empty acknowledgement closes the modal
 
     [rejected] = bills.wait_thread(one_step, 1)
-    assert f"<@{CSM}> rejected bill #{one_step} and wrote it off" in shown(rejected)
-    assert "Reason: Outage credit agreed with <the customer>" in shown(rejected)
-    assert "DRAFT → WRITEOFF" in shown(rejected)
+    assert f"<@{CSM}> rejected bill #{one_step} and wrote it off" in texts(rejected)
+    assert "Reason: Outage credit agreed with <the customer>" in texts(rejected)
+    assert "DRAFT → WRITEOFF" in texts(rejected)
     bill = bills.bill(one_step)
     assert bill.status is BillStatus.WRITEOFF
     assert bill.actions[-1].comment == "Outage credit agreed with <the customer>"
@@ -345,8 +322,8 @@ def test_reject_opens_a_modal_and_the_reason_writes_the_bill_off_then_undo_bring
 
     bills.click_button(CSM, one_step, "Undo rejection")
     _, undone = bills.wait_thread(one_step, 2)
-    assert f"<@{CSM}> undid <@{CSM}>'s rejection on bill #{one_step}" in shown(undone)
-    assert "WRITEOFF → DRAFT" in shown(undone)
+    assert f"<@{CSM}> undid <@{CSM}>'s rejection on bill #{one_step}" in texts(undone)
+    assert "WRITEOFF → DRAFT" in texts(undone)
     assert bills.bill(one_step).status is BillStatus.DRAFT
     wait_until(lambda: bills.fake.calls("chat.update"), 2, "the message updated twice")
     assert list(button_values(bills.message(one_step))) == ["Approve", "Reject"]
@@ -396,15 +373,15 @@ def test_finance_sends_a_final_bill_and_its_buttons_are_gone(bills, one_step):
     bills.click(FINANCE, ActionId.SEND, one_step)
 
     _, sent = bills.wait_thread(one_step, 2)
-    assert f"<@{FINANCE}> sent bill #{one_step} (emailed to billing@acme.example)" in shown(sent)
-    assert "FINAL → SENT" in shown(sent)
+    assert f"<@{FINANCE}> sent bill #{one_step} (emailed to billing@acme.example)" in texts(sent)
+    assert "FINAL → SENT" in texts(sent)
     assert bills.bill(one_step).status is BillStatus.SENT
     [eml] = list(bills.slack.settings.mail_dir.glob("*.eml"))
     email = message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert email["To"] == "billing@acme.example" and f"#{one_step}" in email["Subject"]
     wait_until(lambda: bills.fake.calls("chat.update"), 2, "the message updated twice")
     message = bills.message(one_step)
-    assert button_values(message) == {} and "SENT" in shown(message)
+    assert button_values(message) == {} and "SENT" in texts(message)
 
 
 def test_sales_clicking_send_is_refused(bills, one_step):
@@ -475,7 +452,7 @@ def test_two_approvals_at_once_make_one_change_and_the_other_is_told_who_was_fir
     assert len(bills.wait_thread(one_step, 1)) == 1
     # The latecomer's Slack shows the bill as it is now: every update of the message shows it FINAL.
     updates = wait_until(lambda: bills.fake.calls("chat.update"), 2, "both clicks to update the message")
-    assert all("FINAL" in shown(update) for update in updates)
+    assert all("FINAL" in texts(update) for update in updates)
     bills.settle()
     assert len(bills.thread(one_step)) == 1
 
@@ -538,7 +515,7 @@ def test_a_bill_without_a_message_is_posted_before_its_thread_reply(bills):
     bills.notifier.bill_changed(bill_id, action_id=bill.actions[-1].id)
 
     posted, reply = bills.fake.calls("chat.postMessage")
-    assert "FINAL" in shown(posted) and "thread_ts" not in posted
+    assert "FINAL" in texts(posted) and "thread_ts" not in posted
     stored = bills.bill(bill_id)
     assert (stored.slack_channel, stored.slack_ts) == (CHANNEL_ID, bills.fake.messages()[0]["ts"])
     assert reply["thread_ts"] == stored.slack_ts
@@ -572,7 +549,7 @@ def test_the_served_app_applies_clicks_and_refusals_in_its_worker_process(make_s
 
     bills.click(SALES, ActionId.APPROVE, acme)  # answered at once; applied by the worker process
     [reply] = wait_until(lambda: bills.thread(acme), 1, "the approval in the thread", timeout=60)
-    assert f"<@{SALES}> approved bill #{acme}" in shown(reply)
+    assert f"<@{SALES}> approved bill #{acme}" in texts(reply)
     assert bills.bill(acme).status is BillStatus.FINAL
 
     bills.click(SALES, ActionId.SEND, acme)

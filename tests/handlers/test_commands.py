@@ -15,7 +15,7 @@ from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Customer, Bill, BillStatus, Role, User, utcnow
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, slash_command_body
+from tests.slack_fakes import CHANNEL_ID, slash_command_body, texts
 
 PERIOD = Period.previous(ZoneInfo("UTC"))  # what `/bill generate` bills by default
 START = date(2020, 1, 1)
@@ -38,40 +38,10 @@ def background_work_finishes(fake):
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def replies(slack, slack_user_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
-    """The answers to this user's commands, once `count` of them have arrived."""
-    deadline = time.monotonic() + timeout
-    while len(posts := slack.responses(slack_user_id)) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {count} answer(s) for {slack_user_id}, got {posts}")
-        time.sleep(0.02)
-    return posts
 
 
-def shown(post: dict) -> str:
-    """Everything a person reads in an answer: its text and the texts of its blocks."""
-    found = [post.get("text") or ""]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(post.get("blocks") or [])
-    return "\n".join(found)
 
 
-def ask(slack, slack_user_id: str, text: str) -> dict:
-    """Run `/bill text` and return the answer it brings (the next one at the response_url)."""
-    before = len(slack.responses(slack_user_id))
-    response = slack.command(slack_user_id, text)
-    assert response.status == 200, response
-    return replies(slack, slack_user_id, before + 1)[before]
 
 
 def team(slack) -> dict[str, User]:
@@ -112,8 +82,8 @@ def thread_replies(slack, bill: Bill, count: int = 1) -> list[dict]:
 def generated(slack) -> list[Bill]:
     """Generate PERIOD through `/bill generate`; returns the bills once all are posted and it said so."""
     before = len(slack.responses(FINANCE))
-    ask(slack, FINANCE, "generate")
-    replies(slack, FINANCE, before + 2)  # the summary, then "Posted N bills"
+    slack.ask(FINANCE, "generate")
+    slack.replies(FINANCE, before + 2)  # the summary, then "Posted N bills"
     made = bills(slack)
     assert made and all(bill.slack_ts for bill in made)
     return made
@@ -139,17 +109,17 @@ def invite(slack, name: str, *, email: str | None = None, now=None) -> str:
 def test_a_code_links_once_and_whoami_shows_the_account(slack):
     code = invite(slack, "dana", email="dana@example.com")
 
-    answer = ask(slack, "UDANA001", f"link {code}")
-    assert "You are now linked to *dana* (Sales)" in shown(answer)
+    answer = slack.ask("UDANA001", f"link {code}")
+    assert "You are now linked to *dana* (Sales)" in texts(answer)
     assert answer["response_type"] == "ephemeral"
     assert linked_to(slack, "UDANA001") == "dana"
     slack.fake.wait_for("views.publish")
     assert slack.fake.home_view("UDANA001") is not None  # the App Home is no longer the "link first" one
 
-    whoami = shown(ask(slack, "UDANA001", "whoami"))
+    whoami = texts(slack.ask("UDANA001", "whoami"))
     assert "dana" in whoami and "Sales" in whoami and "dana@example.com" in whoami
 
-    again = shown(ask(slack, "UOTHER01", f"link {code}"))
+    again = texts(slack.ask("UOTHER01", f"link {code}"))
     assert "That code is not valid" in again
     assert linked_to(slack, "UOTHER01") is None
     everything = repr(slack.fake.recorded())
@@ -158,15 +128,15 @@ def test_a_code_links_once_and_whoami_shows_the_account(slack):
 
 def test_an_expired_code_is_refused(slack):
     code = invite(slack, "dana", now=utcnow() - timedelta(hours=24, minutes=1))
-    assert "That code is not valid" in shown(ask(slack, "UDANA001", f"link {code}"))
+    assert "That code is not valid" in texts(slack.ask("UDANA001", f"link {code}"))
     assert linked_to(slack, "UDANA001") is None
 
 
 def test_five_wrong_codes_lock_the_slack_user_out_even_for_the_right_one(slack):
     code = invite(slack, "dana")
     for attempt in range(5):
-        assert "That code is not valid" in shown(ask(slack, "UDANA001", f"link ABCDEF-GHJKMN-PQRST{attempt + 2}"))
-    answer = shown(ask(slack, "UDANA001", f"link {code}"))
+        assert "That code is not valid" in texts(slack.ask("UDANA001", f"link ABCDEF-GHJKMN-PQRST{attempt + 2}"))
+    answer = texts(slack.ask("UDANA001", f"link {code}"))
     assert "Too many wrong codes" in answer
     assert code not in answer
     assert linked_to(slack, "UDANA001") is None
@@ -177,7 +147,7 @@ def test_link_by_email_links_on_first_use(make_slack):
     invite(slack, "dana", email="Dana@Example.com")
     slack.fake.add_user("UDANA001", name="dana", email="dana@example.com")
 
-    assert "dana" in shown(ask(slack, "UDANA001", "whoami"))
+    assert "dana" in texts(slack.ask("UDANA001", "whoami"))
     assert linked_to(slack, "UDANA001") == "dana"
 
 
@@ -185,17 +155,17 @@ def test_without_link_by_email_nobody_is_linked_by_email(slack):
     invite(slack, "dana", email="dana@example.com")
     slack.fake.add_user("UDANA001", name="dana", email="dana@example.com")
 
-    answer = shown(ask(slack, "UDANA001", "whoami"))
+    answer = texts(slack.ask("UDANA001", "whoami"))
     assert "not linked" in answer and "/bill link CODE" in answer
     assert linked_to(slack, "UDANA001") is None
 
 
 def test_unlink(slack):
     team(slack)
-    assert "no longer linked to *sam*" in shown(ask(slack, SALES, "unlink"))
+    assert "no longer linked to *sam*" in texts(slack.ask(SALES, "unlink"))
     assert linked_to(slack, SALES) is None
     slack.fake.wait_for("views.publish")
-    assert "not linked" in shown(ask(slack, SALES, "list"))
+    assert "not linked" in texts(slack.ask(SALES, "list"))
 
 
 # --- help --------------------------------------------------------------------------------------------
@@ -203,8 +173,8 @@ def test_unlink(slack):
 
 def test_help_is_specific_to_the_role(slack):
     team(slack)
-    finance = shown(ask(slack, FINANCE, "help"))
-    sales = shown(ask(slack, SALES, ""))  # `/bill` alone is help
+    finance = texts(slack.ask(FINANCE, "help"))
+    sales = texts(slack.ask(SALES, ""))  # `/bill` alone is help
     for subcommand in ("/bill generate", "/bill edit", "/bill send", "/bill export"):
         assert subcommand in finance
         assert subcommand not in sales
@@ -214,7 +184,7 @@ def test_help_is_specific_to_the_role(slack):
 
 
 def test_help_tells_an_unlinked_user_how_to_link_and_nothing_else(slack):
-    answer = shown(ask(slack, STRANGER, "help"))
+    answer = texts(slack.ask(STRANGER, "help"))
     assert "not linked" in answer and "billprocess users invite" in answer
     assert "`/bill link CODE`" in answer
     for subcommand in ("/bill list", "/bill generate", "/bill whoami", "/bill show"):
@@ -228,25 +198,25 @@ def test_generate_as_finance_announces_the_summary_then_posts_every_bill(slack):
     team(slack)
     customers(slack, 3)
 
-    answer = ask(slack, FINANCE, "generate")
+    answer = slack.ask(FINANCE, "generate")
     assert answer["response_type"] == "in_channel"
-    assert f"{PERIOD.label}: 3 bills created, total 15.00" in shown(answer)
+    assert f"{PERIOD.label}: 3 bills created, total 15.00" in texts(answer)
 
     posts = slack.fake.wait_for("chat.postMessage", 3)
     assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3 == [p["channel"] for p in posts]
     assert all(bill.status is BillStatus.DRAFT for bill in bills(slack))
-    assert f"Posted 3 bills for {PERIOD.label}" in shown(replies(slack, FINANCE, 2)[1])
+    assert f"Posted 3 bills for {PERIOD.label}" in texts(slack.replies(FINANCE, 2)[1])
 
-    again = ask(slack, FINANCE, f"generate {PERIOD}")
+    again = slack.ask(FINANCE, f"generate {PERIOD}")
     assert again["response_type"] == "ephemeral"
-    assert "0 bills created" in shown(again) and "already billed 3" in shown(again)
+    assert "0 bills created" in texts(again) and "already billed 3" in texts(again)
     assert len(bill_posts(slack)) == 3
 
 
 def test_generate_as_sales_is_refused(slack):
     team(slack)
     customers(slack)
-    answer = shown(ask(slack, SALES, "generate"))
+    answer = texts(slack.ask(SALES, "generate"))
     assert "Only Finance can use `/bill generate`; you are Sales" in answer
     assert bills(slack) == []
     assert slack.fake.calls("chat.postMessage") == []
@@ -256,7 +226,7 @@ def test_a_month_that_has_not_ended_is_refused(slack):
     team(slack)
     this_month = PERIOD.shifted(1)
     customers(slack, period=this_month)
-    answer = shown(ask(slack, FINANCE, f"generate {this_month}"))
+    answer = texts(slack.ask(FINANCE, f"generate {this_month}"))
     assert f"{this_month.label} has not ended yet" in answer
     assert bills(slack) == []
 
@@ -274,7 +244,7 @@ def test_the_ack_comes_back_at_once_while_the_bills_are_posted(slack):
     assert acked < 1.0  # posting six bills takes 3 s or more
     assert len(slack.fake.calls("chat.postMessage")) < 6
     slack.fake.wait_for("chat.postMessage", 6, timeout=15)
-    assert "Posted 6 bills" in shown(replies(slack, FINANCE, 2, timeout=15)[1])
+    assert "Posted 6 bills" in texts(slack.replies(FINANCE, 2, timeout=15)[1])
 
 
 # --- list and show -----------------------------------------------------------------------------------
@@ -300,18 +270,18 @@ def test_list_filters_by_status_and_month_in_either_order(slack):
     with slack.db() as session:
         workflow.approve(session=session, bill_id=globex_october, actor=people["sam"])
 
-    everything = shown(ask(slack, SALES, "list"))
+    everything = texts(slack.ask(SALES, "list"))
     assert all(f"`#{number}`" in everything for number in (acme_october, globex_october, acme_latest))
     assert "3 bills, total 35.00 (2 DRAFT, 1 FINAL)" in everything
 
     for text in ("list draft 2025-10", "list 2025-10 DRAFT"):
-        answer = ask(slack, SALES, text)
+        answer = slack.ask(SALES, text)
         assert answer["response_type"] == "ephemeral"
-        assert "Bills: October 2025, DRAFT" in shown(answer)
-        assert f"`#{acme_october}`" in shown(answer)
-        assert f"`#{globex_october}`" not in shown(answer) and f"`#{acme_latest}`" not in shown(answer)
+        assert "Bills: October 2025, DRAFT" in texts(answer)
+        assert f"`#{acme_october}`" in texts(answer)
+        assert f"`#{globex_october}`" not in texts(answer) and f"`#{acme_latest}`" not in texts(answer)
 
-    assert "No bills match." in shown(ask(slack, SALES, "list SENT"))
+    assert "No bills match." in texts(slack.ask(SALES, "list SENT"))
 
 
 def test_a_long_list_stays_within_one_message(slack):
@@ -322,9 +292,9 @@ def test_a_long_list_stays_within_one_message(slack):
     with slack.db() as session:
         generate_month(session=session, period=Period(2025, 10), actor=people["fiona"], today=date.today())
 
-    answer = ask(slack, FINANCE, "list")
+    answer = slack.ask(FINANCE, "list")
     assert len(answer["blocks"]) <= 50
-    assert "…and 30 more, narrow with a month or status" in shown(answer)
+    assert "…and 30 more, narrow with a month or status" in texts(answer)
 
 
 def test_show_gives_the_details_and_the_whole_history(slack):
@@ -333,8 +303,8 @@ def test_show_gives_the_details_and_the_whole_history(slack):
     with slack.db() as session:
         workflow.reject(session=session, bill_id=bill_id, actor=people["sam"], reason="customer churned")
 
-    answer = ask(slack, CSM, f"show #{bill_id}")
-    text = shown(answer)
+    answer = slack.ask(CSM, f"show #{bill_id}")
+    text = texts(answer)
     assert answer["response_type"] == "ephemeral"
     assert f"Bill #{bill_id}: Globex, October 2025" in text
     assert "*Status*\nWRITEOFF" in text and "*Amount*\n20.00" in text
@@ -351,7 +321,7 @@ def test_edit_from_the_command_changes_the_bill_and_tells_its_thread(slack):
     customers(slack, 1)
     bill = generated(slack)[0]
 
-    answer = shown(ask(slack, FINANCE, f"edit {bill.id} 0.02"))
+    answer = texts(slack.ask(FINANCE, f"edit {bill.id} 0.02"))
     assert f"Bill #{bill.id}" in answer and "unit cost now 0.02, amount 10.00" in answer
 
     edited = bills(slack)[0]
@@ -369,7 +339,7 @@ def test_send_from_the_command_emails_the_bill(slack):
     with slack.db() as session:
         workflow.approve(session=session, bill_id=bill.id, actor=people["sam"])
 
-    answer = shown(ask(slack, FINANCE, f"send {bill.id}"))
+    answer = texts(slack.ask(FINANCE, f"send {bill.id}"))
     assert f"Bill #{bill.id} was sent to billing@customer-1.example" in answer
 
     assert bills(slack)[0].status is BillStatus.SENT
@@ -385,7 +355,7 @@ def test_undo_from_the_command_with_a_reason(slack):
     with slack.db() as session:
         workflow.approve(session=session, bill_id=bill.id, actor=people["sam"])
 
-    answer = shown(ask(slack, SALES, f"undo {bill.id} approved the wrong bill"))
+    answer = texts(slack.ask(SALES, f"undo {bill.id} approved the wrong bill"))
     assert f"Undid sam's approval of bill #{bill.id}; it is DRAFT now" in answer
 
     assert bills(slack)[0].status is BillStatus.DRAFT
@@ -398,9 +368,9 @@ def test_a_refused_change_says_why_and_changes_nothing(slack):
     customers(slack, 1)
     bill = generated(slack)[0]
 
-    assert "Only Finance can use `/bill send`; you are Sales" in shown(ask(slack, SALES, f"send {bill.id}"))
-    assert "only a FINAL bill can be sent" in shown(ask(slack, FINANCE, f"send {bill.id}"))
-    assert "has nothing to undo" in shown(ask(slack, FINANCE, f"undo {bill.id}"))
+    assert "Only Finance can use `/bill send`; you are Sales" in texts(slack.ask(SALES, f"send {bill.id}"))
+    assert "only a FINAL bill can be sent" in texts(slack.ask(FINANCE, f"send {bill.id}"))
+    assert "has nothing to undo" in texts(slack.ask(FINANCE, f"undo {bill.id}"))
     assert bills(slack)[0].status is BillStatus.DRAFT
     assert slack.fake.calls("chat.update") == []
 
@@ -431,22 +401,22 @@ def test_a_refused_change_says_why_and_changes_nothing(slack):
 )
 def test_wrong_input_gets_a_specific_message_and_the_usage_line(slack, text, expected):
     team(slack)
-    answer = ask(slack, FINANCE, text)
+    answer = slack.ask(FINANCE, text)
     assert answer["response_type"] == "ephemeral"
-    assert expected in shown(answer)
-    assert shown(answer).startswith(":warning:")
+    assert expected in texts(answer)
+    assert texts(answer).startswith(":warning:")
 
 
 def test_an_unknown_subcommand_lists_what_the_caller_can_use(slack):
     team(slack)
-    answer = shown(ask(slack, SALES, "aprove 12"))
+    answer = texts(slack.ask(SALES, "aprove 12"))
     assert "`aprove` is not a `/bill` subcommand" in answer
     assert "list" in answer and "generate" not in answer
 
 
 def test_an_unlinked_user_is_told_how_to_link(slack):
     for text in ("list", "show 1", "generate"):
-        assert "/bill link CODE" in shown(ask(slack, STRANGER, text))
+        assert "/bill link CODE" in texts(slack.ask(STRANGER, text))
 
 
 # --- Slack's signature -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from db.models import Bill, Role
 from handlers import customers as customer_commands
 from handlers.requests import CommandRequest
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, TOKEN
+from tests.slack_fakes import CHANNEL_ID, TOKEN, texts
 
 LAST_MONTH = Period.previous(ZoneInfo("UTC"))
 FINANCE, CSM, SALES = "UFIONA01", "UCAROL01", "USAM0001"
@@ -31,38 +31,10 @@ OVER = [LAST_MONTH.shifted(-offset) for offset in range(0, 12, 2)]
 WITHIN = [LAST_MONTH.shifted(-offset) for offset in range(1, 12, 2)]
 
 
-def replies(slack, slack_user_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while len(posts := slack.responses(slack_user_id)) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {count} answer(s) for {slack_user_id}, got {posts}")
-        time.sleep(0.02)
-    return posts
 
 
-def shown(post: dict) -> str:
-    """Everything a person reads in an answer: its text and the texts of its blocks."""
-    found = [post.get("text") or ""]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(post.get("blocks") or [])
-    return "\n".join(found)
 
 
-def ask(slack, slack_user_id: str, text: str) -> dict:
-    before = len(slack.responses(slack_user_id))
-    response = slack.command(slack_user_id, text)
-    assert response.status == 200, response
-    return replies(slack, slack_user_id, before + 1)[before]
 
 
 @pytest.fixture
@@ -90,11 +62,11 @@ def acme(slack, team):
 
 
 def test_customer_shows_terms_usage_and_bills_then_uploads_the_chart(slack, acme):
-    answer = ask(slack, CSM, "customer acme corp")
+    answer = slack.ask(CSM, "customer acme corp")
     completed = slack.fake.wait_for("files.completeUploadExternal")
 
     assert answer["response_type"] == "ephemeral"
-    text = shown(answer)
+    text = texts(answer)
     assert answer["blocks"][0]["text"]["text"] == "Acme Corp"
     assert "*Monthly limit*\n1,000 calls" in text and "*CSM*\n<@UCAROL01>" in text
     assert f"*API usage, {LAST_MONTH.shifted(-11).label} – {LAST_MONTH.label}*" in text
@@ -118,7 +90,7 @@ def test_customer_shows_terms_usage_and_bills_then_uploads_the_chart(slack, acme
 
 
 def test_the_chart_is_uploaded_after_the_reply(slack, acme):
-    ask(slack, CSM, "customer Acme Corp")
+    slack.ask(CSM, "customer Acme Corp")
     slack.fake.wait_for("files.completeUploadExternal")
 
     order = [call.method for call in slack.fake.recorded() if call.method in ("response_url", "upload")]
@@ -126,42 +98,42 @@ def test_the_chart_is_uploaded_after_the_reply(slack, acme):
 
 
 def test_an_unknown_customer_gets_suggestions_and_no_chart(slack, acme):
-    answer = ask(slack, SALES, "customer acme crop")
+    answer = slack.ask(SALES, "customer acme crop")
 
     assert answer["text"].startswith(":warning: There is no customer named “acme crop”. Did you mean “Acme Corp”?")
     assert slack.fake.calls("files.getUploadURLExternal") == []
 
 
 def test_customer_without_a_name_gets_the_usage_line(slack, team):
-    answer = ask(slack, SALES, "customer")
+    answer = slack.ask(SALES, "customer")
 
     assert "Usage: `/bill customer <name>`" in answer["text"]
 
 
 def test_customers_lists_every_customer(slack, acme):
-    answer = ask(slack, SALES, "customers")
+    answer = slack.ask(SALES, "customers")
 
     assert answer["blocks"][0]["text"]["text"] == "Customers (2)"
-    assert "*Acme Corp* — 1,000 calls a month, then 0.01 per call" in shown(answer)
-    assert "*Beta* — 1,000 calls a month" in shown(answer)
+    assert "*Acme Corp* — 1,000 calls a month, then 0.01 per call" in texts(answer)
+    assert "*Beta* — 1,000 calls a month" in texts(answer)
 
 
 def test_usage_with_a_year_shows_that_year(slack, acme):
     year = LAST_MONTH.year
-    answer = ask(slack, SALES, f"usage Acme Corp {year}")
+    answer = slack.ask(SALES, f"usage Acme Corp {year}")
 
     assert answer["blocks"][0]["text"]["text"] == f"API usage — Acme Corp, {year}"
-    assert f"{year}-01" in shown(answer) and f"{year}-12" in shown(answer)
+    assert f"{year}-01" in texts(answer) and f"{year}-12" in texts(answer)
 
 
 def test_usage_without_a_customer_gets_the_usage_line(slack, team):
-    answer = ask(slack, SALES, "usage 2026")
+    answer = slack.ask(SALES, "usage 2026")
 
     assert "Usage: `/bill usage <customer> [year]`" in answer["text"]
 
 
 def test_an_unlinked_user_is_told_to_link(slack, acme):
-    answer = ask(slack, "UNOBODY1", "customer Acme Corp")
+    answer = slack.ask("UNOBODY1", "customer Acme Corp")
 
     assert "/bill link CODE" in answer["text"]
     assert slack.fake.calls("files.getUploadURLExternal") == []
@@ -174,7 +146,7 @@ def test_export_uploads_the_months_csv_to_the_callers_direct_messages(slack, acm
     with slack.db() as session:
         generate_month(session=session, period=before, actor=None, today=LAST_MONTH.first_day)
 
-    answer = ask(slack, FINANCE, f"export {LAST_MONTH}")
+    answer = slack.ask(FINANCE, f"export {LAST_MONTH}")
     completed = slack.fake.wait_for("files.completeUploadExternal")
 
     assert slack.fake.last("conversations.open")["users"] == FINANCE
@@ -197,7 +169,7 @@ def test_export_defaults_to_last_month(slack, acme):
     with slack.db() as session:
         generate_month(session=session, period=LAST_MONTH, actor=None, today=LAST_MONTH.shifted(1).first_day)
 
-    answer = ask(slack, FINANCE, "export")
+    answer = slack.ask(FINANCE, "export")
     slack.fake.wait_for("files.completeUploadExternal")
 
     (content,) = slack.fake.uploads.values()
@@ -208,21 +180,21 @@ def test_export_defaults_to_last_month(slack, acme):
 
 
 def test_export_of_a_month_without_bills_says_so(slack, team):
-    answer = ask(slack, FINANCE, "export 2001-01")
+    answer = slack.ask(FINANCE, "export 2001-01")
 
     assert answer["text"] == "There are no bills for January 2001, so there is nothing to export."
     assert slack.fake.calls("files.getUploadURLExternal") == []
 
 
 def test_export_of_a_malformed_month_gets_the_usage_line(slack, team):
-    answer = ask(slack, FINANCE, "export October")
+    answer = slack.ask(FINANCE, "export October")
 
     assert answer["text"].startswith(":warning:")
     assert "Usage: `/bill export [YYYY-MM]`" in answer["text"]
 
 
 def test_sales_may_not_export(slack, acme):
-    answer = ask(slack, SALES, f"export {LAST_MONTH}")
+    answer = slack.ask(SALES, f"export {LAST_MONTH}")
 
     assert answer["text"].startswith(":warning: Only Finance can use `/bill export`")
     assert slack.fake.calls("files.getUploadURLExternal") == []

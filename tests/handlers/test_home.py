@@ -14,27 +14,12 @@ from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value
 from db.models import Bill, BillStatus, Customer, Role
 from tests.factories import add_customer
-from tests.slack_fakes import app_home_opened_event, event_body
+from tests.slack_fakes import app_home_opened_event, event_body, texts
 
 PERIOD = Period(2026, 10)
 FINANCE, CSM, SALES, STRANGER = "UFIONA01", "UCAROL01", "USAM0001", "UNOBODY1"
 
 
-def texts(view: dict) -> str:
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(view["blocks"])
-    return "\n".join(found)
 
 
 def buttons(view: dict) -> list[tuple[str, str, str]]:
