@@ -24,7 +24,11 @@ def wsgi_app(app: App, engine: Engine):
     def application(environ, start_response):
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return _health(engine, start_response)
-        return slack(environ, start_response)
+        try:
+            return slack(environ, start_response)
+        except ValueError:  # Bolt reads the body before anything else: a payload that is not JSON
+            log.warning("refused a request whose payload is not valid JSON")
+            return _json(start_response, "400 Bad Request", {"ok": False, "error": "malformed payload"})
 
     return application
 
@@ -33,10 +37,13 @@ def _health(engine: Engine, start_response):
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        status, body = "200 OK", {"ok": True}
     except Exception:  # the health check reports any database failure instead of raising it
         log.warning("health check: database unreachable", exc_info=True)
-        status, body = "503 Service Unavailable", {"ok": False, "error": "database unreachable"}
+        return _json(start_response, "503 Service Unavailable", {"ok": False, "error": "database unreachable"})
+    return _json(start_response, "200 OK", {"ok": True})
+
+
+def _json(start_response, status: str, body: dict):
     payload = json.dumps(body).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
     return [payload]
