@@ -12,8 +12,9 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
+import alembic.util
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import accounts, billing, bills, workflow
@@ -191,6 +192,10 @@ def _import(cli: Cli, path: Path, run: Callable, noun: str) -> None:
             summary = run(session=session, file=file, source=path.name)
     except FileNotFoundError:
         raise InvalidInput(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a folder, not a CSV file") from None
+    except PermissionError:
+        raise InvalidInput(f"{path} cannot be read (permission denied)") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{path.name} is not a UTF-8 CSV file") from None
     cli.out(summary.line(noun))
@@ -209,8 +214,12 @@ def usage_import(cli: Cli, args) -> None:
 
 def bills_generate(cli: Cli, args) -> None:
     period = Period.parse(args.month) if args.month else Period.previous(cli.settings.zone)
+    actor = None
+    if args.actor:
+        with cli.session() as session:
+            actor = cli.actor(session, args.actor)
     with cli.session() as session:
-        summary = billing.generate_month(session=session, period=period, actor=None, today=cli.today())
+        summary = billing.generate_month(session=session, period=period, actor=actor, today=cli.today())
         for line in summary.lines():
             cli.out(line)
         month_bills = bills.list_bills(session=session, period=period)
@@ -250,10 +259,8 @@ def _act(cli: Cli, args, service: Callable, **extra) -> None:
     with cli.session() as session:
         actor = cli.actor(session, args.actor)
     with cli.session() as session:
-        service(session=session, bill_id=bill_id, actor=actor, **extra)
-    cli.notifier.bill_changed(bill_id)
-    with cli.session() as session:
-        bill = bills.get_bill(session=session, bill_id=bill_id)
+        bill = service(session=session, bill_id=bill_id, actor=actor, **extra)
+    cli.notifier.bill_changed(bill_id, action_id=bill.actions[-1].id)
     cli.out(f"Bill #{bill.id} ({bill.customer.name}) is now {bill.status.value}.")
     cli.out("  " + action_line(bill.actions[-1]))
 
@@ -325,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     bill = group("bills", "generate, list and act on bills")
     generate = command(bill, "generate", bills_generate, "generate a month's bills (default: last month)")
     generate.add_argument("month", nargs="?", metavar="YYYY-MM")
+    generate.add_argument("--as", dest="actor", metavar="NAME", help="the Finance account generating (recorded)")
     listing = command(bill, "list", bills_list, "list bills")
     listing.add_argument("--status", help="DRAFT, FINAL, WRITEOFF or SENT")
     listing.add_argument("--month", metavar="YYYY-MM")
@@ -359,8 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, BillProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except OperationalError as error:
-        print(f"error: cannot use the database: {str(error.orig).strip().splitlines()[0]}", file=sys.stderr)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        print(f"error: cannot use the database: {reason}", file=sys.stderr)
+        return 1
+    except alembic.util.CommandError as error:
+        print(f"error: cannot migrate the database: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import bcrypt
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.errors import Conflict, InvalidInput, NotFound
@@ -65,20 +66,20 @@ def add_user(
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
     email = check_email(email) if email else None
-    with session.begin():
-        same = [User.name == name] + ([User.email == email] if email else [])
-        clash = session.scalar(select(User).where(or_(*same)))
-        if clash is not None:
-            taken = "name" if clash.name == name else "email"
-            raise Conflict(f"an account with that {taken} already exists ({clash.name})")
-        user = User(
-            name=name,
-            role=role,
-            email=email,
-            password_digest=hash_secret(password, rounds=rounds),
-            session_token=secrets.token_hex(32),
-        )
-        session.add(user)
+    digest = hash_secret(password, rounds=rounds)  # slow on purpose: before the transaction, not inside it
+    try:
+        with session.begin():
+            same = [User.name == name] + ([User.email == email] if email else [])
+            clash = session.scalar(select(User).where(or_(*same)))
+            if clash is not None:
+                taken = "name" if clash.name == name else "email"
+                raise Conflict(f"an account with that {taken} already exists ({clash.name})")
+            user = User(
+                name=name, role=role, email=email, password_digest=digest, session_token=secrets.token_hex(32)
+            )
+            session.add(user)
+    except IntegrityError:  # the same name or email, added at the same moment by someone else
+        raise Conflict(f"an account named {name} or with that email was just added") from None
     return user
 
 
@@ -101,6 +102,7 @@ def invite(*, session: Session, name: str, rounds: int = 12, now: datetime | Non
     """Issue a one-time link code for an account, replacing any code issued to it before."""
     now = now or utcnow()
     selector, secret = _random_code(SELECTOR_LENGTH), _random_code(SECRET_LENGTH)
+    digest = hash_secret(secret, rounds=rounds)
     with session.begin():
         user = get_user(session=session, name=name)
         session.execute(
@@ -112,7 +114,7 @@ def invite(*, session: Session, name: str, rounds: int = 12, now: datetime | Non
             LinkCode(
                 user_id=user.id,
                 selector=selector,
-                code_digest=hash_secret(secret, rounds=rounds),
+                code_digest=digest,
                 expires_at=now + LINK_CODE_LIFETIME,
                 created_at=now,
             )
@@ -131,9 +133,12 @@ def check_slack_user_id(slack_user_id: str) -> str:
 def link(*, session: Session, name: str, slack_user_id: str) -> User:
     """Link an account to a Slack user directly (an operator's command)."""
     slack_user_id = check_slack_user_id(slack_user_id)
-    with session.begin():
-        user = get_user(session=session, name=name)
-        _link(session, user, slack_user_id)
+    try:
+        with session.begin():
+            user = get_user(session=session, name=name)
+            _link(session, user, slack_user_id)
+    except IntegrityError:  # linked to another account at the same moment
+        raise Conflict(f"Slack user {slack_user_id} was just linked to another account") from None
     return user
 
 

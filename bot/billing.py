@@ -25,13 +25,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.errors import MonthNotEnded
+from bot.errors import MonthNotEnded, NotAllowed
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Usage, User, utcnow
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User, utcnow
 from db.types import AMOUNT, UNIT_COST, UTCDateTime
 
 FREE_MONTHS = 3
 CENT = Decimal("0.01")
+# The largest values accepted: with them an amount (10**15) still fits both databases' amount columns.
+MAX_CALLS = 10**12  # API calls in a month, and monthly limits
+MAX_UNIT_COST = Decimal(1000)  # per call
+# PostgreSQL advisory locks taken by imports of customers and of usage (bot/imports.py).
+IMPORT_LOCK_NAMESPACE = 0x494D5054  # "IMPT"
+IMPORT_LOCKS = (1, 2)
 
 
 def overage_amount(units: int, unit_cost: Decimal) -> Decimal:
@@ -161,13 +167,22 @@ def check_month_ended(period: Period, today: date) -> None:
 
 
 def generate_month(*, session: Session, period: Period, actor: User | None, today: date) -> GenerationSummary:
-    """Create the DRAFT bills of `period` and their DRAFT actions in one transaction; idempotent."""
+    """Create the DRAFT bills of `period` and their DRAFT actions in one transaction; idempotent.
+
+    `actor` is the Finance account generating, or None for the scheduler and operators.
+    """
+    if actor is not None and actor.role is not Role.FINANCE:
+        raise NotAllowed(f"Only Finance can generate bills; {actor.name} is {actor.role.label}")
     check_month_ended(period, today)
     with session.begin():
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
-            # Two generations of the same month wait for each other instead of racing on the unique key.
+            # Two generations of the same month wait for each other instead of racing on the unique key,
+            # and imports (which take the same locks) cannot change customers or usage between the
+            # summary and the insert below. SQLite's BEGIN IMMEDIATE already serialises all writers.
             session.execute(select(func.pg_advisory_xact_lock(0x42494C4C, period.year * 100 + period.month)))
+            for key in IMPORT_LOCKS:
+                session.execute(select(func.pg_advisory_xact_lock(IMPORT_LOCK_NAMESPACE, key)))
         candidates = _candidates(dialect, period)
         summary = GenerationSummary(period)
         tally = select(

@@ -18,6 +18,7 @@ from typing import Any, TextIO, TypeVar
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS, MAX_UNIT_COST
 from bot.errors import InvalidInput
 from db.models import Customer, Role, Usage, User
 
@@ -34,9 +35,8 @@ CUSTOMER_COLUMNS = (
 )
 USAGE_COLUMNS = ("customer", "year", "month", "api_usage")
 
-MAX_COUNT = 10**15
+MAX_COUNT = MAX_CALLS
 UNIT_COST_PLACES = 6
-UNIT_COST_MAX = Decimal(10) ** 12  # NUMERIC(18, 6) leaves 12 digits before the point
 NAME_MAX_LENGTH = 200
 EMAIL_MAX_LENGTH = 254
 TRUE_WORDS = frozenset({"true", "yes", "1"})
@@ -45,8 +45,8 @@ PROBLEMS_SHOWN = 50
 # Keeps the bound parameters of each lookup below SQLite's limit.
 LOOKUP_CHUNK = 400
 # PostgreSQL advisory lock keys: two imports of the same kind run one after the other.
-LOCK_NAMESPACE = 0x494D5054  # "IMPT"
-CUSTOMERS_LOCK, USAGE_LOCK = 1, 2
+LOCK_NAMESPACE = IMPORT_LOCK_NAMESPACE
+CUSTOMERS_LOCK, USAGE_LOCK = IMPORT_LOCKS
 
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
@@ -435,8 +435,8 @@ def _unit_cost(column: str, text: str) -> Decimal:
     if not _DECIMAL.fullmatch(text):
         raise _BadValue(f"{column} must be a number ≥ 0 such as 0.000125, not {_shown(text)}")
     value = Decimal(text)
-    if value >= UNIT_COST_MAX:
-        raise _BadValue(f"{column} {_shown(text)} is too large; it must be less than {UNIT_COST_MAX:,}")
+    if value > MAX_UNIT_COST:
+        raise _BadValue(f"{column} {_shown(text)} is too large; it can be at most {MAX_UNIT_COST:,} per call")
     if value != value.quantize(Decimal(1).scaleb(-UNIT_COST_PLACES)):
         raise _BadValue(f"{column} {_shown(text)} has more than {UNIT_COST_PLACES} decimal places")
     return value

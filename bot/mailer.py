@@ -210,14 +210,14 @@ class Mailer:
     def __repr__(self) -> str:
         return f"Mailer(destination={self.destination!r})"
 
-    def send_bill(self, bill: Bill) -> None:
-        """Email the bill to its customer; returns only once the message has been accepted."""
+    def send_bill(self, bill: Bill) -> str:
+        """Email the bill to its customer; returns, once the message has been accepted, where it went."""
         address = parseaddr(bill.customer.billing_email)[1]
         if "@" not in address:
             raise DeliveryFailed(
                 f"{bill.customer.name} has no usable billing email address ({bill.customer.billing_email!r})"
             )
-        self.deliver(bill_email(bill, mail_from=self.mail_from), file_prefix=f"bill-{bill.id}")
+        return self.deliver(bill_email(bill, mail_from=self.mail_from), file_prefix=f"bill-{bill.id}")
 
     def deliver(self, message: EmailMessage, *, file_prefix: str = "message") -> str:
         """Hand the message over and say where it went; adds Date and Message-ID when missing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,9 +46,38 @@ class Settings(BaseSettings):
             raise ValueError("is not a database URL (e.g. sqlite:///billprocess.db)") from None
         if url.get_backend_name() not in SUPPORTED_DATABASES:
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("must name a SQLite file (sqlite:///billprocess.db); an in-memory database keeps nothing")
         if url.get_backend_name() == "postgresql" and url.get_driver_name() not in ("psycopg", "postgresql"):
             raise ValueError("must use the psycopg driver (postgresql+psycopg://...)")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _usable_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from bot.mailer import parse_smtp_url  # the mailer owns the format; it imports this module
+
+        try:
+            parse_smtp_url(value.get_secret_value())
+        except SettingsError as error:
+            raise ValueError(str(error).removeprefix("SMTP_URL ")) from None
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(f"{value!r} is not an email address (e.g. billing@example.com)")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _a_web_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
 
     @field_validator("timezone")
     @classmethod

@@ -21,7 +21,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.billing import overage_amount
+from bot.billing import MAX_UNIT_COST, overage_amount
 from bot.errors import (
     AlreadyDone,
     BillProcessError,
@@ -36,9 +36,6 @@ from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, 
 
 REASON_MAX_LENGTH = 2000
 UNIT_COST_STEP = Decimal("0.000001")
-# What the columns can hold: UNIT_COST is NUMERIC(18, 6); SQLite keeps amounts as 64-bit cents.
-UNIT_COST_LIMIT = Decimal(10) ** 12
-AMOUNT_LIMIT = Decimal(10) ** 16
 
 APPROVER_ROLES = frozenset({Role.CUSTOMER_SUCCESS, Role.SALES})
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
@@ -232,6 +229,14 @@ def _check_approve(bill: Bill, actor: User) -> ApprovalStep:
             )
     if any(step.accepts(actor) for step in state.steps[pending.number :]):
         raise WaitingForOther(f"Bill #{bill.id} is waiting for {pending.label} to approve first")
+    if state.done_steps and actor.role not in pending.roles:
+        # A Customer Success user who is not the CSM, once the CSM has approved: the bill is with Sales now.
+        done = state.done_steps[-1].approval
+        assert done is not None
+        raise WaitingForOther(
+            f"Bill #{bill.id} was approved by {_name(done.stakeholder)} for Customer Success;"
+            f" it is waiting for {pending.label} now"
+        )
     csm = _customer_csm(bill.customer)
     assert csm is not None  # only a named CSM keeps a user of an approving role out of every step
     raise NotApprover(
@@ -386,8 +391,8 @@ def parse_unit_cost(value: Decimal | str) -> Decimal:
         raise InvalidInput("The unit cost must be a finite decimal number")
     if cost < 0:
         raise InvalidInput("The unit cost cannot be negative")
-    if cost >= UNIT_COST_LIMIT:
-        raise InvalidInput(f"The unit cost {value} is too large")
+    if cost > MAX_UNIT_COST:
+        raise InvalidInput(f"The unit cost {value} is too large; it can be at most {MAX_UNIT_COST:,} per call")
     if cost != cost.quantize(UNIT_COST_STEP):
         raise InvalidInput(f"The unit cost {value} has more than 6 decimal places")
     return cost.quantize(UNIT_COST_STEP).copy_abs()  # copy_abs turns a -0 into 0; nothing else is negative here
@@ -440,8 +445,6 @@ def edit(*, session: Session, bill_id: int, actor: User, unit_cost: Decimal | st
                 f"A unit cost of {cost:.6f} makes bill #{bill.id}'s amount 0.00;"
                 " a bill must be for at least 0.01 (reject it to write it off)"
             )
-        if amount >= AMOUNT_LIMIT:
-            raise InvalidInput(f"A unit cost of {cost:.6f} makes bill #{bill.id}'s amount too large")
         bill.overage_unit_cost, bill.overage_amount = cost, amount
         _record(
             bill,
@@ -456,17 +459,19 @@ def edit(*, session: Session, bill_id: int, actor: User, unit_cost: Decimal | st
     return bill
 
 
-def send(*, session: Session, bill_id: int, actor: User, deliver: Callable[[Bill], None]) -> Bill:
+def send(*, session: Session, bill_id: int, actor: User, deliver: Callable[[Bill], str | None]) -> Bill:
     """Email a FINAL bill with `deliver`; only once it returns does the bill become SENT.
 
-    The bill stays locked while it is delivered, so a second send waits and is then told it was sent.
-    When `deliver` raises, nothing changes and the error propagates.
+    `deliver` may say where the email went (a mail server, or a file when none is configured); that is
+    recorded with the action. The bill stays locked while it is delivered, so a second send waits and is
+    then told it was sent. When `deliver` raises, nothing changes and the error propagates.
     """
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
         _check_send(bill, user)
-        deliver(bill)
-        _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=f"emailed to {bill.customer.billing_email}")
+        where = deliver(bill)
+        comment = f"emailed to {bill.customer.billing_email}" + (f" via {where}" if where else "")
+        _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])
         _load_for_display(bill)
     return bill
 

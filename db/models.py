@@ -129,6 +129,7 @@ class Customer(Base):
     __table_args__ = (
         CheckConstraint("length(name) > 0", name="name_not_empty"),
         CheckConstraint("monthly_api_limit >= 0", name="limit_not_negative"),
+        CheckConstraint("monthly_api_limit <= 1000000000000", name="limit_at_most_max_calls"),
         CheckConstraint("overage_unit_cost >= 0", name="unit_cost_not_negative"),
         CheckConstraint("end_date IS NULL OR end_date >= start_date", name="end_after_start"),
     )
@@ -150,6 +151,7 @@ class Usage(Base):
         CheckConstraint("month BETWEEN 1 AND 12", name="month_in_range"),
         CheckConstraint("year BETWEEN 1900 AND 9999", name="year_in_range"),
         CheckConstraint("api_usage >= 0", name="usage_not_negative"),
+        CheckConstraint("api_usage <= 1000000000000", name="usage_at_most_max_calls"),
         Index("ix_usages_year_month", "year", "month"),
     )
 

@@ -198,7 +198,7 @@ def whoami(request: CommandRequest) -> None:
 
 
 def generate(request: CommandRequest) -> None:
-    actor = request.account(Role.FINANCE)  # generate_month trusts its caller to check the role
+    actor = request.account()
     (month,) = arguments(request, "a month", optional=1)
     settings = request.services.settings
     period = month_argument(request, month) if month else Period.previous(settings.zone)

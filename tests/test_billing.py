@@ -234,18 +234,18 @@ def test_amount_is_rounded_half_up_to_the_cent(session, db, units, unit_cost, am
         assert bills["Acme"].overage_amount == Decimal(amount)
 
 
-def test_amounts_stay_exact_at_a_quadrillion_calls(session, db):
-    # 1,497,127,821,016,800 × 0.009255 = 13,855,917,983,510.484 and
-    # 1,949,163,722,868,896 × 0.009326 = 18,177,900,879,475.324096
-    add_customer(session, "Huge A", limit=0, unit_cost="0.009255", usage={(2026, 10): 1_497_127_821_016_800})
-    add_customer(session, "Huge B", limit=0, unit_cost="0.009326", usage={(2026, 10): 1_949_163_722_868_896})
+def test_amounts_stay_exact_at_the_largest_usage_and_unit_cost(session, db):
+    # 999,999,999,999 × 999.999999 = 999,999,998,999,000.000001 and
+    # 987,654,321,987 × 0.009255 = 9,140,740,749.989685: no digit may be lost on either database.
+    add_customer(session, "Huge A", limit=0, unit_cost="999.999999", usage={(2026, 10): 999_999_999_999})
+    add_customer(session, "Huge B", limit=0, unit_cost="0.009255", usage={(2026, 10): 987_654_321_987})
 
     summary = generate(db, OCTOBER, today=AFTER_OCTOBER)
 
     bills = bills_by_customer(db, OCTOBER)
-    assert bills["Huge A"].overage_amount == Decimal("13855917983510.48")
-    assert bills["Huge B"].overage_amount == Decimal("18177900879475.32")
-    assert summary.total == Decimal("32033818862985.80")
+    assert bills["Huge A"].overage_amount == Decimal("999999998999000.00")
+    assert bills["Huge B"].overage_amount == Decimal("9140740749.99")
+    assert summary.total == Decimal("1000009139739749.99")
 
 
 def test_a_customer_without_usage_for_the_month_is_skipped(session, db):

@@ -61,7 +61,7 @@ HOW = {
 # STEP1 is a DRAFT whose step 1 (Customer Success) is approved in two-step approval.
 # In two-step-no-csm the customer has no CSM, so "csm" (carol) is just another Customer Success user.
 #
-# Outcomes: ok | role | state | notcsm | nothing | wait:WHOM | notyours:WHO | approved:WHO | rejected:WHO
+# Outcomes: ok | role | state | notcsm | withsales | nothing | wait:WHOM | notyours:WHO | approved:WHO | rejected:WHO
 # | sent:WHO (the legend below turns each into the error class and a fragment of its message).
 TABLES = {
     "one-step": """
@@ -94,7 +94,7 @@ TABLES = {
         DRAFT     edit     ok               role             role             role
         DRAFT     send     state            role             role             role
         DRAFT     undo     nothing          nothing          nothing          nothing
-        STEP1     approve  role             approved:carol   notcsm           ok
+        STEP1     approve  role             approved:carol   withsales        ok
         STEP1     reject   role             ok               notcsm           ok
         STEP1     edit     ok               role             role             role
         STEP1     send     state            role             role             role
@@ -178,6 +178,8 @@ def expected_refusal(outcome: str, action: str) -> tuple[type[Exception], str] |
         return InvalidTransition, "has nothing to undo"
     if code == "wait":
         return WaitingForOther, f"is waiting for {WAITING_FOR[who]} to approve first"
+    if code == "withsales":  # the CSM approved; another Customer Success user is pointed to Sales
+        return WaitingForOther, "was approved by carol for Customer Success; it is waiting for Sales now"
     if code == "notyours":
         return NotAllowed, f"Only {who} or Finance can undo {who}'s"
     if code in PAST:
