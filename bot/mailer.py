@@ -217,7 +217,10 @@ class Mailer:
             raise DeliveryFailed(
                 f"{bill.customer.name} has no usable billing email address ({bill.customer.billing_email!r})"
             )
-        return self.deliver(bill_email(bill, mail_from=self.mail_from), file_prefix=f"bill-{bill.id}")
+        where = self.deliver(bill_email(bill, mail_from=self.mail_from), file_prefix=f"bill-{bill.id}")
+        if self.server is None:  # a file: say which, without the server's folders
+            return f"{Path(where).name} in MAIL_DIR (no SMTP server configured)"
+        return where
 
     def deliver(self, message: EmailMessage, *, file_prefix: str = "message") -> str:
         """Hand the message over and say where it went; adds Date and Message-ID when missing."""

@@ -373,7 +373,7 @@ def test_finance_sends_a_final_bill_and_its_buttons_are_gone(bills, one_step):
     bills.click(FINANCE, ActionId.SEND, one_step)
 
     _, sent = bills.wait_thread(one_step, 2)
-    assert f"<@{FINANCE}> sent bill #{one_step} (emailed to billing@acme.example)" in texts(sent)
+    assert f"<@{FINANCE}> sent bill #{one_step} (emailed to billing@acme.example via bill-" in texts(sent)
     assert "FINAL → SENT" in texts(sent)
     assert bills.bill(one_step).status is BillStatus.SENT
     [eml] = list(bills.slack.settings.mail_dir.glob("*.eml"))
