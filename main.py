@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         configure_logging(settings, server=args.run in (serve, socket))
         args.run(Cli(settings), args)
-    except (SettingsError, BillProcessError) as error:
+    except (SettingsError, BillProcessError, migrate.NewerSchema) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except SQLAlchemyError as error:

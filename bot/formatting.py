@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.periods import Period
-from db.models import Bill, BillAction
+from db.models import ActionType, Bill, BillAction
 
 
 def money(amount: Decimal) -> str:
@@ -57,5 +57,15 @@ def bill_details(bill: Bill) -> list[str]:
 def action_line(action: BillAction) -> str:
     who = action.stakeholder.name if action.stakeholder else "scheduler"
     before = action.status_before.value if action.status_before else "—"
-    line = f"{timestamp(action.created_at)}  {who:<12} {action.action.value:<8} {before} → {action.status_after.value}"
-    return f"{line}  {action.comment}" if action.comment else line
+    line = (
+        f"#{action.id:<5} {timestamp(action.created_at)}  {who:<12} {action.action.value:<8}"
+        f" {before} → {action.status_after.value}"
+    )
+    details = []
+    if action.undone_action_id is not None:
+        details.append(f"undid action #{action.undone_action_id}")
+    if action.unit_cost_before is not None and action.action is ActionType.UNDO:
+        details.append(f"unit cost {unit_cost(action.unit_cost_before)} → {unit_cost(action.unit_cost_after)}")
+    if action.comment:
+        details.append(action.comment)
+    return "  ".join([line, "; ".join(details)]) if details else line

@@ -232,7 +232,8 @@ class Mailer:
         try:
             where = self._send(message) if self.server else str(self._write_eml(message, file_prefix))
         except DeliveryFailed as failure:
-            log.warning("email %r to %s was not delivered: %s", message["Subject"], message["To"], failure)
+            # INFO: the caller reports the failure to the person who asked; this is the trail.
+            log.info("email %r to %s was not delivered: %s", message["Subject"], message["To"], failure)
             raise
         log.info("email %r to %s delivered to %s", message["Subject"], message["To"], where)
         return where

@@ -7,20 +7,22 @@ P-2 and P-1 with a realistic history, and P is left for `billprocess bills gener
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import accounts, billing, workflow
-from bot.errors import Conflict
+from bot.errors import Conflict, InvalidInput
 from bot.mailer import Mailer
 from bot.periods import Period
 from bot.settings import Settings
-from db.models import Bill, Customer, Role, Usage, User
+from db.models import Bill, BillStatus, Customer, Role, Usage, User
 
 MONTHS_OF_USAGE = 12
 
@@ -146,15 +148,30 @@ def _history(users: dict[str, User], deliver: Callable[[Bill], None]) -> dict[tu
     }
 
 
+def _check_writable(folder: Path) -> None:
+    """Seeding sends bills (to .eml files): fail before writing anything when that cannot work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InvalidInput(f"MAIL_DIR {folder} is not writable ({error.strerror}); seed writes demo emails there") from None
+
+
 def seed_demo(*, session: Session, settings: Settings, today: date) -> list[str]:
     """Fill an empty database with the demo data; returns what was done, as lines to print."""
     with session.begin():
         user_names = set(session.scalars(select(User.name)))
         customer_names = set(session.scalars(select(Customer.name)))
+        sent = session.scalar(select(func.count()).select_from(Bill).where(Bill.status == BillStatus.SENT))
     if user_names or customer_names:
-        if user_names >= {name for name, _, _ in ACCOUNTS} and customer_names >= {c.name for c in CUSTOMERS}:
+        demo = user_names >= {name for name, _, _ in ACCOUNTS} and customer_names >= {c.name for c in CUSTOMERS}
+        if demo and sent:
             return ["The demo data is already in place; nothing was added."]
+        if demo:
+            raise Conflict("an earlier seed stopped part-way; start again from an empty database")
         raise Conflict("the database already has accounts or customers; seed only fills an empty database")
+    _check_writable(settings.mail_dir)
     p = Period.containing(today).shifted(-1)
     users = _add_accounts(session, settings.bcrypt_rounds)
     usage_rows = _add_customers(session, users, p)

@@ -30,10 +30,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+class NewerSchema(Exception):
+    """The database was migrated by a newer release than this one."""
+
+
 def is_current(engine: Engine) -> bool:
-    """True when the database schema is at the newest migration."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """True when the database schema is at the newest migration; NewerSchema when it is past it."""
+    scripts = ScriptDirectory.from_config(alembic_config())
     with engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
             return False
-        return MigrationContext.configure(connection).get_current_revision() == head
+        revision = MigrationContext.configure(connection).get_current_revision()
+    if revision is not None and revision not in {script.revision for script in scripts.walk_revisions()}:
+        raise NewerSchema(f"the database was migrated by a newer release of BillProcess (revision {revision})")
+    return revision == scripts.get_current_head()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -197,9 +198,18 @@ def test_bills_show_prints_the_history(cli):
     code, out, _ = cli("bills", "show", first_sent)
     assert code == 0
     history = out.split("History:")[1].splitlines()[1:]
-    assert [line.split()[4] for line in history] == ["DRAFT", "APPROVE", "APPROVE", "SEND"]
+    assert [line.split()[5] for line in history] == ["DRAFT", "APPROVE", "APPROVE", "SEND"]
     assert "fiona" in history[0] and "carol" in history[1] and "sam" in history[2] and "fiona" in history[3]
     assert "— → DRAFT" in history[0] and "FINAL → SENT" in history[3]
+
+
+def test_bills_show_says_what_an_undo_reverted(cli):
+    cli("seed")
+    hooli = _latest(cli, "DRAFT", "Hooli Search")  # September's: approved by carol, then undone by her
+    out = cli("bills", "show", hooli)[1]
+    approve, undo = [line for line in out.splitlines() if " APPROVE " in line or " UNDO " in line]
+    approve_id = approve.split()[0]
+    assert f"undid action {approve_id}" in undo and "Approved the wrong bill" in undo
 
     assert cli("bills", "show", "999999")[2] == "error: there is no bill #999999\n"
     assert cli("bills", "list", "--status", "PAID")[2].startswith("error: unknown status 'PAID'")
@@ -263,3 +273,14 @@ def test_operator_refusals_are_one_line_and_change_nothing(cli):
         assert code == 1 and out == "", argv
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (argv, err)
     assert cli("bills", "show", acme)[1] == before
+
+
+def test_a_database_from_a_newer_release_is_named_as_such(monkeypatch, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    run(capsys, "db", "upgrade")
+    with sqlite3.connect(tmp_path / "newer.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    code, out, err = run(capsys, "bills", "list")
+    assert (code, out) == (1, "")
+    assert err == "error: the database was migrated by a newer release of BillProcess (revision f00d)\n"

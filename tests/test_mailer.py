@@ -20,11 +20,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from bot import workflow
 from bot.errors import BillProcessError, DeliveryFailed
 from bot.mailer import Mailer, SmtpServer, bill_email, parse_smtp_url
 from bot.settings import Settings, SettingsError
-from db.models import Bill, BillStatus, Customer
-from tests.factories import add_customer
+from db.models import Bill, BillStatus, Customer, Role
+from tests.factories import add_customer, add_user
 
 MAIL_FROM = "Billing <billing@vendor.example>"
 USER = "billing-bot"
@@ -373,19 +374,39 @@ def test_deliver_says_where_the_message_went_without_credentials(smtp_server):
     assert len(inbox.received) == 1
 
 
-def test_a_server_refusing_the_message_fails_delivery_and_names_server_and_reply(smtp_server, final_bill, session):
+def test_a_server_refusing_the_message_fails_delivery_and_names_server_and_reply(smtp_server, final_bill, db):
     server = smtp_server(Inbox(refuse_data="550 mailbox unavailable"))
     mailer = mailer_for(f"smtp://127.0.0.1:{server.port}")
+    fiona = _finance(db)
 
-    with pytest.raises(DeliveryFailed) as caught:
-        mailer.send_bill(final_bill)
+    with pytest.raises(DeliveryFailed) as caught, db() as session:
+        workflow.send(session=session, bill_id=final_bill.id, actor=fiona, deliver=mailer.send_bill)
 
     assert str(caught.value) == (
         f"the mail server at 127.0.0.1:{server.port} refused the message: 550 mailbox unavailable"
     )
     assert isinstance(caught.value, BillProcessError)
-    session.expire_all()
-    assert session.get(Bill, final_bill.id).status == BillStatus.FINAL
+    with db() as session:
+        bill = session.get(Bill, final_bill.id)
+        assert bill.status == BillStatus.FINAL and bill.actions == []  # no SEND recorded
+
+
+def test_a_bill_becomes_sent_once_the_server_accepted_its_one_email(smtp_server, final_bill, db):
+    inbox = Inbox()
+    server = smtp_server(inbox)
+    mailer = mailer_for(f"smtp://127.0.0.1:{server.port}")
+
+    with db() as session:
+        bill = workflow.send(session=session, bill_id=final_bill.id, actor=_finance(db), deliver=mailer.send_bill)
+
+    assert bill.status == BillStatus.SENT
+    assert len(inbox.received) == 1
+    assert bill.actions[-1].comment == f"emailed to billing@acme.example via smtp://127.0.0.1:{server.port}"
+
+
+def _finance(db):
+    with db() as session:
+        return add_user(session, "fiona", Role.FINANCE)
 
 
 def test_a_refused_recipient_names_the_address(smtp_server):
