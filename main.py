@@ -117,9 +117,13 @@ def serve(cli: Cli, args) -> None:
 
 
 def socket(cli: Cli, args) -> None:
+    import signal
+
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     with _slack_app(cli, socket_mode=True) as app:
+        # SIGTERM (how services are stopped) unwinds like Ctrl-C, so the worker drains its queue on the way out.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         log.info("BillProcess connected to Slack in Socket Mode")
         SocketModeHandler(app, cli.settings.slack_app_token.get_secret_value()).start()
 

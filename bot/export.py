@@ -9,8 +9,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from bot.errors import NotAllowed
 from bot.periods import Period
-from db.models import Bill
+from db.models import Bill, Role, User
 
 HEADER = (
     "bill_id",
@@ -34,8 +35,13 @@ def bills_csv_filename(period: Period) -> str:
     return f"bills-{period}.csv"
 
 
-def bills_csv(*, session: Session, period: Period) -> bytes:
-    """The month's bills by number; unit costs with 6 places and amounts with 2, never through a float."""
+def bills_csv(*, session: Session, period: Period, actor: User) -> bytes:
+    """The month's bills by number; unit costs with 6 places and amounts with 2, never through a float.
+
+    Only Finance may export bills.
+    """
+    if actor.role is not Role.FINANCE:
+        raise NotAllowed(f"Only Finance can export bills; you are {actor.role.label}.")
     bills = session.scalars(
         select(Bill)
         .where(Bill.year == period.year, Bill.month == period.month)

@@ -13,6 +13,7 @@ from db.models import LinkAttempt, LinkCode, User, utcnow
 
 MAX_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
+LOCK_NAMESPACE = 0x4C494E4B  # "LINK": pg_advisory_xact_lock's first key, apart from billing's and imports'
 INVALID_CODE = "That code is not valid. Ask an operator for a new one (`billprocess users invite NAME`)."
 
 
@@ -53,6 +54,10 @@ def link_with_code(*, session: Session, slack_user_id: str, code: str, now: date
     """Redeem a one-time code for `slack_user_id`; a wrong code only ever says it is not valid."""
     now = now or utcnow()
     with session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            # Attempts by one Slack user wait for each other, so that concurrent guesses cannot all read
+            # "not locked" and exceed MAX_FAILURES. SQLite's BEGIN IMMEDIATE already serialises all writers.
+            session.execute(select(func.pg_advisory_xact_lock(LOCK_NAMESPACE, func.hashtext(slack_user_id))))
         locked_until = _locked_until(session, slack_user_id, now)
         if locked_until is not None:
             raise LockedOut(

@@ -27,7 +27,7 @@ from bot.home import home_view
 from bot.periods import Period
 from bot.settings import Settings
 from bot.workflow import approval_state
-from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
+from db.models import ActionType, Bill, BillAction, Role, User
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ class Notifier:
                 if self._post(bill, team) is not None:
                     posted += 1
         log.info("posted %d bill(s) of %s to %s", posted, period, self.settings.bills_channel)
+        if bill_ids:
+            # New bills change every Home (Finance's month, the approvers' queues): refresh them all once.
+            with self.sessions() as session:
+                everyone = _linked(_team(session))
+            for slack_user_id in everyone:
+                self.refresh_home(slack_user_id)
         return posted
 
     def bill_changed(self, bill_id: int, *, action_id: int | None = None) -> None:
@@ -155,9 +161,7 @@ class Notifier:
                 bill = get_bill(session=session, bill_id=bill_id)
             except NotFound:
                 return None, {}
-            team: dict[Role, list[User]] = defaultdict(list)
-            for user in session.scalars(select(User).where(User.slack_user_id.is_not(None)).order_by(User.name)):
-                team[user.role].append(user)
+            team = _team(session)
         return bill, team
 
     def _show(self, bill: Bill, team: Team) -> tuple[str, str] | None:
@@ -211,17 +215,16 @@ class Notifier:
         return next((action for action in bill.actions if action.id == action_id), None)
 
     def _concerned(self, bill: Bill, action: BillAction | None, team: Team) -> list[str]:
-        """Slack users whose App Home the change touches: who acted, and whom the bill waits for now."""
-        people: list[User] = []
-        if action is not None and action.stakeholder is not None:
-            people.append(action.stakeholder)
-        if bill.status is BillStatus.DRAFT:
-            step = approval_state(bill).waiting_for
-            if step is not None:
-                people += [step.user] if step.user else [u for role in step.roles for u in team.get(role, ())]
-        elif bill.status is BillStatus.FINAL:
-            people += team.get(Role.FINANCE, ())
-        return list(dict.fromkeys(user.slack_user_id for user in people if user.slack_user_id))
+        """Slack users whose App Home the change may touch: who acted first, then every linked person.
+
+        A change can take the bill off (or put it on) the Home of anyone who had it listed, so all of
+        Finance, Customer Success and Sales are refreshed; the team is small and this runs after the ack.
+        """
+        people: list[str] = []
+        if action is not None and action.stakeholder is not None and action.stakeholder.slack_user_id:
+            people.append(action.stakeholder.slack_user_id)
+        people += _linked(team)
+        return list(dict.fromkeys(people))
 
     def _call(self, method: Callable[..., SlackResponse], bill_id: int | None, **arguments) -> dict | None:
         """Call a Web API method of the client; a failure is logged (without the token) and answers None."""
@@ -236,6 +239,20 @@ class Notifier:
         subject = f"bill #{bill_id}" if bill_id is not None else "App Home"
         api_method = method.replace("_", ".", 1)  # the client's chat_update is Slack's chat.update
         log.error("Slack %s for %s failed: %s", api_method, subject, _failure(error))
+
+
+def _team(session: Session) -> dict[Role, list[User]]:
+    """The linked people by role, each role by name."""
+    team: dict[Role, list[User]] = defaultdict(list)
+    for user in session.scalars(select(User).where(User.slack_user_id.is_not(None)).order_by(User.name)):
+        team[user.role].append(user)
+    return team
+
+
+def _linked(team: Team) -> list[str]:
+    """Every linked person's Slack user: Finance, then Customer Success, then Sales."""
+    roles = (Role.FINANCE, Role.CUSTOMER_SUCCESS, Role.SALES)
+    return [user.slack_user_id for role in roles for user in team.get(role, ()) if user.slack_user_id]
 
 
 def _same(column, value):

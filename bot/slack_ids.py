@@ -29,16 +29,37 @@ class InputId(str, enum.Enum):
     REJECT_REASON = "reason"
 
 
-def bill_value(bill_id: int) -> str:
-    """The value a button or modal carries: the bill's number, nothing the app would trust."""
-    return f"bill:{bill_id}"
+STALE_BUTTON = "That button is not for a bill any more. Use `/bill show <id>` to see the bill."
 
 
-def parse_bill_value(value: str | None) -> int:
-    """The bill number from a button value or private_metadata; malformed input is refused."""
+def _action_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise InvalidInput(STALE_BUTTON)
+    return int(text)
+
+
+def bill_value(bill_id: int, seen_action_id: int | None = None) -> str:
+    """The value a bill's button or modal carries: "bill:12:345", the bill and the version of it shown.
+
+    The version is the id of the bill's latest effective action when the button was drawn, so that a
+    click on a stale button is refused instead of acting on a bill the person has not seen. Nothing in
+    it is trusted: the bill is reloaded and the person's rights checked on every click.
+    """
+    if seen_action_id is None:
+        return f"bill:{bill_id}"
+    return f"bill:{bill_id}:{seen_action_id}"
+
+
+def parse_bill_value(value: str | None) -> tuple[int, int | None]:
+    """The bill number and the version seen from a button value or private_metadata.
+
+    A bare "bill:12", as older messages carry, gives no version (None); malformed input is refused.
+    """
     if not value or not value.startswith("bill:"):
-        raise InvalidInput("That button is not for a bill any more. Use `/bill show <id>` to see the bill.")
-    return parse_bill_id(value.removeprefix("bill:"))
+        raise InvalidInput(STALE_BUTTON)
+    bill_part, separator, seen_part = value.removeprefix("bill:").partition(":")
+    bill_id = parse_bill_id(bill_part)
+    return bill_id, _action_number(seen_part) if separator else None
 
 
 def undo_value(bill_id: int, action_id: int) -> str:
@@ -49,10 +70,10 @@ def undo_value(bill_id: int, action_id: int) -> str:
 def parse_undo_value(value: str | None) -> tuple[int, int | None]:
     """The bill number and, when the button named one, the action to undo; a bare bill value is accepted."""
     bill_part, separator, action_part = (value or "").partition(";")
-    bill_id = parse_bill_value(bill_part)
+    bill_id, _ = parse_bill_value(bill_part)
     if not separator:
         return bill_id, None
     action = action_part.removeprefix("undo:")
-    if action == action_part or not action.isdigit() or not 0 < int(action) < 2**63:
-        raise InvalidInput("That button is not for a bill any more. Use `/bill show <id>` to see the bill.")
-    return bill_id, int(action)
+    if action == action_part:
+        raise InvalidInput(STALE_BUTTON)
+    return bill_id, _action_number(action)

@@ -194,14 +194,15 @@ def _already_done(bill: Bill, action: BillAction, message: str | None = None) ->
     )
 
 
-def _latest_change(bill: Bill) -> BillAction | None:
+def latest_change(bill: Bill) -> BillAction | None:
+    """The bill's latest effective action; its id is the version of the bill a person is shown."""
     effective = effective_actions(bill)
     return effective[-1] if effective else None
 
 
 def _moved_on(bill: Bill) -> BillProcessError:
     """The refusal for acting on a DRAFT-only action once someone moved the bill out of DRAFT."""
-    latest = _latest_change(bill)
+    latest = latest_change(bill)
     if latest is None or latest.status_after is not bill.status:
         return InvalidTransition(f"Bill #{bill.id} is {bill.status.value}")
     return _already_done(bill, latest)
@@ -269,7 +270,7 @@ def _check_send(bill: Bill, actor: User) -> None:
         raise NotAllowed("Only Finance can send bills")
     if bill.status is BillStatus.FINAL:
         return
-    latest = _latest_change(bill)
+    latest = latest_change(bill)
     if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
         raise _already_done(bill, latest)
     if bill.status is BillStatus.DRAFT:
@@ -285,7 +286,7 @@ def _check_send(bill: Bill, actor: User) -> None:
 
 
 def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAction:
-    latest = _latest_change(bill)
+    latest = latest_change(bill)
     if bill.status is BillStatus.SENT:
         if latest is not None and latest.action is ActionType.SEND:
             raise _already_done(
@@ -321,7 +322,7 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
             f"{_name(meant.stakeholder)}'s {_NOUN[meant.action]} of bill #{bill.id}"
             f" was already undone by {_name(undoing.stakeholder)} at {_when(undoing.created_at)}",
         )
-    latest = _latest_change(bill)
+    latest = latest_change(bill)
     if latest is not None and latest is not meant:
         raise _already_done(
             bill,
@@ -329,6 +330,39 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
             f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_name(latest.stakeholder)}"
             f" at {_when(latest.created_at)}",
         )
+
+
+def _what_happened(bill: Bill, action: BillAction) -> str:
+    """One action as "edited by fiona at 2026-11-03 10:32 UTC"."""
+    by = f"by {_name(action.stakeholder)} at {_when(action.created_at)}"
+    if action.action is ActionType.UNDO:
+        undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
+        if undone is not None:
+            return f"{_name(undone.stakeholder)}'s {_NOUN[undone.action]} undone {by}"
+    return f"{_PAST_TENSE[action.action]} {by}"
+
+
+def check_unchanged(bill: Bill, seen_action_id: int | None, doing: str) -> None:
+    """Refuse when the bill changed since the person saw it (its latest effective action is another one).
+
+    `seen_action_id` is the id of the latest effective action the person was shown (None: not known,
+    nothing to compare); `doing` names what they were about to do ("approving").
+    """
+    if seen_action_id is None:
+        return
+    latest = latest_change(bill)
+    if latest is not None and latest.id == seen_action_id:
+        return
+    # What happened since is the newest entry in the log: an UNDO row when the seen action was undone.
+    newest = bill.actions[-1] if bill.actions else None
+    if newest is None:
+        raise InvalidTransition(f"Bill #{bill.id} changed since you saw it. Look at it again before {doing}.")
+    raise _already_done(
+        bill,
+        newest,
+        f"Bill #{bill.id} changed since you saw it: {_what_happened(bill, newest)}."
+        f" Look at it again before {doing}.",
+    )
 
 
 _CHECKS: dict[ActionType, Callable[[Bill, User], object]] = {
@@ -401,11 +435,16 @@ def parse_unit_cost(value: Decimal | str) -> Decimal:
 # --- the services ----------------------------------------------------------------------------------
 
 
-def approve(*, session: Session, bill_id: int, actor: User) -> Bill:
-    """Give the bill the approval it waits for; the last one required makes it FINAL."""
+def approve(*, session: Session, bill_id: int, actor: User, seen_action_id: int | None = None) -> Bill:
+    """Give the bill the approval it waits for; the last one required makes it FINAL.
+
+    `seen_action_id`, when given, is the bill's latest effective action as the person saw it; if the
+    bill has changed since, the approval is refused (here and in `reject` and `send` alike).
+    """
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
         step = _check_approve(bill, user)
+        check_unchanged(bill, seen_action_id, "approving")
         state = approval_state(bill)
         last = step.number == len(state.steps)
         _record(
@@ -419,11 +458,14 @@ def approve(*, session: Session, bill_id: int, actor: User) -> Bill:
     return bill
 
 
-def reject(*, session: Session, bill_id: int, actor: User, reason: str) -> Bill:
+def reject(
+    *, session: Session, bill_id: int, actor: User, reason: str, seen_action_id: int | None = None
+) -> Bill:
     """Write the bill off, with a reason of 1–2000 characters."""
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
         _check_reject(bill, user)
+        check_unchanged(bill, seen_action_id, "rejecting")
         comment = parse_reason(reason, required=True)
         _record(bill, user, ActionType.REJECT, BillStatus.WRITEOFF, comment=comment)
         _load_for_display(bill)
@@ -459,7 +501,14 @@ def edit(*, session: Session, bill_id: int, actor: User, unit_cost: Decimal | st
     return bill
 
 
-def send(*, session: Session, bill_id: int, actor: User, deliver: Callable[[Bill], str | None]) -> Bill:
+def send(
+    *,
+    session: Session,
+    bill_id: int,
+    actor: User,
+    deliver: Callable[[Bill], str | None],
+    seen_action_id: int | None = None,
+) -> Bill:
     """Email a FINAL bill with `deliver`; only once it returns does the bill become SENT.
 
     `deliver` may say where the email went (a mail server, or a file when none is configured); that is
@@ -469,6 +518,7 @@ def send(*, session: Session, bill_id: int, actor: User, deliver: Callable[[Bill
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
         _check_send(bill, user)
+        check_unchanged(bill, seen_action_id, "sending")
         where = deliver(bill)
         comment = f"emailed to {bill.customer.billing_email}" + (f" via {where}" if where else "")
         _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])

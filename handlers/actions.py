@@ -1,7 +1,8 @@
 """Clicks on a bill's buttons: Approve, Reject (opens the reason modal), Send and Undo.
 
-A button only says which bill it is for; every click reloads the bill and checks the clicking person's
-rights in the workflow service. Approve, Send and Undo are acknowledged at once and applied by the
+A button says which bill it is for and the version of the bill it was shown with (its latest effective
+action); every click reloads the bill, checks the clicking person's rights in the workflow service, and
+is refused when the bill changed since. Approve, Send and Undo are acknowledged at once and applied by the
 worker (handlers/worker.py), which tells the person about a refusal; Reject opens its modal at once,
 since Slack's trigger_id expires within three seconds.
 """
@@ -20,7 +21,7 @@ from bot.bills import get_bill
 from bot.blocks.bill import reject_modal
 from bot.slack_ids import ActionId, parse_bill_value, parse_undo_value
 from db.models import ActionType, Bill, User
-from handlers.errors import report
+from handlers.errors import clicked_in_home, report
 from handlers.identity import linked_user
 
 
@@ -32,20 +33,34 @@ class Click:
     slack_user_id: str
     value: str | None
     response_url: str | None
+    from_home: bool = False  # clicked in the App Home tab, which is refreshed after a refusal
 
     @classmethod
     def read(cls, body: dict) -> Click:
         action = (body.get("actions") or [{}])[0]
-        return cls(action.get("action_id", ""), body["user"]["id"], action.get("value"), body.get("response_url"))
+        return cls(
+            action.get("action_id", ""),
+            body["user"]["id"],
+            action.get("value"),
+            body.get("response_url"),
+            from_home=clicked_in_home(body),
+        )
 
 
 def _approve(session: Session, user: User, value: str | None, services) -> Bill:
-    return workflow.approve(session=session, bill_id=parse_bill_value(value), actor=user)
+    bill_id, seen_action_id = parse_bill_value(value)
+    return workflow.approve(session=session, bill_id=bill_id, actor=user, seen_action_id=seen_action_id)
 
 
 def _send(session: Session, user: User, value: str | None, services) -> Bill:
-    bill_id = parse_bill_value(value)
-    return workflow.send(session=session, bill_id=bill_id, actor=user, deliver=services.mailer.send_bill)
+    bill_id, seen_action_id = parse_bill_value(value)
+    return workflow.send(
+        session=session,
+        bill_id=bill_id,
+        actor=user,
+        deliver=services.mailer.send_bill,
+        seen_action_id=seen_action_id,
+    )
 
 
 def _undo(session: Session, user: User, value: str | None, services) -> Bill:
@@ -71,7 +86,9 @@ def apply_click(services, click: Click) -> None:
         with services.sessions() as session:
             bill = SERVICES[click.action_id](session, user, click.value, services)
     except Exception as error:  # every failure is reported to the person, domain refusals as such
-        report(services, services.client, click.slack_user_id, click.response_url, error)
+        report(
+            services, services.client, click.slack_user_id, click.response_url, error, from_home=click.from_home
+        )
         return
     # The service appended exactly one action: the one to post in the bill's thread.
     services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
@@ -87,11 +104,13 @@ def reject_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext
     ack()
     services = context["services"]
     user = linked_user(services, client, body["user"]["id"])
-    bill_id = parse_bill_value(Click.read(body).value)
+    bill_id, seen_action_id = parse_bill_value(Click.read(body).value)
     with services.sessions() as session:
         bill = get_bill(session=session, bill_id=bill_id)
-        # Refused clicks get the workflow's reason instead of a modal; the submission checks again.
+        # Refused clicks get the workflow's reason instead of a modal; the submission checks again,
+        # against the version the modal shows.
         workflow.check(bill, user, ActionType.REJECT)
+        workflow.check_unchanged(bill, seen_action_id, "rejecting")
         view = reject_modal(bill)
     client.views_open(trigger_id=body.get("trigger_id"), view=view)
 

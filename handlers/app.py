@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from slack_bolt import Ack, App
@@ -16,6 +17,8 @@ from bot.settings import Settings, SettingsError
 from handlers.worker import InlineWorker, ProcessWorker, WorkerNotifier
 
 log = logging.getLogger(__name__)
+
+LISTENER_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ def create_app(
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not socket_mode,
         name="billprocess",
+        # What follows ack() (waiting on Slack, charts, exports) runs here; Bolt's default of 5 threads
+        # would let a few slow listeners hold up the acknowledgement of every further request.
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
     @app.middleware

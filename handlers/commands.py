@@ -37,9 +37,9 @@ from handlers.identity import current_user
 from handlers.requests import CommandRequest
 
 FINANCE = frozenset({Role.FINANCE})
-# An unknown subcommand is named back only when it looks like a word, so that a mistyped
-# `/bill CODE` never shows the code again.
-_ECHOABLE = re.compile(r"[a-z][a-z_-]{0,19}")
+# An unknown subcommand is named back only when it is a short word of letters: anything with digits or
+# dashes could be a link code typed without `link`, and a code is never shown again.
+_ECHOABLE = re.compile(r"[a-z]{1,12}")
 _MONTH_LIKE = re.compile(r"\d")
 UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
 
@@ -65,10 +65,15 @@ def register(app: App) -> None:
     app.command("/bill")(bill_command)
 
 
+def typed(text: str) -> str:
+    """The command text as the person typed it: Slack sends &, < and > as HTML entities."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, context) -> None:
     ack()
     services = context["services"]
-    words = (command.get("text") or "").strip().split(None, 1)
+    words = typed(command.get("text") or "").strip().split(None, 1)
     slack_user_id = command["user_id"]
     request = CommandRequest(
         services=services,
@@ -95,10 +100,13 @@ def dispatch(request: CommandRequest) -> None:
 
 
 def unknown_subcommand(request: CommandRequest) -> InvalidInput:
-    typed = f"`{request.subcommand}` is not" if _ECHOABLE.fullmatch(request.subcommand) else "That is not"
+    if _ECHOABLE.fullmatch(request.subcommand):
+        refusal = f"`{request.subcommand}` is not a `/bill` subcommand."
+    else:
+        refusal = "Unknown subcommand."
     names = ", ".join(name for name, sub in SUBCOMMANDS.items() if sub.allows(request))
     return InvalidInput(
-        f"{typed} a `/bill` subcommand. Usage: `/bill <subcommand>`, where you can use: {names}."
+        f"{refusal} Usage: `/bill <subcommand>`, where you can use: {names}."
         " `/bill help` says what each does."
     )
 
@@ -206,16 +214,17 @@ def generate(request: CommandRequest) -> None:
         summary = billing.generate_month(
             session=session, period=period, actor=actor, today=datetime.now(settings.zone).date()
         )
-    lines = "\n".join(summary.lines())
-    if summary.created:
-        request.announce(f":receipt: <@{request.slack_user_id}> generated the bills for {period.label}.\n{lines}")
-    else:
-        request.reply(lines)
-    # Also posts bills of the month that have no message yet (say, generated from the command line).
+    request.reply("\n".join(summary.lines()))
+    # The bills themselves reach the channel through the notifier, which also posts bills of the month that
+    # have no message yet (say, generated from the command line). A worker process does it later: None.
     posted = request.services.notifier.bills_created(period)
-    if posted:
+    channel = f"<#{settings.bills_channel}>"
+    if posted is None:
+        if summary.created:
+            request.reply(f"Posting the new bills for {period.label} to {channel}…")
+    elif posted:
         noun = "bill" if posted == 1 else "bills"
-        request.reply(f"Posted {posted} {noun} for {period.label} to <#{settings.bills_channel}>.")
+        request.reply(f"Posted {posted} {noun} for {period.label} to {channel}.")
 
 
 def list_(request: CommandRequest) -> None:

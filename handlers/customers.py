@@ -10,16 +10,14 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from slack_sdk.errors import SlackApiError
-
 from bot import charts, customers as customer_service, export as export_service
 from bot.blocks import message_blocks
 from bot.blocks import customers as customer_blocks
+from bot.blocks.bill import escape
 from bot.errors import InvalidInput
 from bot.formatting import money
 from bot.home import status_totals
 from bot.periods import Period
-from db.models import Role
 from handlers.requests import CommandRequest
 
 USAGE = {
@@ -29,7 +27,6 @@ USAGE = {
     "export": "/bill export [YYYY-MM]",
 }
 _YEAR = re.compile(r"\d{4}")
-_CHANNEL_UNREACHABLE = ("not_in_channel", "channel_not_found")
 
 
 def _usage_error(subcommand: str, problem: str) -> InvalidInput:
@@ -47,7 +44,10 @@ def customers(request: CommandRequest) -> None:
 
 
 def customer(request: CommandRequest) -> None:
-    """The customer's terms, usage and bills as a reply, then its usage chart as a PNG in the channel."""
+    """The customer's terms, usage and bills as a reply, then its usage chart in the caller's direct messages.
+
+    The reply is ephemeral, so the chart is not shown in the channel either.
+    """
     request.account()
     name = request.text.strip()
     if not name:
@@ -57,21 +57,15 @@ def customer(request: CommandRequest) -> None:
         blocks = message_blocks(customer_blocks.customer_view(overview))
     found = overview.customer.name
     over = len(overview.months_over_limit)
-    request.reply(f"{found}: over the limit in {over} of the last {len(overview.months)} months", blocks)
+    request.reply(f"{escape(found)}: over the limit in {over} of the last {len(overview.months)} months", blocks)
     first, last = overview.months[0].period, overview.months[-1].period
-    chart = dict(
+    request.client.files_upload_v2(
+        channel=_direct_channel(request),
         file=charts.usage_chart_png(overview),
         filename=f"usage-{_slug(found)}-{first}-to-{last}.png",
         title=charts.chart_title(overview),
-        initial_comment=f"API usage of {found}, {first.label} – {last.label}, against its monthly limit.",
+        initial_comment=f"API usage of {escape(found)}, {first.label} – {last.label}, against its monthly limit.",
     )
-    try:
-        request.client.files_upload_v2(channel=request.channel_id, **chart)
-    except SlackApiError as error:
-        if error.response.get("error") not in _CHANNEL_UNREACHABLE:
-            raise
-        # The app is not a member of the channel the command came from: the chart goes to the caller instead.
-        request.client.files_upload_v2(channel=_direct_channel(request), **chart)
 
 
 def usage(request: CommandRequest) -> None:
@@ -87,12 +81,12 @@ def usage(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         history = customer_service.usage_history(session=session, name=name, year=year)
         blocks = message_blocks(customer_blocks.usage_history(history))
-    request.reply(f"API usage of {history.customer.name}", blocks)
+    request.reply(f"API usage of {escape(history.customer.name)}", blocks)
 
 
 def export(request: CommandRequest) -> None:
     """Finance: the month's bills as a CSV file, uploaded to the caller's direct messages with the app."""
-    request.account(Role.FINANCE)
+    actor = request.account()
     if len(request.args) > 1:
         raise _usage_error("export", "Give at most one month.")
     if request.args:
@@ -103,9 +97,9 @@ def export(request: CommandRequest) -> None:
     else:
         period = Period.previous(request.services.settings.zone)
     with request.services.sessions() as session:
+        content = export_service.bills_csv(session=session, period=period, actor=actor)
         totals = status_totals(session=session, period=period)
-        count = sum(total.count for total in totals)
-        content = export_service.bills_csv(session=session, period=period) if count else b""
+    count = sum(total.count for total in totals)
     if not count:
         request.reply(f"There are no bills for {period.label}, so there is nothing to export.")
         return

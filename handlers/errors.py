@@ -36,15 +36,34 @@ def tell(client, slack_user_id: str | None, response_url: str | None, text: str)
         log.warning("could not tell %s about an error", slack_user_id, exc_info=True)
 
 
-def report(services, client, slack_user_id: str | None, response_url: str | None, error: Exception) -> None:
-    """Tell the person what went wrong; when someone else got there first, also show the bill as it is now."""
+def clicked_in_home(body: dict) -> bool:
+    """True when the request came from a button in the App Home tab."""
+    return (body.get("view") or {}).get("type") == "home"
+
+
+def report(
+    services,
+    client,
+    slack_user_id: str | None,
+    response_url: str | None,
+    error: Exception,
+    *,
+    from_home: bool = False,
+) -> None:
+    """Tell the person what went wrong; when someone else got there first, also show the bill as it is now.
+
+    A refused click in the App Home also republishes that person's Home, so it stops offering what it refused.
+    """
     if isinstance(error, AlreadyDone) and error.bill_id is not None:
         services.notifier.refresh_message(error.bill_id)
     tell(client, slack_user_id, response_url, message_for(error))
+    if from_home and slack_user_id and isinstance(error, BillProcessError):
+        services.notifier.refresh_home(slack_user_id)
 
 
 def register(app) -> None:
     @app.error
     def handle_error(error, body, client, context):
         user_id = (body.get("user") or {}).get("id") or body.get("user_id") or (body.get("event") or {}).get("user")
-        report(context["services"], client, user_id, body.get("response_url"), error)
+        services = context["services"]
+        report(services, client, user_id, body.get("response_url"), error, from_home=clicked_in_home(body))

@@ -26,9 +26,11 @@ def reject_submitted(ack: Ack, body: dict, view: dict, client: WebClient, contex
     try:
         reason = workflow.parse_reason(_reason(view), required=True)
         user = linked_user(services, client, body["user"]["id"])
-        bill_id = parse_bill_value(view.get("private_metadata"))
+        bill_id, seen_action_id = parse_bill_value(view.get("private_metadata"))
         with services.sessions() as session:
-            bill = workflow.reject(session=session, bill_id=bill_id, actor=user, reason=reason)
+            bill = workflow.reject(
+                session=session, bill_id=bill_id, actor=user, reason=reason, seen_action_id=seen_action_id
+            )
     except BillProcessError as refusal:
         # Shown on the reason field; the person can cancel, or change the reason and try again.
         ack(response_action="errors", errors={BlockId.REJECT_REASON.value: str(refusal)})

@@ -9,6 +9,7 @@ do it inline, in the calling thread.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -85,8 +86,9 @@ class WorkerNotifier:
     def __init__(self, worker: ProcessWorker):
         self.worker = worker
 
-    def bills_created(self, period: Period) -> int:
-        return self.worker.submit(notify, "bills_created", period).result()
+    def bills_created(self, period: Period) -> None:
+        """Queued, not awaited: posting a month of bills must not hold a listener thread meanwhile."""
+        self.worker.submit(notify, "bills_created", period)
 
     def bill_changed(self, bill_id: int, *, action_id: int | None = None) -> None:
         self.worker.submit(notify, "bill_changed", bill_id, action_id)
@@ -124,6 +126,10 @@ def _start_child(settings: Settings) -> None:
     from handlers.app import build_services
 
     global _child_services
+    # Ctrl-C and SIGTERM reach the whole process group; the parent stops and drains the queue with close(),
+    # so the child must outlive them long enough to finish what it was asked to do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
     _child_services = build_services(settings, sessions, InlineWorker())

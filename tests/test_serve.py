@@ -95,3 +95,51 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
             server.send_signal(signal.SIGTERM)
             assert server.wait(timeout=30) == 0
     assert TOKEN not in server.stderr.read().decode()
+
+
+def test_socket_mode_stops_on_sigterm_and_drains_its_worker_first(cli_env, monkeypatch):
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from handlers.worker import ProcessWorker
+
+    drained = []
+    close = ProcessWorker.close
+    monkeypatch.setattr(ProcessWorker, "close", lambda worker: (close(worker), drained.append(True)))
+    monkeypatch.setattr(SocketModeHandler, "__init__", lambda handler, app, app_token: None)
+
+    def start(handler) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # as a service manager stops the app
+        time.sleep(10)
+        raise AssertionError("SIGTERM did not stop Socket Mode")
+
+    monkeypatch.setattr(SocketModeHandler, "start", start)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with FakeSlack() as fake:
+            monkeypatch.setenv("SLACK_API_URL", fake.url)
+            monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
+            monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-test")
+            with pytest.raises(SystemExit) as stopped:
+                main.main(["socket"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 0
+    assert drained == [True]
+
+
+def _signal_handlers(services) -> tuple:
+    """Run in the worker process: how it treats Ctrl-C and SIGTERM."""
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+
+def test_the_worker_process_ignores_the_signals_that_stop_the_server(database_url, tmp_path):
+    """Stopping the server signals its whole process group; the parent drains the worker's queue instead."""
+    from bot.settings import load_settings
+    from handlers.worker import ProcessWorker
+
+    settings = load_settings(_env_file=None, database_url=database_url, mail_dir=tmp_path / "mail", timezone="UTC")
+    worker = ProcessWorker(settings)
+    try:
+        assert worker.submit(_signal_handlers).result(timeout=60) == (signal.SIG_IGN, signal.SIG_IGN)
+    finally:
+        worker.close()

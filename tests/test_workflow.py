@@ -535,6 +535,52 @@ def test_undo_of_a_named_action_refuses_once_that_action_is_gone(db, session, pe
     assert act(db, workflow.undo, bill_id, people["carol"], action_id=carols.id).status is BillStatus.DRAFT
 
 
+# --- acting on the bill as it was seen -------------------------------------------------------------------
+
+
+def test_approving_a_bill_that_was_edited_since_it_was_seen_is_refused_and_changes_nothing(db, session, people):
+    bill_id = make_bill(session, db, people)
+    seen = workflow.latest_change(load(db, bill_id)).id  # the DRAFT action
+    edit = act(db, workflow.edit, bill_id, people["fiona"], unit_cost="0.02").actions[-1]
+    before = rows(db)
+
+    with pytest.raises(AlreadyDone) as refusal:
+        act(db, workflow.approve, bill_id, people["sam"], seen_action_id=seen)
+
+    assert str(refusal.value) == (
+        f"Bill #{bill_id} changed since you saw it: edited by fiona at {edit.created_at:%Y-%m-%d %H:%M} UTC."
+        " Look at it again before approving."
+    )
+    assert (refusal.value.bill_id, refusal.value.action, refusal.value.user_name) == (
+        bill_id, ActionType.EDIT, "fiona"
+    )
+    assert rows(db) == before
+    bill = act(db, workflow.approve, bill_id, people["sam"], seen_action_id=edit.id)
+    assert bill.status is BillStatus.FINAL
+    assert kinds(bill) == ["DRAFT", "EDIT", "APPROVE"]
+
+
+def test_reject_and_send_check_the_version_seen_too_and_an_undone_change_restores_it(db, session, people):
+    bill_id = make_bill(session, db, people)
+    draft = workflow.latest_change(load(db, bill_id)).id
+    edit = act(db, workflow.edit, bill_id, people["fiona"], unit_cost="0.02").actions[-1]
+    with pytest.raises(AlreadyDone, match="changed since you saw it: edited by fiona .* before rejecting"):
+        act(db, workflow.reject, bill_id, people["sam"], reason="waived", seen_action_id=draft)
+
+    act(db, workflow.undo, bill_id, people["fred"], action_id=edit.id)
+    with pytest.raises(AlreadyDone, match="changed since you saw it: fiona's edit undone by fred at") as refusal:
+        act(db, workflow.approve, bill_id, people["sam"], seen_action_id=edit.id)
+    assert refusal.value.user_name == "fred"
+    approval = act(db, workflow.approve, bill_id, people["sam"], seen_action_id=draft).actions[-1]
+
+    outbox = Outbox()
+    with pytest.raises(AlreadyDone, match="changed since you saw it: approved by sam .* before sending"):
+        act(db, workflow.send, bill_id, people["fiona"], deliver=outbox, seen_action_id=draft)
+    assert outbox.sent == []  # refused before anything was emailed
+    sent = act(db, workflow.send, bill_id, people["fiona"], deliver=outbox, seen_action_id=approval.id)
+    assert sent.status is BillStatus.SENT and len(outbox.sent) == 1
+
+
 # --- the audit trail -----------------------------------------------------------------------------------
 
 

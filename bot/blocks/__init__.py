@@ -16,6 +16,11 @@ MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 
 
+def escape(text: str) -> str:
+    """Text safe inside mrkdwn: Slack reads &, < and > as markup; everything else, quotes too, stays as typed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def mention(user: User | None) -> str:
     """The person as Slack shows them: an @-mention when linked, else the account name."""
     if user is None:

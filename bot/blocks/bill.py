@@ -24,11 +24,12 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.blocks import mention, message_blocks, view_blocks
+# `escape` is defined in bot.blocks; builders that import it from this module keep working.
+from bot.blocks import escape, mention, message_blocks, view_blocks
 from bot.errors import AlreadyDone
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, undo_target
+from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
 
 Team = Mapping[Role, Sequence[User]]
@@ -66,11 +67,6 @@ UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", A
 
 
 # --- text helpers ----------------------------------------------------------------------------------
-
-
-def escape(text: str) -> str:
-    """Text safe inside mrkdwn: Slack reads &, < and > as markup."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -168,9 +164,15 @@ def _button(text: str, action_id: ActionId, value: str, style: str | None = None
     return ButtonElement(text=text, action_id=action_id.value, value=value, style=style, **extra)
 
 
+def shown_value(bill: Bill) -> str:
+    """The value of the bill's buttons: the bill, and the version of it they are shown with."""
+    latest = latest_change(bill)
+    return bill_value(bill.id, latest.id if latest is not None else None)
+
+
 def bill_buttons(bill: Bill) -> list[ButtonElement]:
     """Every action someone could take now; each click is checked again against who clicked."""
-    value = bill_value(bill.id)
+    value = shown_value(bill)
     buttons = []
     if bill.status is BillStatus.DRAFT:
         buttons += [
@@ -287,7 +289,7 @@ def already_done_text(refusal: AlreadyDone) -> str:
 
 
 def reject_modal(bill: Bill) -> dict:
-    """A modal asking why the bill is rejected; its private_metadata names the bill."""
+    """A modal asking why the bill is rejected; its private_metadata names the bill and the version shown."""
     summary = (
         f"*Bill #{bill.id}* · {escape(bill.customer.name)} · {bill_period(bill).label} · "
         f"{money(bill.overage_amount)}\nRejecting writes the overage off. The reason is posted in the bill's thread."
@@ -312,7 +314,7 @@ def reject_modal(bill: Bill) -> dict:
         title="Reject bill",
         submit="Reject",
         close="Cancel",
-        private_metadata=bill_value(bill.id),
+        private_metadata=shown_value(bill),
         blocks=view_blocks(blocks),
     )
     return view.to_dict()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from html import escape
 from itertools import groupby
 
 from slack_sdk.models.blocks import (
@@ -16,6 +15,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.blocks import MAX_MESSAGE_BLOCKS, mention
+from bot.blocks.bill import escape
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
 from bot.formatting import bill_period, calls, money, unit_cost
 from db.models import Customer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
@@ -17,9 +16,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import mention
+from bot.blocks import escape, mention
+from bot.blocks.bill import shown_value
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
-from bot.slack_ids import ActionId, bill_value
+from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillStatus, User
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def finance_home(home: FinanceHome) -> list[Block]:
             send = ButtonElement(
                 text="Send",
                 action_id=ActionId.SEND.value,
-                value=bill_value(bill.id),
+                value=shown_value(bill),
                 style="primary",
                 confirm=ConfirmObject(
                     title=f"Send bill #{bill.id}?",
@@ -175,7 +175,7 @@ def approver_home(home: ApproverHome) -> list[Block]:
         bill = listed.bill
         blocks.append(SectionBlock(text=_text(f"{bill_summary(bill)}\n{_progress(listed)}")))
         buttons = [
-            ButtonElement(text=label, action_id=action_id.value, value=bill_value(bill.id), style=style)
+            ButtonElement(text=label, action_id=action_id.value, value=shown_value(bill), style=style)
             for action, label, action_id, style in (
                 (ActionType.APPROVE, "Approve", ActionId.APPROVE, "primary"),
                 (ActionType.REJECT, "Reject", ActionId.REJECT, "danger"),

@@ -122,8 +122,8 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
     assert "One approval" in body
     assert "waiting for <@UCAROL>, <@UOSCAR>, <@USAM> (Customer Success or Sales)" in body
     assert buttons(blocks) == [
-        (ActionId.APPROVE.value, "Approve", bill_value(12)),
-        (ActionId.REJECT.value, "Reject", bill_value(12)),
+        (ActionId.APPROVE.value, "Approve", bill_value(12, 1)),  # shown with the DRAFT action, #1
+        (ActionId.REJECT.value, "Reject", bill_value(12, 1)),
     ]
     assert next(block for block in blocks if block["type"] == "actions")["block_id"] == BlockId.BILL_ACTIONS.value
     assert text.startswith("Bill #12 · Acme · October 2026: 20.00")
@@ -149,8 +149,8 @@ def test_after_the_csm_approves_the_bill_waits_for_sales_and_the_approval_can_be
     assert "1. :white_check_mark: approved by <@UCAROL> (Customer Success) at 2026-11-03 10:32 UTC" in body
     assert "2. :hourglass_flowing_sand: waiting for <@USAM> (Sales)" in body
     assert buttons(blocks) == [
-        (ActionId.APPROVE.value, "Approve", bill_value(12)),
-        (ActionId.REJECT.value, "Reject", bill_value(12)),
+        (ActionId.APPROVE.value, "Approve", bill_value(12, approval.id)),
+        (ActionId.REJECT.value, "Reject", bill_value(12, approval.id)),
         (ActionId.UNDO.value, "Undo approval", undo_value(12, approval.id)),
     ]
 
@@ -163,7 +163,7 @@ def test_a_final_bill_offers_send_with_a_confirmation_and_names_finance():
     assert "FINAL" in body
     assert "Ready to send — <@UFIONA> (Finance)" in body
     assert buttons(blocks) == [
-        (ActionId.SEND.value, "Send", bill_value(12)),
+        (ActionId.SEND.value, "Send", bill_value(12, approval.id)),
         (ActionId.UNDO.value, "Undo approval", undo_value(12, approval.id)),
     ]
     send = next(block for block in blocks if block["type"] == "actions")["elements"][0]
@@ -307,12 +307,12 @@ def test_an_already_done_refusal_names_a_linked_person_with_a_mention():
     assert already_done_text(unlinked) == "Bill #12 was already approved by sam at 10:32"
 
 
-def test_the_reject_modal_asks_for_a_required_reason_and_carries_the_bill():
+def test_the_reject_modal_asks_for_a_required_reason_and_carries_the_bill_as_shown():
     view = reject_modal(make_bill())
     View(**view).validate_json()
     assert view["type"] == "modal"
     assert view["callback_id"] == CallbackId.REJECT_MODAL.value
-    assert view["private_metadata"] == bill_value(12)
+    assert view["private_metadata"] == bill_value(12, 1)
     assert len(view["title"]["text"]) <= 24
     reason = next(block for block in view["blocks"] if block["type"] == "input")
     assert reason["block_id"] == BlockId.REJECT_REASON.value
@@ -325,6 +325,14 @@ def test_the_reject_modal_asks_for_a_required_reason_and_carries_the_bill():
         "placeholder": {"type": "plain_text", "text": "Why is this bill written off?", "emoji": True},
     }
     assert "Bill #12" in view["blocks"][0]["text"]["text"]
+
+
+def test_buttons_carry_the_latest_effective_action_so_an_undone_edit_shows_the_earlier_version():
+    bill = make_bill()
+    edit = act(bill, FIONA, ActionType.EDIT, BillStatus.DRAFT, "unit cost 0.010000 → 0.020000")
+    assert {value for _, label, value in buttons(message(bill)[1]) if label == "Approve"} == {bill_value(12, edit.id)}
+    act(bill, FIONA, ActionType.UNDO, BillStatus.DRAFT, undone=edit)
+    assert {value for _, label, value in buttons(message(bill)[1]) if label == "Approve"} == {bill_value(12, 1)}
 
 
 @pytest.mark.parametrize("status", list(BillStatus))

@@ -16,6 +16,7 @@ from bot.billing import generate_month
 from bot.bills import list_bills
 from bot.charts import OVER_COLOUR, WITHIN_COLOUR, usage_chart_figure, usage_chart_png
 from bot.customers import customer_overview
+from bot.errors import NotAllowed
 from bot.export import HEADER, bills_csv
 from bot.periods import Period
 from db.models import Role
@@ -88,7 +89,7 @@ def test_csv_has_the_months_bills_with_exact_amounts(session, db):
         workflow.approve(session=s, bill_id=ids["Zeta Ünited"], actor=sales)
 
     with db() as s:
-        content = bills_csv(session=s, period=october)
+        content = bills_csv(session=s, period=october, actor=finance)
 
     assert content.decode("utf-8").splitlines()[0] == ",".join(HEADER)
     rows = rows_of(content)
@@ -108,6 +109,18 @@ def test_csv_has_the_months_bills_with_exact_amounts(session, db):
     assert formula["overage_amount"] == "1234567766663.21"  # more digits than a float holds exactly
 
 
-def test_csv_of_a_month_without_bills_is_just_the_header(db):
+def test_csv_of_a_month_without_bills_is_just_the_header(session, db):
+    finance = add_user(session, "fiona", Role.FINANCE)
     with db() as s:
-        assert bills_csv(session=s, period=Period(2026, 10)).decode("utf-8") == ",".join(HEADER) + "\r\n"
+        assert bills_csv(session=s, period=Period(2026, 10), actor=finance).decode("utf-8") == ",".join(HEADER) + "\r\n"
+
+
+@pytest.mark.parametrize("role", [Role.CUSTOMER_SUCCESS, Role.SALES])
+def test_only_finance_may_export_bills(session, db, role):
+    someone = add_user(session, "someone", role)
+    add_customer(session, "Acme", usage={(2026, 10): 5000})
+    with db() as s:
+        generate_month(session=s, period=Period(2026, 10), actor=None, today=TODAY)
+
+    with db() as s, pytest.raises(NotAllowed, match=f"Only Finance can export bills; you are {role.label}"):
+        bills_csv(session=s, period=Period(2026, 10), actor=someone)

@@ -178,3 +178,19 @@ def test_usage_history_blocks_group_years_latest_first(db, acme):
     sections = [block["text"]["text"] for block in blocks if block["type"] == "section"]
     assert [section.split("\n")[0] for section in sections] == ["*2026*", "*2025*"]
     assert "2025-10      9,999  1,000  ◀ over by 8,999" in sections[1]
+
+
+def test_markup_characters_are_escaped_and_quotes_are_left_as_typed(session, db):
+    name = "O'Brien & <Sons> \"Ltd\" Co"
+    add_customer(session, name, usage={(2026, 9): 1500})
+    with db() as s:
+        listed = message_blocks(customer_blocks.customers_list(list_customers(session=s)))
+        viewed = message_blocks(
+            customer_blocks.customer_view(customer_overview(session=s, name=name, today=date(2026, 11, 3)))
+        )
+        history = message_blocks(customer_blocks.usage_history(usage_history(session=s, name=name, year=None)))
+
+    assert "*O'Brien &amp; &lt;Sons&gt; \"Ltd\" Co*" in listed[1]["text"]["text"]
+    assert viewed[0]["text"]["text"] == name  # a plain-text header shows it as it is
+    everything = repr(listed + viewed + history)
+    assert "&#x27;" not in everything and "&quot;" not in everything

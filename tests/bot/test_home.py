@@ -12,7 +12,7 @@ from bot.billing import generate_month
 from bot.bills import get_bill
 from bot.home import MAX_LISTED_BILLS, home_view, waiting_for
 from bot.periods import Period
-from bot.slack_ids import ActionId, bill_value
+from bot.slack_ids import ActionId, bill_value, parse_bill_value
 from db.models import Bill, BillStatus, Customer, Role
 from tests.factories import add_customer, add_user
 from tests.slack_fakes import texts
@@ -70,6 +70,12 @@ def view_for(db, user, today=TODAY) -> dict:
         return home_view(session=s, user=user, today=today)
 
 
+def shown_value(db, bill_id: int) -> str:
+    """A button's value for the bill as it is now: the bill and its latest effective action."""
+    with db() as s:
+        return bill_value(bill_id, workflow.latest_change(get_bill(session=s, bill_id=bill_id)).id)
+
+
 def test_unlinked_user_is_told_how_to_link(db):
     view = view_for(db, None)
 
@@ -89,7 +95,7 @@ def test_finance_sees_the_latest_month_by_status_and_the_bills_to_send(db, peopl
     assert "*WRITEOFF* — rejected, written off\n1 bill · 1.00" in text
     assert "*SENT* — sent to the customer\n0 bills · 0.00" in text
     assert "5 bills in all, 38.00" in text
-    assert buttons(view) == [(ActionId.SEND.value, bill_value(bills["Delta"]))]
+    assert buttons(view) == [(ActionId.SEND.value, shown_value(db, bills["Delta"]))]
     assert f"Bill #{bills['Delta']} · Delta" in text
     assert "Approved by <@USAM> · to billing@delta.example" in text
 
@@ -116,7 +122,9 @@ def test_the_csm_sees_one_step_bills_and_the_two_step_bills_at_step_one(db, peop
 
     waiting = sorted([bills["Acme"], bills["Beta"], bills["Gamma"]])  # oldest first
     assert buttons(view) == [
-        (action.value, bill_value(bill_id)) for bill_id in waiting for action in (ActionId.APPROVE, ActionId.REJECT)
+        (action.value, shown_value(db, bill_id))
+        for bill_id in waiting
+        for action in (ActionId.APPROVE, ActionId.REJECT)
     ]
     assert "Waiting for you: 3 bills" in texts(view)
     assert "Step 1 of 2: you, as the customer's CSM; then Sales" in texts(view)
@@ -126,7 +134,7 @@ def test_the_csm_sees_one_step_bills_and_the_two_step_bills_at_step_one(db, peop
 def test_another_customer_success_user_does_not_see_a_bill_of_someone_elses_customer(db, people, bills):
     view = view_for(db, people["oscar"])
 
-    assert {value for _, value in buttons(view)} == {bill_value(bills["Acme"]), bill_value(bills["Gamma"])}
+    assert {value for _, value in buttons(view)} == {shown_value(db, bills["Acme"]), shown_value(db, bills["Gamma"])}
 
 
 def test_sales_sees_a_two_step_bill_only_once_the_csm_approved(db, people, bills):
@@ -136,10 +144,21 @@ def test_sales_sees_a_two_step_bill_only_once_the_csm_approved(db, people, bills
     after = view_for(db, people["sam"])
     carol = view_for(db, people["carol"])
 
-    assert {value for _, value in buttons(before)} == {bill_value(bills["Acme"])}
-    assert {value for _, value in buttons(after)} == {bill_value(bills["Acme"]), bill_value(bills["Beta"])}
+    assert {value for _, value in buttons(before)} == {shown_value(db, bills["Acme"])}
+    assert {value for _, value in buttons(after)} == {shown_value(db, bills["Acme"]), shown_value(db, bills["Beta"])}
     assert "Step 2 of 2: Sales · step 1 approved by <@UCAROL>" in texts(after)
-    assert bill_value(bills["Beta"]) not in {value for _, value in buttons(carol)}
+    assert bills["Beta"] not in {parse_bill_value(value)[0] for _, value in buttons(carol)}
+
+
+def test_names_are_escaped_for_mrkdwn_and_quotes_are_left_as_typed(session, db, people):
+    add_customer(session, "O'Reilly & <Sons>", usage={(PERIOD.year, PERIOD.month): 2000})
+    with db() as s:
+        generate_month(session=s, period=PERIOD, actor=people["fiona"], today=TODAY)
+
+    text = texts(view_for(db, people["sam"]))
+
+    assert "O'Reilly &amp; &lt;Sons&gt;" in text
+    assert "&#x27;" not in text and "<Sons>" not in text
 
 
 def test_an_approver_with_nothing_waiting_is_told_so(db, people):
@@ -166,7 +185,7 @@ def test_long_lists_are_capped_within_the_view_limit_and_say_how_many_more(sessi
     assert len(sales["blocks"]) <= 100 and len(finance["blocks"]) <= 100
     assert "Waiting for you: 7 bills" in texts(sales)
     assert len(buttons(finance)) == MAX_LISTED_BILLS
-    assert buttons(finance)[0] == (ActionId.SEND.value, bill_value(ids[0]))
+    assert buttons(finance)[0] == (ActionId.SEND.value, shown_value(db, ids[0]))
     assert "…and 5 more. `/bill list FINAL` lists them all." in texts(finance)
     assert "*FINAL* — approved, to be sent\n35 bills · 350.00" in texts(finance)
 

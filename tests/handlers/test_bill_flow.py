@@ -194,9 +194,10 @@ def test_each_new_bill_is_posted_once_with_its_figures_buttons_and_approvers(bil
     assert f"then <@{SALES}> (Sales)" in texts(beta)
     assert f"<@{OTHER_CS}>" not in texts(beta)
     for post, bill_id in ((acme, ids["Acme"]), (beta, ids["Beta"])):
+        drafted = bills.bill(bill_id).actions[0].id  # the version shown: the bill as drafted
         assert button_values(post) == {
-            "Approve": (ActionId.APPROVE.value, bill_value(bill_id)),
-            "Reject": (ActionId.REJECT.value, bill_value(bill_id)),
+            "Approve": (ActionId.APPROVE.value, bill_value(bill_id, drafted)),
+            "Reject": (ActionId.REJECT.value, bill_value(bill_id, drafted)),
         }
 
     posted_ts = [message["ts"] for message in bills.fake.messages(CHANNEL_ID)]
@@ -293,6 +294,63 @@ def test_an_edit_asks_for_every_approval_again(bills, two_step):
     assert bills.bill(two_step).status is BillStatus.FINAL
 
 
+def test_approve_on_a_message_from_before_an_edit_is_refused_and_the_message_refreshed(bills, one_step):
+    old = bills.message(one_step)
+    with bills.slack.db() as session:
+        workflow.edit(session=session, bill_id=one_step, actor=bills.fiona, unit_cost="0.02")
+    # The edit is not announced, so Slack still shows the old message, with the old buttons.
+
+    bills.click_button(SALES, one_step, "Approve")
+    [refusal] = bills.told(SALES)
+
+    assert refusal.startswith(f":warning: Bill #{one_step} changed since you saw it: edited by <@{FINANCE}> at ")
+    assert refusal.endswith(" UTC. Look at it again before approving.")
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.EDIT]
+    assert bills.bill(one_step).status is BillStatus.DRAFT
+    [update] = bills.fake.wait_for("chat.update")
+    assert (update["channel"], update["ts"]) == (CHANNEL_ID, old["ts"])
+    assert "40.00" in texts(update) and "0.02 per call" in texts(update)
+    bills.settle()
+    assert bills.thread(one_step) == []
+
+    bills.click_button(SALES, one_step, "Approve")  # on the refreshed message
+    bills.wait_thread(one_step, 1)
+    assert bills.bill(one_step).status is BillStatus.FINAL
+
+
+def test_reject_on_a_message_from_before_an_edit_opens_no_modal(bills, one_step):
+    with bills.slack.db() as session:
+        workflow.edit(session=session, bill_id=one_step, actor=bills.fiona, unit_cost="0.02")
+
+    bills.click_button(CSM, one_step, "Reject")
+
+    [refusal] = bills.told(CSM)
+    assert f"Bill #{one_step} changed since you saw it: edited by <@{FINANCE}>" in refusal
+    assert refusal.endswith("Look at it again before rejecting.")
+    bills.settle()
+    assert bills.fake.calls("views.open") == []
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.EDIT]
+
+
+def test_a_reason_submitted_in_a_modal_opened_before_an_edit_is_refused_in_the_modal(bills, one_step):
+    bills.click_button(CSM, one_step, "Reject")
+    modal = bills.fake.wait_for("views.open")[0]["view"]
+    with bills.slack.db() as session:
+        workflow.edit(session=session, bill_id=one_step, actor=bills.fiona, unit_cost="0.02")
+
+    answer = bills.slack.submit(
+        CSM,
+        CallbackId.REJECT_MODAL.value,
+        modal["private_metadata"],
+        {(BlockId.REJECT_REASON.value, InputId.REJECT_REASON.value): "too expensive"},
+    )
+
+    error = answer.json()["errors"][BlockId.REJECT_REASON.value]
+    assert f"Bill #{one_step} changed since you saw it: edited by fiona at" in error
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.EDIT]
+    wait_until(lambda: bills.fake.calls("chat.update"), 1, "the message refreshed")
+
+
 # --- rejecting -------------------------------------------------------------------------------------------
 
 
@@ -302,7 +360,7 @@ def test_reject_opens_a_modal_and_the_reason_writes_the_bill_off_then_undo_bring
     assert opened["trigger_id"]
     modal = opened["view"]
     assert modal["callback_id"] == CallbackId.REJECT_MODAL.value
-    assert modal["private_metadata"] == bill_value(one_step)
+    assert modal["private_metadata"] == bill_value(one_step, bills.bill(one_step).actions[0].id)
     assert [block.get("block_id") for block in modal["blocks"] if block["type"] == "input"] == [
         BlockId.REJECT_REASON.value
     ]
@@ -522,7 +580,7 @@ def test_a_bill_without_a_message_is_posted_before_its_thread_reply(bills):
     assert bills.notifier.bills_created(PERIOD) == 0
 
 
-def test_app_home_is_refreshed_for_the_actor_and_whoever_the_bill_waits_for(bills, one_step, monkeypatch):
+def test_app_home_is_refreshed_for_the_actor_first_then_every_linked_person(bills, one_step, monkeypatch):
     published_for = []
 
     def home_view(*, session, user, today):
@@ -530,13 +588,16 @@ def test_app_home_is_refreshed_for_the_actor_and_whoever_the_bill_waits_for(bill
         return {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "home"}}]}
 
     monkeypatch.setattr("bot.notify.home_view", home_view)
+    published_before = len(bills.fake.calls("views.publish"))  # posting the bill refreshed Homes already
     with bills.slack.db() as session:
         bill = workflow.approve(session=session, bill_id=one_step, actor=bills.sam)
 
     bills.notifier.bill_changed(one_step, action_id=bill.actions[-1].id)
 
-    assert published_for == [SALES, FINANCE]
-    assert [call["user_id"] for call in bills.fake.calls("views.publish")] == [SALES, FINANCE]
+    # Any Home may have listed the bill: the actor's first, then Finance, Customer Success and Sales, once each.
+    everyone = [SALES, FINANCE, CSM, OTHER_CS]
+    assert published_for == everyone
+    assert [call["user_id"] for call in bills.fake.calls("views.publish")[published_before:]] == everyone
 
 
 # --- as served -------------------------------------------------------------------------------------

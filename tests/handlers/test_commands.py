@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
@@ -194,18 +195,21 @@ def test_help_tells_an_unlinked_user_how_to_link_and_nothing_else(slack):
 # --- generate ----------------------------------------------------------------------------------------
 
 
-def test_generate_as_finance_announces_the_summary_then_posts_every_bill(slack):
+def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(slack):
     team(slack)
     customers(slack, 3)
 
     answer = slack.ask(FINANCE, "generate")
-    assert answer["response_type"] == "in_channel"
+    assert answer["response_type"] == "ephemeral"  # the bills themselves are what the channel sees
     assert f"{PERIOD.label}: 3 bills created, total 15.00" in texts(answer)
 
     posts = slack.fake.wait_for("chat.postMessage", 3)
     assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3 == [p["channel"] for p in posts]
     assert all(bill.status is BillStatus.DRAFT for bill in bills(slack))
-    assert f"Posted 3 bills for {PERIOD.label}" in texts(slack.replies(FINANCE, 2)[1])
+    posted = slack.replies(FINANCE, 2)[1]
+    assert posted["response_type"] == "ephemeral"
+    assert f"Posted 3 bills for {PERIOD.label} to <#{CHANNEL_ID}>" in texts(posted)
+    assert all(reply["response_type"] == "ephemeral" for reply in slack.responses(FINANCE))
 
     again = slack.ask(FINANCE, f"generate {PERIOD}")
     assert again["response_type"] == "ephemeral"
@@ -245,6 +249,49 @@ def test_the_ack_comes_back_at_once_while_the_bills_are_posted(slack):
     assert len(slack.fake.calls("chat.postMessage")) < 6
     slack.fake.wait_for("chat.postMessage", 6, timeout=15)
     assert "Posted 6 bills" in texts(slack.replies(FINANCE, 2, timeout=15)[1])
+
+
+def test_the_served_app_leaves_posting_to_its_worker_and_says_so(make_slack):
+    slack = make_slack(in_process_worker=True)
+    team(slack)
+    customers(slack, 2)
+
+    answer = slack.ask(FINANCE, "generate")
+    assert f"{PERIOD.label}: 2 bills created" in texts(answer)
+    posting = slack.replies(FINANCE, 2)[1]
+    assert posting["response_type"] == "ephemeral"
+    assert f"Posting the new bills for {PERIOD.label} to <#{CHANNEL_ID}>…" in texts(posting)
+    slack.fake.wait_for("chat.postMessage", 2, timeout=60)  # by the worker process, once it has started
+    wait_for_bills_posted(slack, 2)
+
+
+def wait_for_bills_posted(slack, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while sum(bill.slack_ts is not None for bill in bills(slack)) < count:
+        assert time.monotonic() < deadline, "the worker never stored where the bills were posted"
+        time.sleep(0.05)
+
+
+def test_slow_work_after_acknowledgements_never_delays_a_further_acknowledgement(slack):
+    """Listener bodies waiting on Slack hold their threads; there are enough that acks still come at once."""
+    team(slack)
+    slow = 10  # more than Bolt's default pool of 5 listener threads
+    slack.fake.delay("response_url", 3.5)  # every answer is held, so each listener stays busy
+    senders = [threading.Thread(target=slack.command, args=(SALES, "help")) for _ in range(slow)]
+    for sender in senders:
+        sender.start()
+    slack.replies(SALES, slow, timeout=3)  # all of them are in flight, each waiting on its answer
+
+    started = time.monotonic()
+    response = slack.command(FINANCE, "whoami")
+    acked = time.monotonic() - started
+
+    assert response.status == 200
+    assert acked < 3.0  # Slack's limit
+    for sender in senders:
+        sender.join(timeout=5)
+    slack.replies(FINANCE, 1)
+    time.sleep(3.5)  # let the held answers reach their listeners before the fake stops
 
 
 # --- list and show -----------------------------------------------------------------------------------
@@ -414,6 +461,20 @@ def test_an_unknown_subcommand_lists_what_the_caller_can_use(slack):
     assert "list" in answer and "generate" not in answer
 
 
+@pytest.mark.parametrize(
+    "typed",
+    ["ABCDEF-GHJKMN-PQRST2", "ABCDEFGHJKMNPQRST2", "abc123", "re-send", "approvethebill", "approve_all"],
+)
+def test_an_unknown_subcommand_that_could_be_a_link_code_is_never_repeated(slack, typed):
+    """Only a short word of letters is named back: a code typed without `link` must not be shown again."""
+    team(slack)
+    answer = slack.ask(STRANGER, typed)
+    assert answer["response_type"] == "ephemeral"
+    assert texts(answer).startswith(":warning: Unknown subcommand. Usage: `/bill <subcommand>`")
+    assert typed.lower() not in json.dumps(answer).lower()
+    assert typed.lower() not in json.dumps([call.params for call in slack.fake.recorded()]).lower()
+
+
 def test_an_unlinked_user_is_told_how_to_link(slack):
     for text in ("list", "show 1", "generate"):
         assert "/bill link CODE" in texts(slack.ask(STRANGER, text))
@@ -436,3 +497,11 @@ def test_a_request_not_signed_by_slack_now_is_refused_and_nothing_runs(slack, ta
     assert [method for method in slack.fake.methods_called() if method != "auth.test"] == []  # auth.test: start-up
     with slack.db() as session:
         assert session.scalar(select(func.count()).select_from(Bill)) == 0
+
+
+def test_a_name_with_an_ampersand_arrives_as_slack_sends_it_and_is_found(slack):
+    team(slack)
+    with slack.db() as session:
+        add_customer(session, "R&D Labs", start=START)
+    answer = slack.ask(CSM, "customer R&amp;D Labs")  # Slack escapes &, < and > in command text
+    assert "R&amp;D Labs" in texts(answer) and "no customer" not in texts(answer).lower()

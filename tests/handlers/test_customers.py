@@ -61,7 +61,7 @@ def acme(slack, team):
     return customer
 
 
-def test_customer_shows_terms_usage_and_bills_then_uploads_the_chart(slack, acme):
+def test_customer_shows_terms_usage_and_bills_then_sends_the_chart_to_the_caller(slack, acme):
     answer = slack.ask(CSM, "customer acme corp")
     completed = slack.fake.wait_for("files.completeUploadExternal")
 
@@ -81,7 +81,8 @@ def test_customer_shows_terms_usage_and_bills_then_uploads_the_chart(slack, acme
 
     requested = slack.fake.last("files.getUploadURLExternal")
     assert requested["filename"].endswith(".png")
-    assert completed[0]["channel_id"] == CHANNEL_ID
+    assert slack.fake.last("conversations.open")["users"] == CSM
+    assert completed[0]["channel_id"] == slack.fake.dm_channel(CSM)  # the answer is private, so is the chart
     assert "API usage of Acme Corp" in completed[0]["initial_comment"]
     (png,) = slack.fake.uploads.values()
     assert png.startswith(PNG_SIGNATURE)
@@ -221,15 +222,27 @@ def request_for(slack, user, text: str) -> CommandRequest:
     )
 
 
-def test_the_chart_goes_to_the_caller_when_the_app_is_not_in_the_channel(slack, team, acme):
-    slack.fake.fail("files.completeUploadExternal", "not_in_channel")
-
+def test_the_chart_never_goes_to_the_channel_the_command_came_from(slack, team, acme):
     customer_commands.customer(request_for(slack, team["carol"], "customer Acme Corp"))
 
     completed = slack.fake.calls("files.completeUploadExternal")
-    assert [call["channel_id"] for call in completed] == [CHANNEL_ID, slack.fake.dm_channel(CSM)]
+    assert [call["channel_id"] for call in completed] == [slack.fake.dm_channel(CSM)]
+    assert CHANNEL_ID not in repr(slack.fake.calls("files.getUploadURLExternal") + completed)
     assert slack.responses(CSM)[0]["blocks"][0]["text"]["text"] == "Acme Corp"
     assert all(content.startswith(PNG_SIGNATURE) for content in slack.fake.uploads.values())
+
+
+def test_a_customer_name_with_markup_characters_is_shown_as_typed(slack, team):
+    with slack.db() as session:
+        add_customer(session, "R&D <Labs> \"Q\" Ltd", start=date(2020, 1, 1), csm=team["carol"])
+
+    answer = slack.ask(CSM, "customer R&D <Labs> \"Q\" Ltd")
+    completed = slack.fake.wait_for("files.completeUploadExternal")
+
+    assert answer["text"].startswith("R&amp;D &lt;Labs&gt; \"Q\" Ltd: over the limit")
+    assert "R&amp;D &lt;Labs&gt; \"Q\" Ltd" in completed[0]["initial_comment"]
+    assert "&quot;" not in texts(answer) + completed[0]["initial_comment"]
+    assert answer["blocks"][0]["text"]["text"] == "R&D <Labs> \"Q\" Ltd"  # plain text: shown as it is
 
 
 def test_export_called_directly_refuses_sales(slack, team):

@@ -10,11 +10,12 @@ from sqlalchemy import select
 
 from bot import workflow
 from bot.billing import generate_month
+from bot.bills import get_bill
 from bot.periods import Period
-from bot.slack_ids import ActionId, bill_value
+from bot.slack_ids import ActionId, bill_value, parse_bill_value
 from db.models import Bill, BillStatus, Customer, Role
 from tests.factories import add_customer
-from tests.slack_fakes import app_home_opened_event, event_body, texts
+from tests.slack_fakes import app_home_opened_event, event_body, texts, wait_until
 
 PERIOD = Period(2026, 10)
 FINANCE, CSM, SALES, STRANGER = "UFIONA01", "UCAROL01", "USAM0001", "UNOBODY1"
@@ -29,6 +30,17 @@ def buttons(view: dict) -> list[tuple[str, str, str]]:
         elements = block.get("elements", []) if block["type"] == "actions" else [block.get("accessory") or {}]
         found += [(e["text"]["text"], e["action_id"], e["value"]) for e in elements if e.get("type") == "button"]
     return found
+
+
+def shown_value(slack, bill_id: int) -> str:
+    """A button's value for the bill as it is now: the bill and its latest effective action."""
+    with slack.db() as session:
+        return bill_value(bill_id, workflow.latest_change(get_bill(session=session, bill_id=bill_id)).id)
+
+
+def bill_ids(view: dict) -> set[int]:
+    """The bills the view has buttons for."""
+    return {parse_bill_value(value)[0] for _, _, value in buttons(view)}
 
 
 def open_home(slack, slack_user_id: str) -> dict:
@@ -79,7 +91,7 @@ def test_finance_sees_the_month_by_status_and_send_buttons(slack, bills):
     assert "Bills for October 2026" in texts(view)
     assert "*DRAFT* — waiting for approval\n2 bills · 10.00" in texts(view)
     assert "*FINAL* — approved, to be sent\n1 bill · 5.00" in texts(view)
-    assert buttons(view) == [("Send", ActionId.SEND.value, bill_value(bills["Delta"]))]
+    assert buttons(view) == [("Send", ActionId.SEND.value, shown_value(slack, bills["Delta"]))]
 
 
 def test_the_csm_sees_the_bills_waiting_for_them_with_approve_and_reject(slack, bills):
@@ -87,7 +99,7 @@ def test_the_csm_sees_the_bills_waiting_for_them_with_approve_and_reject(slack, 
 
     assert "Waiting for you: 2 bills" in texts(view)
     assert buttons(view) == [
-        (label, action.value, bill_value(bill_id))
+        (label, action.value, shown_value(slack, bill_id))
         for bill_id in sorted([bills["Acme"], bills["Beta"]])  # oldest first
         for label, action in (("Approve", ActionId.APPROVE), ("Reject", ActionId.REJECT))
     ]
@@ -99,9 +111,9 @@ def test_sales_sees_a_two_step_bill_only_after_the_csm(slack, team, bills):
         workflow.approve(session=session, bill_id=bills["Beta"], actor=team["carol"])
     after = open_home(slack, SALES)
 
-    assert [value for _, _, value in buttons(before)] == [bill_value(bills["Acme"])] * 2
+    assert [value for _, _, value in buttons(before)] == [shown_value(slack, bills["Acme"])] * 2
     assert [value for _, _, value in buttons(after)] == [
-        bill_value(bill_id) for bill_id in sorted([bills["Acme"], bills["Beta"]]) for _ in range(2)
+        shown_value(slack, bill_id) for bill_id in sorted([bills["Acme"], bills["Beta"]]) for _ in range(2)
     ]
     assert "step 1 approved by <@UCAROL01>" in texts(after)
 
@@ -136,13 +148,37 @@ def test_opening_the_messages_tab_publishes_nothing(slack, team):
 def test_approving_from_home_refreshes_it_without_the_bill(slack, bills):
     view = open_home(slack, SALES)
 
-    response = slack.click(SALES, ActionId.APPROVE.value, bill_value(bills["Acme"]), view=view)
+    response = slack.click(SALES, ActionId.APPROVE.value, shown_value(slack, bills["Acme"]), view=view)
     assert response.status == 200
     deadline = time.monotonic() + 5
-    while bill_value(bills["Acme"]) in [value for _, _, value in buttons(slack.fake.home_view(SALES))]:
+    while bills["Acme"] in bill_ids(slack.fake.home_view(SALES)):
         assert time.monotonic() < deadline, "the Home still offers the approved bill"
         time.sleep(0.02)
 
     with slack.db() as session:
         assert session.get(Bill, bills["Acme"]).status is BillStatus.FINAL
     assert "No bills are waiting for your approval." in texts(slack.fake.home_view(SALES))
+
+
+def test_a_refused_click_in_home_tells_the_clicker_why_and_refreshes_their_home(slack, team, bills):
+    view = open_home(slack, SALES)
+    with slack.db() as session:  # carol gets there first; Sam's Home still offers the bill
+        workflow.approve(session=session, bill_id=bills["Acme"], actor=team["carol"])
+    [(_, _, value)] = [button for button in buttons(view) if button[0] == "Approve"]
+    published = len(slack.fake.calls("views.publish"))
+
+    response = slack.click(SALES, ActionId.APPROVE.value, value, view=view)
+
+    assert response.status == 200
+    [dm] = wait_until(
+        lambda: [call for call in slack.fake.calls("chat.postMessage") if call["channel"] == SALES], 1, "a DM to Sam"
+    )
+    assert dm["text"].startswith(f":warning: Bill #{bills['Acme']} was already approved by <@{CSM}> at ")
+    refreshed = slack.fake.wait_for("views.publish", published + 1)[published:]
+    assert [call["user_id"] for call in refreshed] == [SALES]
+    home = slack.fake.home_view(SALES)
+    assert bill_ids(home) == set() and "No bills are waiting for your approval." in texts(home)
+    with slack.db() as session:
+        assert [action.action.value for action in get_bill(session=session, bill_id=bills["Acme"]).actions] == [
+            "DRAFT", "APPROVE"
+        ]
