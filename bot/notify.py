@@ -59,11 +59,24 @@ def _failure(error: Exception) -> str:
 class Notifier:
     """Tells Slack about bills. Without a client (Slack not configured) every method does nothing."""
 
-    def __init__(self, *, client: WebClient | None, sessions: sessionmaker[Session], settings: Settings):
+    def __init__(
+        self,
+        *,
+        client: WebClient | None,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        home_delay: float | None = None,
+    ):
+        """`home_delay`: when set, App Home refreshes wait that many seconds and are coalesced, so that a
+        burst of changes republishes each Home once, not once per change; None refreshes at once."""
         self.client = client
         self.sessions = sessions
         self.settings = settings
+        self.home_delay = home_delay
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._homes_lock = threading.Lock()
+        self._homes_due: dict[str, None] = {}  # ordered: the actor's Home first
+        self._homes_timer: threading.Timer | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> Notifier:
@@ -100,8 +113,7 @@ class Notifier:
             # New bills change every Home (Finance's month, the approvers' queues): refresh them all once.
             with self.sessions() as session:
                 everyone = _linked(_team(session))
-            for slack_user_id in everyone:
-                self.refresh_home(slack_user_id)
+            self._refresh_homes(everyone)
         return posted
 
     def bill_changed(self, bill_id: int, *, action_id: int | None = None) -> None:
@@ -123,8 +135,7 @@ class Notifier:
                 self._call(self.client.chat_postMessage, bill.id, channel=where[0], thread_ts=where[1], text=text,
                            blocks=blocks)
             people = self._concerned(bill, action, team)
-        for slack_user_id in people:
-            self.refresh_home(slack_user_id)
+        self._refresh_homes(people)
 
     def refresh_message(self, bill_id: int) -> None:
         """Bring the bill's message up to date without a thread reply (after a click that came too late)."""
@@ -150,6 +161,31 @@ class Notifier:
         self._call(self.client.views_publish, None, user_id=slack_user_id, view=view)
 
     # --- the steps -----------------------------------------------------------------------------------
+
+    def _refresh_homes(self, slack_user_ids: list[str]) -> None:
+        if self.home_delay is None:
+            for slack_user_id in slack_user_ids:
+                self.refresh_home(slack_user_id)
+            return
+        with self._homes_lock:
+            self._homes_due.update(dict.fromkeys(slack_user_ids))
+            if self._homes_timer is None:
+                self._homes_timer = threading.Timer(self.home_delay, self._refresh_due_homes)
+                self._homes_timer.daemon = True
+                self._homes_timer.start()
+
+    def _refresh_due_homes(self) -> None:
+        with self._homes_lock:
+            due, self._homes_due, self._homes_timer = list(self._homes_due), {}, None
+        for slack_user_id in due:
+            self.refresh_home(slack_user_id)
+
+    def flush(self) -> None:
+        """Publish the Homes still waiting for their coalescing delay (before the process stops)."""
+        with self._homes_lock:
+            if self._homes_timer is not None:
+                self._homes_timer.cancel()
+        self._refresh_due_homes()
 
     def _lock(self, bill_id: int) -> threading.Lock:
         return self._stripes[bill_id % LOCK_STRIPES]

@@ -55,10 +55,14 @@ def require(settings: Settings, *names: str) -> None:
 
 
 def build_services(
-    settings: Settings, sessions: sessionmaker[Session], worker: InlineWorker | ProcessWorker
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    worker: InlineWorker | ProcessWorker,
+    *,
+    home_delay: float | None = None,
 ) -> Services:
     client = slack_client(settings)
-    local = Notifier(client=client, sessions=sessions, settings=settings)
+    local = Notifier(client=client, sessions=sessions, settings=settings, home_delay=home_delay)
     services = Services(
         settings=settings,
         sessions=sessions,

@@ -23,6 +23,9 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 Job = Callable[..., object]  # a module-level function (services, *args) → result
+# The worker coalesces App Home refreshes over this many seconds: a burst of clicks republishes each
+# Home once, not once per click.
+HOME_REFRESH_DELAY = 1.0
 
 
 class InlineWorker:
@@ -77,6 +80,8 @@ class ProcessWorker:
         return WorkerNotifier(self)
 
     def close(self) -> None:
+        """Finish every job asked for (and the Homes they left due), then stop the process."""
+        self.submit(_flush_homes)
         self._pool.shutdown(wait=True)
 
 
@@ -107,6 +112,10 @@ def notify(services, method: str, *args):
     return getattr(services.notifier, method)(*args)
 
 
+def _flush_homes(services) -> None:
+    services.notifier.flush()
+
+
 def _report_failure(job: Job) -> Callable[[Future], None]:
     def report(future: Future) -> None:
         error = future.exception()
@@ -132,7 +141,7 @@ def _start_child(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
-    _child_services = build_services(settings, sessions, InlineWorker())
+    _child_services = build_services(settings, sessions, InlineWorker(), home_delay=HOME_REFRESH_DELAY)
 
 
 def _run_in_child(job: Job, *args):
