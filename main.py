@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -377,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except alembic.util.CommandError as error:
         print(f"error: cannot migrate the database: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`billprocess bills list | head`): stop quietly, as other commands do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
 

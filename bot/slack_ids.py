@@ -13,7 +13,6 @@ class ActionId(str, enum.Enum):
     REJECT = "bill_reject"
     SEND = "bill_send"
     UNDO = "bill_undo"
-    SHOW = "bill_show"
 
 
 class CallbackId(str, enum.Enum):
