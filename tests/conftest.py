@@ -17,8 +17,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.migrate import upgrade
-from db.models import Base
 from db.session import make_engine, make_session_factory
+from tests.factories import empty_tables
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -74,18 +74,10 @@ def engine(database_url) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _empty_tables(engine: Engine) -> None:
-    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
-    # DELETE beats TRUNCATE here: the tables are small, and TRUNCATE costs a catalogue change each time.
-    with engine.begin() as connection:
-        for table in tables:
-            connection.execute(text(f"DELETE FROM {table}"))
-
-
 @pytest.fixture
 def db(engine) -> sessionmaker[Session]:
     """A session factory on empty tables; tests open sessions from it as the services' callers do."""
-    _empty_tables(engine)
+    empty_tables(engine)
     return make_session_factory(engine)
 
 
@@ -98,7 +90,7 @@ def session(db) -> Iterator[Session]:
 @pytest.fixture
 def cli_env(monkeypatch, database_url, engine, tmp_path):
     """Environment for running the command line against the test database."""
-    _empty_tables(engine)
+    empty_tables(engine)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("BCRYPT_ROUNDS", "4")

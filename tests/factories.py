@@ -6,9 +6,10 @@ import secrets
 from datetime import date
 from decimal import Decimal
 
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from db.models import Customer, Role, Usage, User
+from db.models import Base, Customer, Role, Usage, User
 
 
 def add_user(session: Session, name: str, role: Role | str, **fields) -> User:
@@ -53,3 +54,22 @@ def add_customer(
         session.add(Usage(customer_id=customer.id, year=year, month=month, api_usage=calls))
     session.commit()
     return customer
+
+
+def empty_tables(engine: Engine) -> None:
+    """Remove every row, bill actions included, which the database otherwise refuses to delete."""
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Row triggers do not fire on TRUNCATE; nothing but bill_actions itself refers to it.
+            connection.execute(text("TRUNCATE bill_actions"))
+        else:
+            trigger = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'bill_actions_no_delete'")
+            ).scalar_one()
+            connection.execute(text("DROP TRIGGER bill_actions_no_delete"))
+            connection.execute(text("DELETE FROM bill_actions"))
+            connection.execute(text(trigger))
+        for table in tables:
+            if table != "bill_actions":
+                connection.execute(text(f"DELETE FROM {table}"))

@@ -10,13 +10,13 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 
 from bot.billing import GenerationSummary, SkipReason, generate_month, overage_amount
 from bot.errors import MonthNotEnded
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User
-from tests.factories import add_customer, add_user
+from tests.factories import add_customer, add_user, empty_tables
 
 OCTOBER = Period(2026, 10)
 AFTER_OCTOBER = date(2026, 11, 1)
@@ -516,9 +516,7 @@ def expected_outcome(contract: Contract, period: Period) -> SkipReason | tuple[i
 
 def start_over(db, customers: list[Contract]) -> None:
     """Each example starts from empty tables: the `db` fixture empties them once per test, not per example."""
-    with db.begin() as session:
-        for model in (BillAction, Bill, Usage, Customer, User):
-            session.execute(delete(model))
+    empty_tables(db.kw["bind"])
     with db() as session:
         for contract in customers:
             add_customer(session, contract.name, limit=contract.limit, unit_cost=contract.unit_cost,

@@ -61,3 +61,10 @@ def test_a_recorded_action_can_never_be_changed(engine, db, acme):
         generate_month(session=session, period=OCTOBER, actor=None, today=date(2026, 11, 1))
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
         connection.execute(text(f"UPDATE {BillAction.__tablename__} SET comment = 'rewritten'"))
+
+
+def test_a_recorded_action_can_never_be_deleted(engine, db, acme):
+    with db() as session:
+        generate_month(session=session, period=OCTOBER, actor=None, today=date(2026, 11, 1))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(f"DELETE FROM {BillAction.__tablename__}"))
