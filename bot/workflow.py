@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from bot.errors import (
     NotFound,
     WaitingForOther,
 )
+from bot.formatting import timestamp
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User, utcnow
 
 REASON_MAX_LENGTH = 2000
@@ -169,10 +170,6 @@ def history(bill: Bill) -> list[BillAction]:
 # --- the rules: each check raises the refusal, or returns what the change needs -----------------
 
 
-def _when(moment: datetime) -> str:
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
-
-
 def _name(user: User | None) -> str:
     return user.name if user is not None else "the scheduler"
 
@@ -181,7 +178,7 @@ def _already_done(bill: Bill, action: BillAction, message: str | None = None) ->
     who = action.stakeholder
     if message is None:
         message = (
-            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {_when(action.created_at)}"
+            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {timestamp(action.created_at)}"
         )
     return AlreadyDone(
         message,
@@ -226,7 +223,7 @@ def _check_approve(bill: Bill, actor: User) -> ApprovalStep:
                 bill,
                 approval,
                 f"Bill #{bill.id} was already approved by {_name(approval.stakeholder)}"
-                f" at {_when(approval.created_at)}; it is waiting for {pending.label} now",
+                f" at {timestamp(approval.created_at)}; it is waiting for {pending.label} now",
             )
     if any(step.accepts(actor) for step in state.steps[pending.number :]):
         raise WaitingForOther(f"Bill #{bill.id} is waiting for {pending.label} to approve first")
@@ -279,7 +276,7 @@ def _check_send(bill: Bill, actor: User) -> None:
         raise InvalidTransition(f"Bill #{bill.id} is still a DRAFT{waiting}; only a FINAL bill can be sent")
     if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.REJECT:
         raise InvalidTransition(
-            f"Bill #{bill.id} was rejected by {_name(latest.stakeholder)} at {_when(latest.created_at)}"
+            f"Bill #{bill.id} was rejected by {_name(latest.stakeholder)} at {timestamp(latest.created_at)}"
             " and written off; only a FINAL bill can be sent"
         )
     raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a FINAL bill can be sent")
@@ -292,7 +289,7 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
             raise _already_done(
                 bill,
                 latest,
-                f"Bill #{bill.id} was already sent by {_name(latest.stakeholder)} at {_when(latest.created_at)};"
+                f"Bill #{bill.id} was already sent by {_name(latest.stakeholder)} at {timestamp(latest.created_at)};"
                 " a sent bill cannot be undone",
             )
         raise InvalidTransition(f"Bill #{bill.id} has been sent; a sent bill cannot be undone")
@@ -320,7 +317,7 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
             bill,
             undoing,
             f"{_name(meant.stakeholder)}'s {_NOUN[meant.action]} of bill #{bill.id}"
-            f" was already undone by {_name(undoing.stakeholder)} at {_when(undoing.created_at)}",
+            f" was already undone by {_name(undoing.stakeholder)} at {timestamp(undoing.created_at)}",
         )
     latest = latest_change(bill)
     if latest is not None and latest is not meant:
@@ -328,13 +325,13 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
             bill,
             latest,
             f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_name(latest.stakeholder)}"
-            f" at {_when(latest.created_at)}",
+            f" at {timestamp(latest.created_at)}",
         )
 
 
 def _what_happened(bill: Bill, action: BillAction) -> str:
     """One action as "edited by fiona at 2026-11-03 10:32 UTC"."""
-    by = f"by {_name(action.stakeholder)} at {_when(action.created_at)}"
+    by = f"by {_name(action.stakeholder)} at {timestamp(action.created_at)}"
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
         if undone is not None:

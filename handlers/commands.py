@@ -22,16 +22,17 @@ from bot.blocks.commands import (
     bill_detail_blocks,
     bill_list_blocks,
     bill_list_summary,
-    escape,
     help_blocks,
     list_title,
     whoami_blocks,
 )
+from bot.blocks import escape
+from bot.blocks.bill import UNDONE_NOUN
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import Conflict, InvalidInput
 from bot.formatting import money, unit_cost
 from bot.periods import Period
-from db.models import ActionType, BillStatus, Role
+from db.models import BillStatus, Role
 from handlers.customers import customer, customers, export, usage
 from handlers.identity import current_user
 from handlers.requests import CommandRequest
@@ -41,9 +42,6 @@ FINANCE = frozenset({Role.FINANCE})
 # dashes could be a link code typed without `link`, and a code is never shown again.
 _ECHOABLE = re.compile(r"[a-z]{1,12}")
 _MONTH_LIKE = re.compile(r"\d")
-UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
-
-
 @dataclass(frozen=True)
 class Subcommand:
     run: Callable[[CommandRequest], None]

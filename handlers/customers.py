@@ -13,7 +13,7 @@ from datetime import date, datetime
 from bot import charts, customers as customer_service, export as export_service
 from bot.blocks import message_blocks
 from bot.blocks import customers as customer_blocks
-from bot.blocks.bill import escape
+from bot.blocks import escape
 from bot.errors import InvalidInput
 from bot.formatting import money
 from bot.home import status_totals

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slack_sdk.models.blocks import Block
+from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject
 
 from db.models import User
 
 MAX_MESSAGE_BLOCKS = 50
+HEADER_MAX = 150  # characters in a header block's text
 MAX_VIEW_BLOCKS = 100
 
 
@@ -42,3 +43,17 @@ def message_blocks(blocks: Sequence[Block]) -> list[dict]:
 def view_blocks(blocks: Sequence[Block]) -> list[dict]:
     """Validated blocks for a modal or the Home tab (≤ 100)."""
     return _checked(blocks, MAX_VIEW_BLOCKS, "view")
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def header(text: str) -> HeaderBlock:
+    return HeaderBlock(text=clip(text, HEADER_MAX))
+
+
+def context(markdown: str) -> ContextBlock:
+    """A line of small print."""
+    return ContextBlock(elements=[MarkdownTextObject(text=markdown)])

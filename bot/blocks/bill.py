@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
-from bot.blocks import escape, mention, message_blocks, view_blocks
+from bot.blocks import HEADER_MAX, clip, escape, mention, message_blocks, view_blocks
 from bot.errors import AlreadyDone
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
@@ -36,7 +36,6 @@ Team = Mapping[Role, Sequence[User]]
 
 # A role with more linked people than this is named rather than having everyone @-mentioned.
 MAX_MENTIONS = 5
-HEADER_MAX = 150
 # The message and notifications show the start of a long reason; the thread reply shows all of it.
 PREVIEW_REASON_MAX = 300
 
@@ -69,14 +68,12 @@ UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", A
 # --- text helpers ----------------------------------------------------------------------------------
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _title(bill: Bill) -> str:
     """"Bill #12 · Acme · March 2026", within a header's 150 characters."""
     head, tail = f"Bill #{bill.id} · ", f" · {bill_period(bill).label}"
-    return head + _clip(bill.customer.name, HEADER_MAX - len(head) - len(tail)) + tail
+    return head + clip(bill.customer.name, HEADER_MAX - len(head) - len(tail)) + tail
 
 
 def _roles_label(roles: frozenset[Role]) -> str:
@@ -148,7 +145,7 @@ def _outcome(bill: Bill) -> str | None:
     if bill.status is BillStatus.WRITEOFF:
         rejection = _latest(bill, ActionType.REJECT)
         if rejection is not None:
-            reason = f": {escape(_clip(rejection.comment, PREVIEW_REASON_MAX))}" if rejection.comment else ""
+            reason = f": {escape(clip(rejection.comment, PREVIEW_REASON_MAX))}" if rejection.comment else ""
             return (
                 f"*Rejected* by {mention(rejection.stakeholder)} at {timestamp(rejection.created_at)}"
                 f"{reason}"
@@ -183,7 +180,7 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
         confirm = ConfirmObject(
             title="Send this bill?",
             text=PlainTextObject(
-                text=_clip(
+                text=clip(
                     f"Bill #{bill.id} for {money(bill.overage_amount)} will be emailed to "
                     f"{bill.customer.billing_email}. A sent bill cannot be undone.",
                     300,
@@ -260,7 +257,7 @@ def action_reply(
     before = action.status_before.value if action.status_before else "—"
     change = f"Status: {before} → {action.status_after.value}"
     upcoming = next_step(bill, state, team)
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip(headline, 3000)))]
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=clip(headline, 3000)))]
     reason = action.comment if action.action in (ActionType.REJECT, ActionType.UNDO) else None
     if reason:
         # Plain text shows the reason exactly as typed: no markup, no mentions.
@@ -269,7 +266,7 @@ def action_reply(
     blocks.append(SectionBlock(text=MarkdownTextObject(text=upcoming)))
     text = headline
     if reason:
-        text += f": “{escape(_clip(reason, PREVIEW_REASON_MAX))}”"
+        text += f": “{escape(clip(reason, PREVIEW_REASON_MAX))}”"
     text += f". {change}. {upcoming}"
     return text, message_blocks(blocks)
 

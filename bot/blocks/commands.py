@@ -9,7 +9,6 @@ from decimal import Decimal
 
 from slack_sdk.models.blocks import (
     Block,
-    ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -17,8 +16,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import MAX_MESSAGE_BLOCKS, message_blocks
-from bot.blocks.bill import escape
+from bot.blocks import HEADER_MAX, MAX_MESSAGE_BLOCKS, clip, context, escape, message_blocks
 from bot.formatting import action_line, bill_period, calls, money, timestamp, unit_cost
 from bot.periods import Period
 from bot.workflow import ApprovalStep, approval_state, history
@@ -30,7 +28,6 @@ HOW_TO_LINK = (
 )
 MAX_LISTED_BILLS = 100
 SECTION_TEXT_LIMIT = 3000
-HEADER_TEXT_LIMIT = 150
 CUSTOMER_NAME_WIDTH = 40
 CODE_FENCE = "```"
 
@@ -59,16 +56,15 @@ def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text))
 
 
-def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+
+
+
+
 
 
 def _header(text: str) -> HeaderBlock:
-    return HeaderBlock(text=PlainTextObject(text=_shortened(text, HEADER_TEXT_LIMIT)))
-
-
-def _shortened(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    # Plain text without emoji conversion: list titles quote what the person typed.
+    return HeaderBlock(text=PlainTextObject(text=clip(text, HEADER_MAX)))
 
 
 def _packed(lines: Iterable[str], *, limit: int = SECTION_TEXT_LIMIT) -> list[str]:
@@ -112,7 +108,7 @@ def whoami_blocks(user: User | None) -> list[dict]:
     return message_blocks(
         [
             SectionBlock(text=MarkdownTextObject(text="You act in BillProcess as:"), fields=fields),
-            _context("Not you? `/bill unlink` removes the link."),
+            context("Not you? `/bill unlink` removes the link."),
         ]
     )
 
@@ -129,7 +125,7 @@ def list_title(status: BillStatus | None, period: Period | None) -> str:
 
 def bill_list_line(bill: Bill) -> str:
     """One bill in a list: number, month, customer, status and amount."""
-    customer = escape(_shortened(bill.customer.name, CUSTOMER_NAME_WIDTH))
+    customer = escape(clip(bill.customer.name, CUSTOMER_NAME_WIDTH))
     return (
         f"`#{bill.id}`  {bill_period(bill)}  *{customer}*  {bill.status.value}"
         f"  {calls(bill.overage_units)} calls over  *{money(bill.overage_amount)}*"
@@ -160,11 +156,11 @@ def bill_list_blocks(
         return message_blocks([_header(title), _section("No bills match.")])
     ordered = sorted(bills, key=lambda bill: (-bill.year, -bill.month, bill.id))
     shown = ordered[:limit]
-    blocks: list[Block] = [_header(title), _context(bill_list_summary(bills))]
+    blocks: list[Block] = [_header(title), context(bill_list_summary(bills))]
     blocks += [_section(text) for text in _packed(bill_list_line(bill) for bill in shown)]
     if len(ordered) > len(shown):
         blocks.append(
-            _context(
+            context(
                 f"…and {len(ordered) - len(shown)} more, narrow with a month or status"
                 f" (e.g. `/bill list DRAFT {bill_period(ordered[0])}`)"
             )
@@ -237,6 +233,6 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
     if len(texts) > room:
         # Only a bill with thousands of actions gets here; its thread still holds all of them.
         texts = texts[len(texts) - room + 1 :]
-        blocks.append(_context("Earlier actions are not shown here; the bill's thread has all of them."))
+        blocks.append(context("Earlier actions are not shown here; the bill's thread has all of them."))
     blocks += [_section(text) for text in texts]
     return message_blocks(blocks)

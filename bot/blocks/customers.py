@@ -7,21 +7,17 @@ from itertools import groupby
 
 from slack_sdk.models.blocks import (
     Block,
-    ContextBlock,
     DividerBlock,
-    HeaderBlock,
     MarkdownTextObject,
     SectionBlock,
 )
 
-from bot.blocks import MAX_MESSAGE_BLOCKS, mention
-from bot.blocks.bill import escape
+from bot.blocks import MAX_MESSAGE_BLOCKS, context, escape, header, mention
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
 from bot.formatting import bill_period, calls, money, unit_cost
 from db.models import Customer
 
 MAX_SECTION_TEXT = 3000
-MAX_HEADER_TEXT = 150
 OVER_MARK = "◀ over by"
 
 
@@ -29,12 +25,8 @@ def _text(markdown: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=markdown)
 
 
-def _context(markdown: str) -> ContextBlock:
-    return ContextBlock(elements=[_text(markdown)])
 
 
-def _header(text: str) -> HeaderBlock:
-    return HeaderBlock(text=text if len(text) <= MAX_HEADER_TEXT else text[: MAX_HEADER_TEXT - 1] + "…")
 
 
 def approval_kind(customer: Customer) -> str:
@@ -103,7 +95,7 @@ def _over_summary(months: Sequence[MonthUsage]) -> str:
 def customers_list(customers: Sequence[Customer]) -> list[Block]:
     if not customers:
         return [
-            _header("Customers"),
+            header("Customers"),
             SectionBlock(text=_text("No customers yet. Operators add them with `billprocess customers import FILE`.")),
         ]
     lines = [
@@ -113,10 +105,10 @@ def customers_list(customers: Sequence[Customer]) -> list[Block]:
         for customer in customers
     ]
     sections, left_out = _sections(lines, MAX_MESSAGE_BLOCKS - 3)
-    blocks: list[Block] = [_header(f"Customers ({len(customers)})"), *sections]
+    blocks: list[Block] = [header(f"Customers ({len(customers)})"), *sections]
     if left_out:
-        blocks.append(_context(f"…and {left_out} more that do not fit in one message."))
-    blocks.append(_context("`/bill customer NAME` shows one customer's terms, usage, bills and chart."))
+        blocks.append(context(f"…and {left_out} more that do not fit in one message."))
+    blocks.append(context("`/bill customer NAME` shows one customer's terms, usage, bills and chart."))
     return blocks
 
 
@@ -124,7 +116,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
     customer = overview.customer
     months = overview.months
     blocks: list[Block] = [
-        _header(customer.name),
+        header(customer.name),
         SectionBlock(
             fields=[
                 _text(f"*Monthly limit*\n{calls(customer.monthly_api_limit)} calls"),
@@ -142,7 +134,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
                 "```" + escape("\n".join(_usage_lines(months))) + "```"
             )
         ),
-        _context(_over_summary(months)),
+        context(_over_summary(months)),
         DividerBlock(),
     ]
     if not overview.bills:
@@ -155,14 +147,14 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
     ]
     blocks.append(SectionBlock(text=_text(f"*Bills* ({overview.bill_count}), latest first\n" + "\n".join(lines))))
     if overview.bill_count > len(overview.bills):
-        blocks.append(_context(f"…and {overview.bill_count - len(overview.bills)} older bills."))
+        blocks.append(context(f"…and {overview.bill_count - len(overview.bills)} older bills."))
     return blocks
 
 
 def usage_history(history: UsageHistory) -> list[Block]:
     customer = history.customer
     title = f"API usage — {customer.name}" + (f", {history.year}" if history.year else "")
-    blocks: list[Block] = [_header(title)]
+    blocks: list[Block] = [header(title)]
     if not history.months:
         blocks.append(SectionBlock(text=_text(f"No usage is recorded for {escape(customer.name)} yet.")))
         return blocks
@@ -170,7 +162,7 @@ def usage_history(history: UsageHistory) -> list[Block]:
     if history.year is not None:
         blocks += [
             SectionBlock(text=_text("```" + escape("\n".join(_usage_lines(history.months))) + "```")),
-            _context(f"{_over_summary(history.months)} · {limit_note}"),
+            context(f"{_over_summary(history.months)} · {limit_note}"),
         ]
         return blocks
     years = [(year, list(months)) for year, months in groupby(history.months, key=lambda month: month.period.year)]
@@ -179,6 +171,6 @@ def usage_history(history: UsageHistory) -> list[Block]:
         lines = "\n".join(_usage_lines(months))
         blocks.append(SectionBlock(text=_text(f"*{year}*\n```{escape(lines)}```")))
     if len(years) > room:
-        blocks.append(_context(f"…and {len(years) - room} earlier years: `/bill usage {escape(customer.name)} YEAR`."))
-    blocks.append(_context(f"{_over_summary(history.months)} · {limit_note}"))
+        blocks.append(context(f"…and {len(years) - room} earlier years: `/bill usage {escape(customer.name)} YEAR`."))
+    blocks.append(context(f"{_over_summary(history.months)} · {limit_note}"))
     return blocks

@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import escape, mention
+from bot.blocks import clip, context, escape, mention
 from bot.blocks.bill import shown_value
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId
@@ -37,12 +37,8 @@ def _text(markdown: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=markdown)
 
 
-def _context(markdown: str) -> ContextBlock:
-    return ContextBlock(elements=[_text(markdown)])
 
 
-def _clip(text: str, length: int) -> str:
-    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _bills(count: int) -> str:
@@ -50,7 +46,7 @@ def _bills(count: int) -> str:
 
 
 def _who(user: User) -> ContextBlock:
-    return _context(f"You are *{escape(user.name)}* ({user.role.label}) · `/bill help` lists what you can do.")
+    return context(f"You are *{escape(user.name)}* ({user.role.label}) · `/bill help` lists what you can do.")
 
 
 def bill_summary(bill: Bill) -> str:
@@ -89,7 +85,7 @@ def _approved_by(listed: ListedBill) -> str:
 def _more(shown: int, total: int, hint: str) -> list[Block]:
     if total <= shown:
         return []
-    return [_context(f"…and {total - shown} more. {hint}")]
+    return [context(f"…and {total - shown} more. {hint}")]
 
 
 def unlinked_home() -> list[Block]:
@@ -109,7 +105,7 @@ def unlinked_home() -> list[Block]:
                 "2. Type `/bill link CODE` in any channel or direct message. The code works once, within 24 hours."
             )
         ),
-        _context("Never type a password into Slack: linking only ever needs the one-time code."),
+        context("Never type a password into Slack: linking only ever needs the one-time code."),
     ]
 
 
@@ -138,7 +134,7 @@ def finance_home(home: FinanceHome) -> list[Block]:
                     for total in home.totals
                 ]
             ),
-            _context(f"{_bills(count)} in all, {money(amount)} · `/bill list {home.period}` lists them."),
+            context(f"{_bills(count)} in all, {money(amount)} · `/bill list {home.period}` lists them."),
         ]
     blocks += [DividerBlock(), HeaderBlock(text="Approved, waiting to be sent")]
     if not home.to_send:
@@ -155,7 +151,7 @@ def finance_home(home: FinanceHome) -> list[Block]:
                 confirm=ConfirmObject(
                     title=f"Send bill #{bill.id}?",
                     text=f"{money(bill.overage_amount)} is emailed to"
-                    f" {escape(_clip(bill.customer.billing_email, 180))}. A sent bill cannot be undone.",
+                    f" {escape(clip(bill.customer.billing_email, 180))}. A sent bill cannot be undone.",
                     confirm="Send",
                     deny="Cancel",
                 ),
