@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -18,9 +18,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot import accounts, billing, bills, workflow
+from bot import accounts, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
-from bot.formatting import action_line, bill_details, bill_row, timestamp
+from bot.formatting import action_line, bill_details, bill_row, outbox_line, timestamp
 from bot.imports import import_customers, import_usage
 from bot.periods import Period
 from bot.settings import Settings, SettingsError, load_settings
@@ -51,13 +51,6 @@ class Cli:
             self._schema_checked = True
         with make_session_factory(self.engine)() as session:
             yield session
-
-    @cached_property
-    def notifier(self):
-        """Tells Slack about changes made here; does nothing while Slack is not configured."""
-        from bot.notify import Notifier
-
-        return Notifier.from_settings(self.settings, make_session_factory(self.engine))
 
     def today(self):
         return datetime.now(self.settings.zone).date()
@@ -91,20 +84,20 @@ def seed(cli: Cli, args) -> None:
 
 @contextmanager
 def _slack_app(cli: Cli, *, socket_mode: bool):
-    """The Slack app, with a worker process for what follows acknowledgements, drained on the way out."""
+    """The Slack app, with the delivery worker in a child process, stopped on the way out."""
     from slack_bolt.error import BoltError
 
     from handlers.app import create_app
-    from handlers.worker import ProcessWorker
+    from handlers.worker import WorkerProcess
 
     with cli.session():
         pass  # refuses to start on a missing or outdated schema
-    worker = ProcessWorker(cli.settings)
     try:
-        try:
-            app = create_app(cli.settings, make_session_factory(cli.engine), socket_mode=socket_mode, worker=worker)
-        except BoltError as error:
-            raise BillProcessError(f"Slack did not accept the app's credentials: {error}") from None
+        app = create_app(cli.settings, make_session_factory(cli.engine), socket_mode=socket_mode)
+    except BoltError as error:
+        raise BillProcessError(f"Slack did not accept the app's credentials: {error}") from None
+    worker = WorkerProcess(cli.settings).start()
+    try:
         yield app
     finally:
         worker.close()
@@ -123,10 +116,64 @@ def socket(cli: Cli, args) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     with _slack_app(cli, socket_mode=True) as app:
-        # SIGTERM (how services are stopped) unwinds like Ctrl-C, so the worker drains its queue on the way out.
+        # SIGTERM (how services are stopped) unwinds like Ctrl-C, so the worker process is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         log.info("BillProcess connected to Slack in Socket Mode")
         SocketModeHandler(app, cli.settings.slack_app_token.get_secret_value()).start()
+
+
+def worker(cli: Cli, args) -> None:
+    """Deliver the outbox and run the scheduled jobs, without serving Slack's requests."""
+    import signal
+    import threading
+
+    from handlers.app import require
+    from handlers.worker import run_worker
+
+    require(cli.settings, "slack_bot_token")
+    with cli.session():
+        pass  # refuses to start on a missing or outdated schema
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_worker(cli.settings, stop)
+
+
+# --- the outbox ---------------------------------------------------------------------------------
+
+
+def outbox_list(cli: Cli, args) -> None:
+    from bot import outbox
+
+    with cli.session() as session:
+        backlog = outbox.backlog(session=session)
+        rows = outbox.unfinished(session=session)
+    lag = backlog.lag(datetime.now(timezone.utc))
+    cli.out(f"{backlog.pending} pending, {backlog.failed} failed; oldest pending {_age(lag)} old.")
+    for row in rows:
+        cli.out(outbox_line(row))
+
+
+def outbox_retry(cli: Cli, args) -> None:
+    from bot import outbox
+
+    ids = [bills.parse_bill_id(text) for text in args.ids]  # the same positive whole numbers
+    with cli.session() as session:
+        count = outbox.retry(session=session, ids=ids or None)
+    noun = "message" if count == 1 else "messages"
+    if ids and count < len(ids):
+        cli.out(f"Queued {count} failed {noun} again; the others named are not failed (see `billprocess outbox`).")
+    else:
+        cli.out(f"Queued {count} failed {noun} again.")
+
+
+def _age(delta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -228,9 +275,11 @@ def bills_generate(cli: Cli, args) -> None:
         for line in summary.lines():
             cli.out(line)
         month_bills = bills.list_bills(session=session, period=period)
-    posted = cli.notifier.bills_created(period)
-    if posted:
-        cli.out(f"Posted {posted} new bills to Slack.")
+    if summary.created:
+        with cli.session() as session:
+            queued = outbox.backlog(session=session).pending
+        where = "Slack" if cli.settings.slack_configured else "Slack (posted once Slack is configured and a worker runs)"
+        cli.out(f"{queued} message(s) queued for {where}.")
     if month_bills:
         cli.out()
         for bill in month_bills:
@@ -265,7 +314,6 @@ def _act(cli: Cli, args, service: Callable, **extra) -> None:
         actor = cli.actor(session, args.actor)
     with cli.session() as session:
         bill = service(session=session, bill_id=bill_id, actor=actor, **extra)
-    cli.notifier.bill_changed(bill_id, action_id=bill.actions[-1].id)
     cli.out(f"Bill #{bill.id} ({bill.customer.name}) is now {bill.status.value}.")
     cli.out("  " + action_line(bill.actions[-1]))
 
@@ -312,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(commands, "serve", serve, "run the Slack app in HTTP mode (POST /slack/events, GET /healthz) on PORT")
     command(commands, "socket", socket, "run the Slack app in Socket Mode (needs SLACK_APP_TOKEN)")
+    command(commands, "worker", worker, "deliver Slack messages and run scheduled jobs, without serving requests")
+    box = commands.add_parser("outbox", help="list Slack messages pending or failed", description=(
+        "List Slack messages pending or failed: what, which bill, attempts, last error."))
+    box.set_defaults(run=outbox_list)
+    box_commands = box.add_subparsers(title="commands", metavar="COMMAND")
+    command(box_commands, "retry", outbox_retry, "queue failed messages again (all, or the IDs given)").add_argument(
+        "ids", nargs="*", metavar="ID")
     db = group("db", "manage the database schema")
     command(db, "upgrade", db_upgrade, "create or upgrade the database schema")
     command(commands, "seed", seed, "fill an empty database with demo accounts, customers, usage and bills")
@@ -367,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings, server=args.run in (serve, socket))
+        configure_logging(settings, server=args.run in (serve, socket, worker))
         args.run(Cli(settings), args)
     except (SettingsError, BillProcessError, migrate.NewerSchema) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from bot import outbox
 from bot.errors import MonthNotEnded, NotAllowed
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User, utcnow
@@ -166,10 +168,18 @@ def check_month_ended(period: Period, today: date) -> None:
         )
 
 
-def generate_month(*, session: Session, period: Period, actor: User | None, today: date) -> GenerationSummary:
+def generate_month(
+    *,
+    session: Session,
+    period: Period,
+    actor: User | None,
+    today: date,
+    before_commit: Callable[[], None] | None = None,
+) -> GenerationSummary:
     """Create the DRAFT bills of `period` and their DRAFT actions in one transaction; idempotent.
 
-    `actor` is the Finance account generating, or None for the scheduler and operators.
+    `actor` is the Finance account generating, or None for the scheduler and operators. `before_commit`
+    runs inside the transaction, last (the scheduler claims its occurrence there).
     """
     if actor is not None and actor.role is not Role.FINANCE:
         raise NotAllowed(f"Only Finance can generate bills; {actor.name} is {actor.role.label}")
@@ -194,6 +204,8 @@ def generate_month(*, session: Session, period: Period, actor: User | None, toda
             else:
                 summary.skipped[SkipReason(reason)] = count
         if not summary.created:
+            if before_commit is not None:
+                before_commit()
             return summary
 
         now = utcnow()
@@ -216,11 +228,14 @@ def generate_month(*, session: Session, period: Period, actor: User | None, toda
                 literal(now, UTCDateTime),
             ).where(candidates.c.reason == BILLABLE),
         )
+        announce = {"period": str(period), "summary": summary.lines(), "created": summary.created}
         if dialect == "postgresql":
-            # One statement: the actions come from the bills insert's RETURNING. (A NOT EXISTS over
-            # bill_actions is planned as a nested loop while the table's statistics say it is empty.)
+            # One statement: the actions come from the bills insert's RETURNING, and the messages to post
+            # from the actions insert's. (A NOT EXISTS over bill_actions is planned as a nested loop while
+            # the table's statistics say it is empty.)
             new_bill_ids = insert_bills.returning(Bill.id).cte("new_bills")
-            new_bills = select(new_bill_ids.c.id)
+            drafted = _draft_actions(select(new_bill_ids.c.id), actor, now).returning(BillAction.bill_id).cte("drafted")
+            outbox.bills_created(session, select(drafted.c.bill_id.label("id")), **announce)
         else:
             # SQLite has no INSERT inside WITH: find the new bills by their missing DRAFT action.
             session.execute(insert_bills)
@@ -229,6 +244,9 @@ def generate_month(*, session: Session, period: Period, actor: User | None, toda
                 Bill.month == period.month,
                 ~exists().where(BillAction.bill_id == Bill.id),
             )
-        session.execute(_draft_actions(new_bills, actor, now))
+            outbox.bills_created(session, new_bills, **announce)
+            session.execute(_draft_actions(new_bills, actor, now))
+        if before_commit is not None:
+            before_commit()
     return summary
 

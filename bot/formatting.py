@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction
+from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind
 
 
 def money(amount: Decimal) -> str:
@@ -69,3 +69,29 @@ def action_line(action: BillAction) -> str:
     if action.comment:
         details.append(action.comment)
     return "  ".join([line, "; ".join(details)]) if details else line
+
+
+OUTBOX_WHAT = {
+    OutboxKind.JOB: "click or command to apply",
+    OutboxKind.BILL_MESSAGE: "bill message",
+    OutboxKind.THREAD_REPLY: "thread reply",
+    OutboxKind.HOMES: "App Homes refresh",
+    OutboxKind.HOME: "App Home refresh",
+    OutboxKind.RESPOND: "answer to a person",
+    OutboxKind.REMINDER: "reminder DM",
+    OutboxKind.GENERATION: "generation summary",
+}
+
+
+def outbox_line(row: Outbox) -> str:
+    """One line of `billprocess outbox`: what, for which bill or person, attempts and the last error."""
+    about = f"bill #{row.bill_id}" if row.bill_id is not None else (row.slack_user_id or "")
+    line = (
+        f"#{row.id:<7} {row.status.value:<8} {OUTBOX_WHAT[row.kind]:<26} {about:<14}"
+        f" {row.attempts} attempt{'s' if row.attempts != 1 else ''}"
+    )
+    if row.outcome_unknown:
+        line += ", outcome unknown"
+    if row.last_error:
+        line += f" · {row.last_error}"
+    return line

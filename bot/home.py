@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, type_coerce
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from bot.blocks import home as home_blocks
 from bot.blocks import view_blocks
 from bot.periods import Period
-from bot.workflow import APPROVER_ROLES, ApprovalState, approval_state, available_actions
+from bot.workflow import APPROVER_ROLES, ApprovalState, approval_state, available_actions, latest_change
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 from db.types import AMOUNT
 
@@ -98,6 +98,22 @@ def approver_home(*, session: Session, user: User) -> ApproverHome:
         _listed(by_id[bill_id], user, APPROVER_BUTTONS) for bill_id in waiting[:MAX_LISTED_BILLS] if bill_id in by_id
     ]
     return ApproverHome(user=user, waiting=listed, waiting_count=len(waiting))
+
+
+def reminders_due(*, session: Session, user: User, now: datetime, after_days: int) -> ApproverHome | None:
+    """The bills that have waited for `user`'s approval more than `after_days` days; None when none has."""
+    cutoff = now - timedelta(days=after_days)
+    due: list[ListedBill] = []
+    waiting = waiting_for(session=session, user=user)
+    for start in range(0, len(waiting), _CHUNK):
+        chunk = waiting[start : start + _CHUNK]
+        bills = {bill.id: bill for bill in session.scalars(_with_history(select(Bill).where(Bill.id.in_(chunk))))}
+        for bill_id in chunk:
+            bill = bills.get(bill_id)
+            since = latest_change(bill) if bill is not None else None
+            if since is not None and since.created_at <= cutoff:
+                due.append(_listed(bill, user, APPROVER_BUTTONS))
+    return ApproverHome(user=user, waiting=due, waiting_count=len(due)) if due else None
 
 
 def waiting_for(*, session: Session, user: User) -> list[int]:

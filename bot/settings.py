@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     link_by_email: bool = False
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    # Scheduled work (crontab syntax in TIMEZONE; empty disables).
+    generate_cron: str = "0 9 1 * *"
+    reminder_cron: str = "0 9 * * 1-5"
+    reminder_after_days: int = Field(default=3, ge=0, le=365)
+    # Delivery of the outbox.
+    delivery_threads: int = Field(default=4, ge=1, le=64)
+    slack_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    outbox_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    delivery_max_backoff: float = Field(default=60.0, ge=0.1, le=3600)
+    delivery_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    progress_seconds: float = Field(default=2.0, gt=0, le=600)  # how often a month's summary shows progress
 
     @field_validator("database_url")
     @classmethod
@@ -95,6 +106,23 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("generate_cron", "reminder_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as error:
+                raise ValueError(f"is not a crontab expression such as '0 9 1 * *' ({error})") from None
+        return value
+
+    @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -19,8 +19,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from bot import outbox
 from bot.billing import MAX_UNIT_COST, overage_amount
 from bot.errors import (
     AlreadyDone,
@@ -604,6 +605,10 @@ def _record(
     bill.actions.append(entry)
     bill.status = status_after
     bill.updated_at = now
+    session = object_session(bill)
+    session.flush()
+    # What Slack must show of this change commits with it (bot/outbox.py); the delivery workers post it.
+    outbox.bill_changed(session, bill.id, entry.id)
     return entry
 
 

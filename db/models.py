@@ -14,10 +14,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -238,3 +240,80 @@ class SlackEvent(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxStatus(str, enum.Enum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class OutboxKind(str, enum.Enum):
+    """What an outbox row asks the delivery workers to do."""
+
+    JOB = "job"  # a click or a command, recorded before its acknowledgement, to apply
+    BILL_MESSAGE = "bill_message"  # post the bill's message, or bring it up to the bill's current state
+    THREAD_REPLY = "thread_reply"  # one action, in the bill's thread
+    HOMES = "homes"  # republish every linked person's App Home
+    HOME = "home"  # republish one person's App Home
+    RESPOND = "respond"  # an answer to one person: ephemeral through a response_url, else a DM
+    REMINDER = "reminder"  # one approver's reminder DM of the day
+    GENERATION = "generation"  # a month's generation summary, updated while its bills are posted
+
+
+class Outbox(Base):
+    """Work that follows a change: written in the change's transaction, done by the delivery workers.
+
+    Rows of one `lane` are delivered one at a time in id order (a bill's post before its thread replies
+    and updates); rows of different lanes go out in parallel.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[OutboxKind] = mapped_column(_stored_enum(OutboxKind, "outbox_kind"))
+    lane: Mapped[str] = mapped_column(String(80))
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"), index=True)
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    status: Mapped[OutboxStatus] = mapped_column(_stored_enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A call that may have reached Slack without its answer reaching us: look before posting again.
+    outcome_unknown: Mapped[bool] = mapped_column(default=False)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(
+            "ix_outbox_pending",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_outbox_pending_lane",
+            "lane",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_status_finished_at", "status", "finished_at"),
+    )
+
+
+class ScheduledRun(Base):
+    """One occurrence of a scheduled job, claimed by the instance that runs it (so it runs once)."""
+
+    __tablename__ = "scheduled_runs"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fire_time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

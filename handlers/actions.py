@@ -2,15 +2,15 @@
 
 A button says which bill it is for and the version of the bill it was shown with (its latest effective
 action); every click reloads the bill, checks the clicking person's rights in the workflow service, and
-is refused when the bill changed since. Approve, Send and Undo are acknowledged at once and applied by the
-worker (handlers/worker.py), which tells the person about a refusal; Reject opens its modal at once,
-since Slack's trigger_id expires within three seconds.
+is refused when the bill changed since. Approve, Send and Undo clicks are recorded in the outbox, then
+acknowledged, and applied by the delivery workers (handlers/jobs.py), which tell the person about a
+refusal; Reject opens its modal at once, since Slack's trigger_id expires within three seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
@@ -21,13 +21,15 @@ from bot.bills import get_bill
 from bot.blocks.bill import reject_modal
 from bot.slack_ids import ActionId, parse_bill_value, parse_undo_value
 from db.models import ActionType, Bill, User
-from handlers.errors import clicked_in_home, report
+from bot.errors import BillProcessError
+from handlers.errors import clicked_in_home, refuse
+from handlers.jobs import JobType, record_job
 from handlers.identity import linked_user
 
 
 @dataclass(frozen=True)
 class Click:
-    """One click on a bill's button, as much of it as applying it needs (it travels to the worker)."""
+    """One click on a bill's button, as much of it as applying it needs (it is stored with the job)."""
 
     action_id: str
     slack_user_id: str
@@ -45,6 +47,14 @@ class Click:
             body.get("response_url"),
             from_home=clicked_in_home(body),
         )
+
+    @property
+    def bill_id(self) -> int | None:
+        """The bill the button names, when it names one (clicks on one bill are applied in order)."""
+        try:
+            return parse_bill_value(self.value)[0]
+        except BillProcessError:
+            return None
 
 
 def _approve(session: Session, user: User, value: str | None, services) -> Bill:
@@ -76,27 +86,21 @@ SERVICES: dict[str, Callable[..., Bill]] = {
 }
 
 
-def apply_click(services, click: Click) -> None:
-    """Apply one click (in the worker): run its service, then tell Slack; a refusal goes to the clicker.
-
-    This is the error handler for work done after the acknowledgement, where Bolt's no longer reaches.
-    """
+def apply_click(services, job_id: int, click: Click) -> None:
+    """Apply one recorded click: its service commits the change with the job's end; a refusal is answered."""
     try:
         user = linked_user(services, services.client, click.slack_user_id)
         with services.sessions() as session:
-            bill = SERVICES[click.action_id](session, user, click.value, services)
-    except Exception as error:  # every failure is reported to the person, domain refusals as such
-        report(
-            services, services.client, click.slack_user_id, click.response_url, error, from_home=click.from_home
-        )
-        return
-    # The service appended exactly one action: the one to post in the bill's thread.
-    services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
+            SERVICES[click.action_id](session, user, click.value, services)
+    except BillProcessError as error:
+        refuse(services, job_id, click.slack_user_id, click.response_url, error, from_home=click.from_home)
 
 
 def bill_button_clicked(ack: Ack, body: dict, context: BoltContext) -> None:
+    """Record the click before acknowledging it: once Slack shows it as accepted, it cannot be lost."""
+    click = Click.read(body)
+    record_job(context["services"], JobType.CLICK, click.slack_user_id, click.bill_id, asdict(click))
     ack()
-    context["services"].worker.submit(apply_click, Click.read(body))
 
 
 def reject_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt import Ack, App
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.mailer import Mailer
 from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot.notify import Notifier, slack_client
+from bot.mailer import Mailer
 from bot.settings import Settings, SettingsError
-from handlers.worker import InlineWorker, ProcessWorker, WorkerNotifier
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +23,28 @@ LISTENER_THREADS = 32
 
 @dataclass(frozen=True)
 class Services:
-    """What listeners need, handed to each of them as `context["services"]`."""
+    """What listeners and jobs need, handed to each listener as `context["services"]`."""
 
     settings: Settings
     sessions: sessionmaker[Session]
-    client: WebClient
-    notifier: Notifier | WorkerNotifier
+    client: WebClient | None
     mailer: Mailer
-    worker: InlineWorker | ProcessWorker  # does what follows an acknowledgement
+
+    def queue(self, write: Callable[[Session], object]) -> None:
+        """Write outbox rows (bot/outbox.py) in a transaction of their own."""
+        with self.sessions() as session, session.begin():
+            write(session)
+
+
+def slack_client(settings: Settings) -> WebClient | None:
+    """The listeners' Web API client, waiting out rate limits; None without SLACK_BOT_TOKEN."""
+    if settings.slack_bot_token is None:
+        return None
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=3)],
+    )
 
 
 class KeptAck(Ack):
@@ -54,25 +68,9 @@ def require(settings: Settings, *names: str) -> None:
         raise SettingsError(f"{' and '.join(missing)} must be set to talk to Slack (see README: Slack app)")
 
 
-def build_services(
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    worker: InlineWorker | ProcessWorker,
-    *,
-    home_delay: float | None = None,
-) -> Services:
-    client = slack_client(settings)
-    local = Notifier(client=client, sessions=sessions, settings=settings, home_delay=home_delay)
-    services = Services(
-        settings=settings,
-        sessions=sessions,
-        client=client,
-        notifier=worker.notifier(local),
-        mailer=Mailer.from_settings(settings),
-        worker=worker,
-    )
-    worker.bind(services)
-    return services
+def build_services(settings: Settings, sessions: sessionmaker[Session]) -> Services:
+    return Services(settings=settings, sessions=sessions, client=slack_client(settings),
+                    mailer=Mailer.from_settings(settings))
 
 
 def create_app(
@@ -80,11 +78,10 @@ def create_app(
     sessions: sessionmaker[Session],
     *,
     socket_mode: bool = False,
-    worker: InlineWorker | ProcessWorker | None = None,
 ) -> App:
     """The Bolt app; HTTP mode verifies every request's signature, Socket Mode needs the app token instead.
 
-    `worker` does what follows an acknowledgement: inline by default; servers pass a ProcessWorker.
+    What follows an acknowledgement is recorded in the outbox and done by the delivery workers.
     """
     if socket_mode:
         require(settings, "slack_bot_token", "slack_app_token")
@@ -92,7 +89,7 @@ def create_app(
         require(settings, "slack_bot_token", "slack_signing_secret")
     from handlers import register_all
 
-    services = build_services(settings, sessions, worker or InlineWorker())
+    services = build_services(settings, sessions)
     app = App(
         client=services.client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,

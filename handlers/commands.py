@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import billing, linking, workflow
+from bot import billing, linking, outbox, workflow
 from bot.blocks.commands import (
     HelpEntry,
     bill_detail_blocks,
@@ -29,12 +29,13 @@ from bot.blocks.commands import (
 from bot.blocks import escape
 from bot.blocks.bill import UNDONE_NOUN
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
-from bot.errors import Conflict, InvalidInput
+from bot.errors import BillProcessError, Conflict, InvalidInput
 from bot.formatting import money, unit_cost
 from bot.periods import Period
 from db.models import BillStatus, Role
 from handlers.customers import customer, customers, export, usage
 from handlers.identity import current_user
+from handlers.jobs import JobType, record_job
 from handlers.requests import CommandRequest
 
 FINANCE = frozenset({Role.FINANCE})
@@ -68,23 +69,73 @@ def typed(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+@dataclass(frozen=True)
+class RecordedCommand:
+    """A `/bill` command as it is stored with its job, to run after the acknowledgement."""
+
+    slack_user_id: str
+    text: str
+    channel_id: str
+    response_url: str | None
+
+    @property
+    def words(self) -> list[str]:
+        return typed(self.text).strip().split(None, 1)
+
+    @property
+    def subcommand(self) -> str:
+        return self.words[0].lower() if self.words else "help"
+
+    @property
+    def bill_id(self) -> int | None:
+        """The bill a changing subcommand names, when it names one (jobs on one bill run in order)."""
+        words = self.text.split()
+        try:
+            return parse_bill_id(words[1]) if len(words) > 1 else None
+        except InvalidInput:
+            return None
+
+    def request(self, services, client, respond, user) -> CommandRequest:
+        words = self.words
+        return CommandRequest(
+            services=services,
+            client=client,
+            respond=respond,
+            slack_user_id=self.slack_user_id,
+            channel_id=self.channel_id,
+            subcommand=self.subcommand,
+            args=words[1].split() if len(words) > 1 else [],
+            text=words[1] if len(words) > 1 else "",
+            user=user,
+        )
+
+
 def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, context) -> None:
-    ack()
     services = context["services"]
-    words = typed(command.get("text") or "").strip().split(None, 1)
-    slack_user_id = command["user_id"]
-    request = CommandRequest(
-        services=services,
-        client=client,
-        respond=respond,
-        slack_user_id=slack_user_id,
-        channel_id=command.get("channel_id", ""),
-        subcommand=words[0].lower() if words else "help",
-        args=words[1].split() if len(words) > 1 else [],
-        text=words[1] if len(words) > 1 else "",
-        user=current_user(services, client, slack_user_id),
+    recorded = RecordedCommand(
+        command["user_id"], command.get("text") or "", command.get("channel_id", ""), command.get("response_url")
     )
-    dispatch(request)
+    if recorded.subcommand in CHANGING:
+        # Recorded before the acknowledgement: a command Slack shows as accepted is never lost.
+        record_job(services, JobType.COMMAND, recorded.slack_user_id, recorded.bill_id, asdict(recorded))
+        ack()
+        return
+    ack()
+    dispatch(recorded.request(services, client, respond, current_user(services, client, recorded.slack_user_id)))
+
+
+def run_command(services, job_id: int, recorded: RecordedCommand) -> None:
+    """Run a recorded command (in a delivery worker); its answers go through the outbox."""
+
+    def respond(text: str, blocks: list[dict] | None = None, **_) -> None:
+        services.queue(lambda session: outbox.respond(session, recorded.slack_user_id, recorded.response_url,
+                                                      text, blocks))
+
+    try:
+        user = current_user(services, services.client, recorded.slack_user_id)
+        dispatch(recorded.request(services, services.client, respond, user))
+    except BillProcessError as error:
+        refuse(services, job_id, recorded.slack_user_id, recorded.response_url, error)
 
 
 def dispatch(request: CommandRequest) -> None:
@@ -185,7 +236,7 @@ def link(request: CommandRequest) -> None:
         f":link: You are now linked to *{escape(user.name)}* ({user.role.label})."
         " Type `/bill help` to see what you can do."
     )
-    request.services.notifier.refresh_home(request.slack_user_id)
+    request.services.queue(lambda session: outbox.refresh_home(session, request.slack_user_id))
 
 
 def unlink(request: CommandRequest) -> None:
@@ -193,7 +244,7 @@ def unlink(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         user = linking.unlink_slack_user(session=session, slack_user_id=request.slack_user_id)
     request.reply(f"Your Slack user is no longer linked to *{escape(user.name)}*.")
-    request.services.notifier.refresh_home(request.slack_user_id)
+    request.services.queue(lambda session: outbox.refresh_home(session, request.slack_user_id))
 
 
 def whoami(request: CommandRequest) -> None:
@@ -212,17 +263,11 @@ def generate(request: CommandRequest) -> None:
         summary = billing.generate_month(
             session=session, period=period, actor=actor, today=datetime.now(settings.zone).date()
         )
-    request.reply("\n".join(summary.lines()))
-    # The bills themselves reach the channel through the notifier, which also posts bills of the month that
-    # have no message yet (say, generated from the command line). A worker process does it later: None.
-    posted = request.services.notifier.bills_created(period)
-    channel = f"<#{settings.bills_channel}>"
-    if posted is None:
-        if summary.created:
-            request.reply(f"Posting the new bills for {period.label} to {channel}…")
-    elif posted:
-        noun = "bill" if posted == 1 else "bills"
-        request.reply(f"Posted {posted} {noun} for {period.label} to {channel}.")
+    lines = summary.lines()
+    if summary.created:
+        where = f"<#{settings.bills_channel}>" if settings.bills_channel else "the bills channel"
+        lines.append(f"The bills are being posted to {where}; the summary there shows how far it has come.")
+    request.reply("\n".join(lines))
 
 
 def list_(request: CommandRequest) -> None:
@@ -271,7 +316,6 @@ def edit(request: CommandRequest) -> None:
         f"Bill #{bill.id} ({escape(bill.customer.name)}): unit cost now {unit_cost(bill.overage_unit_cost)},"
         f" amount {money(bill.overage_amount)}. Its approvals start over."
     )
-    request.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
 
 
 def send(request: CommandRequest) -> None:
@@ -282,7 +326,6 @@ def send(request: CommandRequest) -> None:
             session=session, bill_id=bill_id, actor=request.account(), deliver=request.services.mailer.send_bill
         )
     request.reply(f":envelope: Bill #{bill.id} was sent to {escape(bill.customer.billing_email)}.")
-    request.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
 
 
 def undo(request: CommandRequest) -> None:
@@ -299,7 +342,6 @@ def undo(request: CommandRequest) -> None:
         f":leftwards_arrow_with_hook: Undid {escape(who)}'s {UNDONE_NOUN[undone.action]} of bill #{bill.id};"
         f" it is {bill.status.value} now."
     )
-    request.services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -320,6 +362,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "usage": Subcommand(usage, None, "/bill usage <customer> [year]", "a customer's monthly API usage"),
     "export": Subcommand(export, FINANCE, "/bill export [YYYY-MM]", "a month's bills as a CSV file"),
 }
+# Subcommands that change bills: recorded before their acknowledgement and run by the delivery workers.
+CHANGING = frozenset({"generate", "edit", "send", "undo"})
 # An unlinked caller is shown only how to link; a linked one is not offered linking again.
 HELP_FOR_UNLINKED = ("help", "link")
 ONLY_FOR_UNLINKED = ("link",)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 
+from collections.abc import Callable
+
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from slack_sdk.webhook import WebhookClient
 
+from bot import outbox
 from bot.blocks.bill import already_done_text
 from bot.errors import AlreadyDone, BillProcessError
 
@@ -50,15 +55,37 @@ def report(
     *,
     from_home: bool = False,
 ) -> None:
-    """Tell the person what went wrong; when someone else got there first, also show the bill as it is now.
-
-    A refused click in the App Home also republishes that person's Home, so it stops offering what it refused.
-    """
-    if isinstance(error, AlreadyDone) and error.bill_id is not None:
-        services.notifier.refresh_message(error.bill_id)
+    """Tell the person what went wrong, at once (the request is still in hand); refresh what it showed."""
     tell(client, slack_user_id, response_url, message_for(error))
-    if from_home and slack_user_id and isinstance(error, BillProcessError):
-        services.notifier.refresh_home(slack_user_id)
+    try:
+        services.queue(_refreshed(error, slack_user_id, from_home))
+    except DBAPIError:
+        log.warning("could not queue the refresh after a refusal: the database is unavailable")
+
+
+def refuse(services, job_id: int, slack_user_id: str | None, response_url: str | None, error: Exception,
+           *, from_home: bool = False) -> None:
+    """A recorded job was refused: the answer to the person and the job's end commit together."""
+
+    def write(session: Session) -> None:
+        outbox.respond(session, slack_user_id, response_url, message_for(error))
+        _refreshed(error, slack_user_id, from_home)(session)
+        outbox.finish_job(session, job_id)
+
+    services.queue(write)
+
+
+def _refreshed(error: Exception, slack_user_id: str | None, from_home: bool) -> Callable[[Session], None]:
+    """When someone else got there first, the bill's message is shown as it is now; a refused click in the
+    App Home also republishes that person's Home, so it stops offering what it refused."""
+
+    def write(session: Session) -> None:
+        if isinstance(error, AlreadyDone) and error.bill_id is not None:
+            outbox.refresh_bill(session, error.bill_id)
+        if from_home and slack_user_id and isinstance(error, BillProcessError):
+            outbox.refresh_home(session, slack_user_id)
+
+    return write
 
 
 def register(app) -> None:

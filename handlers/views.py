@@ -1,7 +1,8 @@
 """Modal submissions: the reason for rejecting a bill.
 
 The rejection runs before the acknowledgement (it is one short transaction), so that a refusal is
-shown inside the modal, on the reason field, and the modal stays open.
+shown inside the modal, on the reason field, and the modal stays open; once Slack shows the modal as
+submitted, the rejection is recorded.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot import workflow
+from bot import outbox, workflow
 from bot.errors import AlreadyDone, BillProcessError
 from bot.slack_ids import BlockId, CallbackId, InputId, parse_bill_value
 from handlers.identity import linked_user
@@ -35,10 +36,10 @@ def reject_submitted(ack: Ack, body: dict, view: dict, client: WebClient, contex
         # Shown on the reason field; the person can cancel, or change the reason and try again.
         ack(response_action="errors", errors={BlockId.REJECT_REASON.value: str(refusal)})
         if isinstance(refusal, AlreadyDone) and bill_id is not None:
-            services.notifier.refresh_message(bill_id)
+            services.queue(lambda session: outbox.refresh_bill(session, bill_id))
         return
+    # The rejection and what Slack must show of it committed together (bot/outbox.py) before this.
     ack()
-    services.notifier.bill_changed(bill.id, action_id=bill.actions[-1].id)
 
 
 def register(app: App) -> None:

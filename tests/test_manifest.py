@@ -42,6 +42,10 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "views_publish": set(),
     # The app only opens 1:1 DMs (mpim:write would be for group DMs).
     "conversations_open": {"im:write"},
+    # Looking up a message whose post's outcome is unknown, by its metadata: in the bills channel (public
+    # or private) and in DMs (reminders, answers).
+    "conversations_history": {"channels:history", "groups:history", "im:history"},
+    "conversations_replies": {"channels:history", "groups:history", "im:history"},
     # The app reads the profile email from users.info (LINK_BY_EMAIL), which needs users:read.email too.
     "users_info": {"users:read", "users:read.email"},
     "users_lookupByEmail": {"users:read", "users:read.email"},

@@ -236,3 +236,22 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
         blocks.append(context("Earlier actions are not shown here; the bill's thread has all of them."))
     blocks += [_section(text) for text in texts]
     return message_blocks(blocks)
+
+
+def generation_text(summary: Sequence[str], *, created: int, unposted: int, finished: bool, channel: str) -> str:
+    """The month's generation summary in the bills channel, with how far posting its bills has come."""
+    lines = [f"*{escape(summary[0])}*", *(escape(line) for line in summary[1:])]
+    posted = created - unposted
+    noun = "bill" if created == 1 else "bills"
+    if not created:
+        pass
+    elif not finished:
+        lines.append(f":hourglass_flowing_sand: Posted {posted} of {created} {noun}…")
+    elif unposted:
+        lines.append(
+            f":warning: Posted {posted} of {created} {noun}; {unposted} could not be posted."
+            " Finance sees them in the App Home and in `billprocess outbox`."
+        )
+    else:
+        lines.append(f":white_check_mark: All {created} {noun} are posted in <#{channel}>.")
+    return "\n".join(lines)

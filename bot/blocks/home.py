@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import clip, context, escape, mention
+from bot.blocks import clip, context, escape, header, mention, message_blocks
 from bot.blocks.bill import shown_value
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId
@@ -168,17 +168,39 @@ def approver_home(home: ApproverHome) -> list[Block]:
         return blocks
     blocks.append(HeaderBlock(text=f"Waiting for you: {_bills(home.waiting_count)}"))
     for listed in home.waiting:
-        bill = listed.bill
-        blocks.append(SectionBlock(text=_text(f"{bill_summary(bill)}\n{_progress(listed)}")))
-        buttons = [
-            ButtonElement(text=label, action_id=action_id.value, value=shown_value(bill), style=style)
-            for action, label, action_id, style in (
-                (ActionType.APPROVE, "Approve", ActionId.APPROVE, "primary"),
-                (ActionType.REJECT, "Reject", ActionId.REJECT, "danger"),
-            )
-            if action in listed.actions
-        ]
-        if buttons:
-            blocks.append(ActionsBlock(elements=buttons))
+        blocks += _waiting_bill(listed)
     blocks += _more(len(home.waiting), home.waiting_count, "`/bill list DRAFT` lists every bill still in draft.")
     return blocks
+
+
+def _waiting_bill(listed: ListedBill) -> list[Block]:
+    """A bill waiting for the reader's approval, with the buttons they may use on it."""
+    bill = listed.bill
+    blocks: list[Block] = [SectionBlock(text=_text(f"{bill_summary(bill)}\n{_progress(listed)}"))]
+    buttons = [
+        ButtonElement(text=label, action_id=action_id.value, value=shown_value(bill), style=style)
+        for action, label, action_id, style in (
+            (ActionType.APPROVE, "Approve", ActionId.APPROVE, "primary"),
+            (ActionType.REJECT, "Reject", ActionId.REJECT, "danger"),
+        )
+        if action in listed.actions
+    ]
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
+    return blocks
+
+
+# Each waiting bill takes two blocks; a message may have 50.
+MAX_REMINDED_BILLS = 20
+
+
+def reminder_message(home: ApproverHome, *, after_days: int) -> tuple[str, list[dict]]:
+    """The approver's reminder DM: the bills waiting on them for more than `after_days` days, with buttons."""
+    days = "day" if after_days == 1 else "days"
+    head = f"{_bills(home.waiting_count)} waiting for your approval for more than {after_days} {days}"
+    blocks: list[Block] = [header(f":bell: {head}")]
+    for listed in home.waiting[:MAX_REMINDED_BILLS]:
+        blocks += _waiting_bill(listed)
+    blocks += _more(min(len(home.waiting), MAX_REMINDED_BILLS), home.waiting_count,
+                    "Your App Home lists every bill waiting for you.")
+    return f"Reminder: {head}.", message_blocks(blocks)

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 import pytest
 import waitress
 from waitress import wasyncore
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings, load_settings
 from db.models import Role, User
-from handlers.app import create_app
+from bot.delivery import Delivery
+from db.models import Outbox, OutboxStatus
+from handlers.app import build_services, create_app
+from handlers.jobs import run_job
 from handlers.web import wsgi_app
-from handlers.worker import ProcessWorker
 from tests.factories import add_user
 from tests.slack_fakes import (
     CHANNEL_ID,
@@ -44,6 +47,10 @@ class SlackHarness:
     db: sessionmaker[Session]
     settings: Settings
     base_url: str
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the outbox has nothing left to do: every job applied, every message delivered."""
+        wait_until(lambda: outbox_idle(self.db), 1, "the outbox to be delivered", timeout)
 
     def user(self, name: str, role: Role | str, slack_user_id: str | None = None, **fields) -> User:
         """An account, linked to `slack_user_id` when given, and known to Slack's users.info."""
@@ -100,14 +107,21 @@ def fake() -> Iterator[FakeSlack]:
         yield fake
 
 
+def outbox_idle(db: sessionmaker[Session]) -> list[bool]:
+    """[True] when no outbox row is pending (the form wait_until counts)."""
+    with db() as session:
+        pending = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.status == OutboxStatus.PENDING))
+    return [True] if pending == 0 else []
+
+
 @pytest.fixture
 def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
-    """Start the app with settings overrides (e.g. link_by_email=True); returns the harness."""
+    """Start the app and its delivery workers with settings overrides (e.g. link_by_email=True)."""
     servers = []
-    workers = []
+    deliveries = []
 
-    def start(*, in_process_worker: bool = False, **overrides) -> SlackHarness:
-        """`in_process_worker` gives the app the child-process worker that `serve` uses."""
+    def start(*, deliver: bool = True, **overrides) -> SlackHarness:
+        """`deliver=False` leaves the outbox to the test (nothing is delivered until it says so)."""
         settings = load_settings(
             _env_file=None,
             database_url=database_url,
@@ -118,12 +132,17 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
             mail_dir=tmp_path / "mail",
             bcrypt_rounds=4,
             timezone="UTC",
+            delivery_poll_seconds=0.05,
+            delivery_max_backoff=0.5,
+            progress_seconds=0.1,
             **overrides,
         )
-        worker = ProcessWorker(settings) if in_process_worker else None
-        if worker is not None:
-            workers.append(worker)
-        app = create_app(settings, db, worker=worker)
+        app = create_app(settings, db)
+        if deliver:
+            services = build_services(settings, db)
+            deliveries.append(
+                Delivery(sessions=db, settings=settings, jobs=lambda row: run_job(services, row), threads=2).start()
+            )
         server = waitress.create_server(wsgi_app(app, engine), host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -137,8 +156,8 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
         thread.join(timeout=5)
         server.task_dispatcher.shutdown()
-    for worker in workers:
-        worker.close()
+    for delivery in deliveries:
+        delivery.stop()
 
 
 @pytest.fixture
