@@ -77,7 +77,9 @@ def bill_changed(session: Session, bill_id: int, action_id: int, *, thread_reply
 
 
 def bills_created(session: Session, new_bill_ids: Select, *, period: str, summary: list[str], created: int) -> None:
-    """A message for every new bill (`new_bill_ids` selects their ids), and the month's summary."""
+    """The month's summary, then a message for every new bill (`new_bill_ids` selects their ids)."""
+    generation(session, period=period, summary=summary, created=created)
+    session.flush()  # the summary comes first: it shows how far posting the bills has come
     now = utcnow()
     ids = new_bill_ids.subquery("new_bill_ids")
     session.execute(
@@ -95,7 +97,6 @@ def bills_created(session: Session, new_bill_ids: Select, *, period: str, summar
             ).order_by(ids.c.id),
         )
     )
-    generation(session, period=period, summary=summary, created=created)
 
 
 def generation(session: Session, *, period: str, summary: list[str], created: int) -> None:

@@ -34,6 +34,7 @@ from bot.formatting import money, unit_cost
 from bot.periods import Period
 from db.models import BillStatus, Role
 from handlers.customers import customer, customers, export, usage
+from handlers.errors import refuse
 from handlers.identity import current_user
 from handlers.jobs import JobType, record_job
 from handlers.requests import CommandRequest

@@ -77,6 +77,7 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
             "SLACK_API_URL": fake.url,
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "BILLS_CHANNEL": "C0BILLS01",
             "PORT": str(port),
         }
         server = subprocess.Popen(
@@ -84,7 +85,7 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         try:
-            assert _wait_healthy(f"http://127.0.0.1:{port}/healthz", server) == {"ok": True}
+            assert _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)["ok"] is True
             sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET)
             answer = sender.post(slash_command_body("help", "U0NOBODY1", response_url=fake.response_url("help")))
             assert answer.status == 200
@@ -97,14 +98,14 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
     assert TOKEN not in server.stderr.read().decode()
 
 
-def test_socket_mode_stops_on_sigterm_and_drains_its_worker_first(cli_env, monkeypatch):
+def test_socket_mode_stops_on_sigterm_and_stops_its_worker_first(cli_env, monkeypatch):
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from handlers.worker import ProcessWorker
+    from handlers.worker import WorkerProcess
 
-    drained = []
-    close = ProcessWorker.close
-    monkeypatch.setattr(ProcessWorker, "close", lambda worker: (close(worker), drained.append(True)))
+    stopped_workers = []
+    close = WorkerProcess.close
+    monkeypatch.setattr(WorkerProcess, "close", lambda worker: (close(worker), stopped_workers.append(True)))
     monkeypatch.setattr(SocketModeHandler, "__init__", lambda handler, app, app_token: None)
 
     def start(handler) -> None:
@@ -119,27 +120,56 @@ def test_socket_mode_stops_on_sigterm_and_drains_its_worker_first(cli_env, monke
             monkeypatch.setenv("SLACK_API_URL", fake.url)
             monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
             monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-test")
+            monkeypatch.setenv("BILLS_CHANNEL", "C0BILLS01")
             with pytest.raises(SystemExit) as stopped:
                 main.main(["socket"])
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped.value.code == 0
-    assert drained == [True]
+    assert stopped_workers == [True]
 
 
-def _signal_handlers(services) -> tuple:
-    """Run in the worker process: how it treats Ctrl-C and SIGTERM."""
-    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-
-
-def test_the_worker_process_ignores_the_signals_that_stop_the_server(database_url, tmp_path):
-    """Stopping the server signals its whole process group; the parent drains the worker's queue instead."""
-    from bot.settings import load_settings
-    from handlers.worker import ProcessWorker
-
-    settings = load_settings(_env_file=None, database_url=database_url, mail_dir=tmp_path / "mail", timezone="UTC")
-    worker = ProcessWorker(settings)
+def _children(pid: int) -> list[int]:
     try:
-        assert worker.submit(_signal_handlers).result(timeout=60) == (signal.SIG_IGN, signal.SIG_IGN)
-    finally:
-        worker.close()
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_worker_process_stops_when_serve_is_killed(cli_env, database_url):
+    """SIGKILL gives serve no chance to stop its worker: the worker notices and stops by itself."""
+    port = _free_port()
+    with FakeSlack() as fake:
+        env = {**os.environ, "DATABASE_URL": database_url, "SLACK_API_URL": fake.url, "SLACK_BOT_TOKEN": TOKEN,
+               "SLACK_SIGNING_SECRET": SIGNING_SECRET, "BILLS_CHANNEL": "C0BILLS01", "PORT": str(port)}
+        server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve"], cwd=cli_env, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+            deadline = time.monotonic() + 30
+            while not (workers := [pid for pid in _children(server.pid) if "spawn_main" in _cmdline(pid)]):
+                assert time.monotonic() < deadline, "serve started no worker process"
+                time.sleep(0.1)
+            server.kill()
+            server.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while _alive(workers[0]):
+                assert time.monotonic() < deadline, "the worker outlived its server"
+                time.sleep(0.1)
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""

@@ -16,24 +16,12 @@ from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Customer, Bill, BillStatus, Role, User, utcnow
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, slash_command_body, texts
+from tests.slack_fakes import CHANNEL_ID, slash_command_body, texts, wait_until
 
 PERIOD = Period.previous(ZoneInfo("UTC"))  # what `/bill generate` bills by default
 START = date(2020, 1, 1)
 
 FINANCE, CSM, SALES, STRANGER = "UFIONA01", "UCAROL01", "USAM0001", "UNOBODY1"
-
-
-@pytest.fixture(autouse=True)
-def background_work_finishes(fake):
-    """Before the fake Slack stops, let work that runs after the acknowledgement (Home refreshes) end."""
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        seen = len(fake.recorded())
-        time.sleep(0.1)
-        if len(fake.recorded()) == seen:
-            return
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -66,8 +54,19 @@ def bills(slack) -> list[Bill]:
 
 
 def bill_posts(slack) -> list[dict]:
-    """The bill messages posted to the bills channel (not thread replies)."""
-    return [c for c in slack.fake.calls("chat.postMessage") if c["channel"] == CHANNEL_ID and not c.get("thread_ts")]
+    """The bill messages posted to the bills channel (not thread replies, not the month's summary)."""
+    return [
+        c for c in slack.fake.calls("chat.postMessage")
+        if c["channel"] == CHANNEL_ID and not c.get("thread_ts") and "bill_id" in c["metadata"]["event_payload"]
+    ]
+
+
+def summary_message(slack) -> dict:
+    """The month's generation summary in the bills channel, as it stands now."""
+    [post] = [c for c in slack.fake.calls("chat.postMessage")
+              if c["channel"] == CHANNEL_ID and "bill_id" not in c["metadata"]["event_payload"]]
+    updates = [c for c in slack.fake.calls("chat.update") if "bills created" in c["text"]]
+    return (updates or [post])[-1]
 
 
 def thread_replies(slack, bill: Bill, count: int = 1) -> list[dict]:
@@ -82,9 +81,8 @@ def thread_replies(slack, bill: Bill, count: int = 1) -> list[dict]:
 
 def generated(slack) -> list[Bill]:
     """Generate PERIOD through `/bill generate`; returns the bills once all are posted and it said so."""
-    before = len(slack.responses(FINANCE))
     slack.ask(FINANCE, "generate")
-    slack.replies(FINANCE, before + 2)  # the summary, then "Posted N bills"
+    slack.settle()
     made = bills(slack)
     assert made and all(bill.slack_ts for bill in made)
     return made
@@ -203,17 +201,19 @@ def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(s
     assert answer["response_type"] == "ephemeral"  # the bills themselves are what the channel sees
     assert f"{PERIOD.label}: 3 bills created, total 15.00" in texts(answer)
 
-    posts = slack.fake.wait_for("chat.postMessage", 3)
-    assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3 == [p["channel"] for p in posts]
+    assert f"The bills are being posted to <#{CHANNEL_ID}>" in texts(answer)
+
+    slack.settle()
+    assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3
     assert all(bill.status is BillStatus.DRAFT for bill in bills(slack))
-    posted = slack.replies(FINANCE, 2)[1]
-    assert posted["response_type"] == "ephemeral"
-    assert f"Posted 3 bills for {PERIOD.label} to <#{CHANNEL_ID}>" in texts(posted)
+    summary = summary_message(slack)["text"]  # the channel sees the month's summary, then the bills
+    assert f"{PERIOD.label}: 3 bills created, total 15.00" in summary and "All 3 bills are posted" in summary
     assert all(reply["response_type"] == "ephemeral" for reply in slack.responses(FINANCE))
 
     again = slack.ask(FINANCE, f"generate {PERIOD}")
     assert again["response_type"] == "ephemeral"
     assert "0 bills created" in texts(again) and "already billed 3" in texts(again)
+    slack.settle()
     assert len(bill_posts(slack)) == 3
 
 
@@ -246,30 +246,13 @@ def test_the_ack_comes_back_at_once_while_the_bills_are_posted(slack):
 
     assert response.status == 200
     assert acked < 1.0  # posting six bills takes 3 s or more
-    assert len(slack.fake.calls("chat.postMessage")) < 6
-    slack.fake.wait_for("chat.postMessage", 6, timeout=15)
-    assert "Posted 6 bills" in texts(slack.replies(FINANCE, 2, timeout=15)[1])
-
-
-def test_the_served_app_leaves_posting_to_its_worker_and_says_so(make_slack):
-    slack = make_slack(in_process_worker=True)
-    team(slack)
-    customers(slack, 2)
-
-    answer = slack.ask(FINANCE, "generate")
-    assert f"{PERIOD.label}: 2 bills created" in texts(answer)
-    posting = slack.replies(FINANCE, 2)[1]
-    assert posting["response_type"] == "ephemeral"
-    assert f"Posting the new bills for {PERIOD.label} to <#{CHANNEL_ID}>…" in texts(posting)
-    slack.fake.wait_for("chat.postMessage", 2, timeout=60)  # by the worker process, once it has started
-    wait_for_bills_posted(slack, 2)
-
-
-def wait_for_bills_posted(slack, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while sum(bill.slack_ts is not None for bill in bills(slack)) < count:
-        assert time.monotonic() < deadline, "the worker never stored where the bills were posted"
-        time.sleep(0.05)
+    assert len(bill_posts(slack)) < 6
+    slack.settle(timeout=20)
+    shown = [c["text"] for c in slack.fake.calls("chat.postMessage") + slack.fake.calls("chat.update")
+             if "bills created" in c["text"]]
+    assert "Posted 0 of 6 bills…" in shown[0]  # posted before the bills, then updated as they go out
+    assert len(bill_posts(slack)) == 6
+    assert "All 6 bills are posted" in summary_message(slack)["text"]
 
 
 def test_slow_work_after_acknowledgements_never_delays_a_further_acknowledgement(slack):
@@ -291,7 +274,9 @@ def test_slow_work_after_acknowledgements_never_delays_a_further_acknowledgement
     for sender in senders:
         sender.join(timeout=5)
     slack.replies(FINANCE, 1)
-    time.sleep(3.5)  # let the held answers reach their listeners before the fake stops
+    slack.fake.delay("response_url", 0)
+    for sender in senders:
+        sender.join(timeout=5)
 
 
 # --- list and show -----------------------------------------------------------------------------------
@@ -406,7 +391,7 @@ def test_undo_from_the_command_with_a_reason(slack):
     assert f"Undid sam's approval of bill #{bill.id}; it is DRAFT now" in answer
 
     assert bills(slack)[0].status is BillStatus.DRAFT
-    slack.fake.wait_for("chat.update")
+    slack.settle()
     assert "approved the wrong bill" in thread_replies(slack, bill)[-1]["text"]
 
 
@@ -414,12 +399,15 @@ def test_a_refused_change_says_why_and_changes_nothing(slack):
     team(slack)
     customers(slack, 1)
     bill = generated(slack)[0]
+    calls_before = len(slack.fake.recorded())
 
     assert "Only Finance can use `/bill send`; you are Sales" in texts(slack.ask(SALES, f"send {bill.id}"))
     assert "only a FINAL bill can be sent" in texts(slack.ask(FINANCE, f"send {bill.id}"))
     assert "has nothing to undo" in texts(slack.ask(FINANCE, f"undo {bill.id}"))
     assert bills(slack)[0].status is BillStatus.DRAFT
-    assert slack.fake.calls("chat.update") == []
+    slack.settle()
+    # Nothing but the three answers reached Slack: no message update, no thread reply, no Home.
+    assert [call.method for call in slack.fake.recorded()[calls_before:]] == ["response_url"] * 3
 
 
 # --- wrong input -------------------------------------------------------------------------------------

@@ -164,6 +164,7 @@ def test_a_refused_click_in_home_tells_the_clicker_why_and_refreshes_their_home(
     view = open_home(slack, SALES)
     with slack.db() as session:  # carol gets there first; Sam's Home still offers the bill
         workflow.approve(session=session, bill_id=bills["Acme"], actor=team["carol"])
+    slack.settle()  # carol's approval republished everyone's Home
     [(_, _, value)] = [button for button in buttons(view) if button[0] == "Approve"]
     published = len(slack.fake.calls("views.publish"))
 

@@ -13,7 +13,12 @@ from db.models import BillAction
 
 def test_health_check_answers_when_the_database_is_reachable(slack):
     with urllib.request.urlopen(f"{slack.base_url}/healthz", timeout=5) as answer:
-        assert answer.status == 200 and json.loads(answer.read()) == {"ok": True}
+        assert answer.status == 200
+        assert json.loads(answer.read()) == {
+            "ok": True,
+            "database": "reachable",
+            "outbox": {"pending": 0, "failed": 0, "oldest_pending_seconds": 0.0},
+        }
 
 
 def test_a_signed_payload_that_is_not_json_is_a_bad_request(slack):
