@@ -13,11 +13,12 @@ from bot.blocks import home as home_blocks
 from bot.blocks import view_blocks
 from bot.periods import Period
 from bot.workflow import APPROVER_ROLES, ApprovalState, approval_state, available_actions, latest_change
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Outbox, OutboxStatus, Role, User
 from db.types import AMOUNT
 
 # Each listed bill takes one or two blocks; Slack allows 100 per view.
 MAX_LISTED_BILLS = 30
+MAX_FAILED_SHOWN = 5
 APPROVER_BUTTONS = frozenset({ActionType.APPROVE, ActionType.REJECT})
 FINANCE_BUTTONS = frozenset({ActionType.SEND})
 _CHUNK = 500  # bill ids per IN list
@@ -47,6 +48,8 @@ class FinanceHome:
     totals: list[StatusTotal]
     to_send: list[ListedBill]  # the oldest FINAL bills, at most MAX_LISTED_BILLS
     to_send_count: int
+    failed: list[Outbox]  # Slack messages that could not be delivered, newest first (a few)
+    failed_count: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
         totals=totals,
         to_send=[_listed(bill, user, FINANCE_BUTTONS) for bill in bills],
         to_send_count=to_send_count,
+        failed=list(session.scalars(select(Outbox).where(Outbox.status == OutboxStatus.FAILED)
+                                    .order_by(Outbox.id.desc()).limit(MAX_FAILED_SHOWN))),
+        failed_count=session.scalar(select(func.count()).select_from(Outbox)
+                                    .where(Outbox.status == OutboxStatus.FAILED)) or 0,
     )
 
 

@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks import clip, context, escape, header, mention, message_blocks
 from bot.blocks.bill import shown_value
-from bot.formatting import bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import OUTBOX_WHAT, bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillStatus, User
 
@@ -158,6 +158,13 @@ def finance_home(home: FinanceHome) -> list[Block]:
             )
         blocks.append(SectionBlock(text=_text(f"{bill_summary(bill)}\n{_approved_by(listed)}"), accessory=send))
     blocks += _more(len(home.to_send), home.to_send_count, "`/bill list FINAL` lists them all.")
+    if home.failed_count:
+        blocks += [DividerBlock(), HeaderBlock(text=f":warning: Slack messages not delivered: {home.failed_count}")]
+        lines = [f"• {OUTBOX_WHAT[row.kind]}" + (f" of bill #{row.bill_id}" if row.bill_id else "")
+                 + f": `{escape(clip(row.last_error or 'failed', 200))}`" for row in home.failed]
+        blocks.append(SectionBlock(text=_text("\n".join(lines))))
+        blocks.append(context("An operator lists them with `billprocess outbox` and sends them again with"
+                              " `billprocess outbox retry` once the cause is fixed."))
     return blocks
 
 
