@@ -229,6 +229,9 @@ def retry(*, session: Session, ids: list[int] | None = None) -> int:
         query = update(Outbox).where(Outbox.status == OutboxStatus.FAILED)
         if ids:
             query = query.where(Outbox.id.in_(ids))
-        return session.execute(
+        count = session.execute(
             query.values(status=OutboxStatus.PENDING, attempts=0, available_at=utcnow(), finished_at=None)
         ).rowcount
+        if count:
+            add(session, OutboxKind.HOMES, "homes")  # Finance's Home stops listing them once they are delivered
+        return count
