@@ -232,7 +232,8 @@ class Delivery:
             self._fail(row, str(error))
         except DBAPIError as error:
             self._down("database", f"database unavailable: {_first_line(error)}")
-            self._retry(row, Retry("database unavailable", quiet=True))
+            # The row may have reached Slack before its outcome could be recorded: look before posting again.
+            self._retry(row, Retry("database unavailable", quiet=True, unknown=True))
         else:
             self._up("slack", "Slack answers again")
 
