@@ -5,7 +5,8 @@ What it measures, for one month of usage of --customers customers (100,000 by de
 - the wall time of `bot.billing.generate_month`, each run in a fresh child process, and that
   process's peak RSS (VmHWM, or ru_maxrss where there is no /proc);
 - the wall time of one hand-written SQL statement that creates the same bills and DRAFT actions
-  (`WITH new AS (INSERT INTO bills ... RETURNING id) INSERT INTO bill_actions ... FROM new`),
+  (`WITH new AS (INSERT INTO bills ... RETURNING id), drafted AS (INSERT INTO bill_actions ... FROM new
+  RETURNING bill_id) INSERT INTO outbox ... FROM drafted`: the bills, their DRAFT actions, their queued messages),
   run through psycopg directly.
 
 The two alternate, --repeat times each, starting from no bills for the month every time. Every run
@@ -192,9 +193,13 @@ WITH new AS (
       AND round((u.api_usage - c.monthly_api_limit) * c.overage_unit_cost, 2) > 0
     ON CONFLICT (customer_id, year, month) DO NOTHING
     RETURNING id
+), drafted AS (
+    INSERT INTO bill_actions (bill_id, stakeholder_id, action, status_after, created_at)
+    SELECT id, NULL, 'DRAFT', 'DRAFT', now() FROM new
+    RETURNING bill_id
 )
-INSERT INTO bill_actions (bill_id, stakeholder_id, action, status_after, created_at)
-SELECT id, NULL, 'DRAFT', 'DRAFT', now() FROM new
+INSERT INTO outbox (kind, lane, bill_id, status, attempts, outcome_unknown, available_at, created_at)
+SELECT 'bill_message', 'bill:' || bill_id, bill_id, 'pending', 0, false, now(), now() FROM drafted
 """
 
 
@@ -294,6 +299,7 @@ class Bills:
     total: str
     digest: str
     draft_actions: int
+    queued_messages: int  # the bills' messages queued in the outbox, in the same transaction
 
 
 BILLS_SQL = """
@@ -305,7 +311,10 @@ SELECT count(*),
            ',' ORDER BY customer_id), '')),
        (SELECT count(*) FROM bill_actions AS a JOIN bills AS b ON b.id = a.bill_id
         WHERE b.year = %(year)s AND b.month = %(month)s AND a.action = 'DRAFT' AND a.stakeholder_id IS NULL
-          AND a.status_before IS NULL AND a.status_after = 'DRAFT')
+          AND a.status_before IS NULL AND a.status_after = 'DRAFT'),
+       (SELECT count(*) FROM outbox AS o JOIN bills AS b ON b.id = o.bill_id
+        WHERE b.year = %(year)s AND b.month = %(month)s AND o.kind = 'bill_message' AND o.status = 'pending'
+          AND o.lane = 'bill:' || b.id)
 FROM bills WHERE year = %(year)s AND month = %(month)s
 """
 
@@ -322,13 +331,15 @@ def delete_bills_of_period(conninfo: str) -> None:
     with psycopg.connect(conninfo) as connection:
         of_period = "year = %(year)s AND month = %(month)s"
         # The benchmark's own database: lift the append-only guard for this transaction only.
+        connection.execute(f"DELETE FROM outbox WHERE bill_id IN (SELECT id FROM bills WHERE {of_period})", params)
+        connection.execute("DELETE FROM outbox WHERE kind <> 'bill_message'")  # the summary and Home refreshes
         connection.execute("ALTER TABLE bill_actions DISABLE TRIGGER bill_actions_no_delete")
         connection.execute(
             f"DELETE FROM bill_actions WHERE bill_id IN (SELECT id FROM bills WHERE {of_period})", params
         )
         connection.execute("ALTER TABLE bill_actions ENABLE TRIGGER bill_actions_no_delete")
         connection.execute(f"DELETE FROM bills WHERE {of_period}", params)
-    vacuum_analyze(conninfo, "bills", "bill_actions")
+    vacuum_analyze(conninfo, "bills", "bill_actions", "outbox")
 
 
 # --- The database --------------------------------------------------------------------------------
