@@ -55,7 +55,9 @@ MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 METADATA_TYPE = "billprocess_message"
 # Rows that still fail after this long are given up (marked failed and shown to Finance).
 GIVE_UP_AFTER = timedelta(hours=24)
-HISTORY_PAGES = 10  # pages of 200 messages searched for a post whose outcome is unknown
+HISTORY_PAGES = 10
+# A thread whose method is rate limited for at most this long waits with its row instead of putting it back.
+MAX_HOLD_SECONDS = 2.0  # pages of 200 messages searched for a post whose outcome is unknown
 
 
 class Retry(Exception):
@@ -322,9 +324,12 @@ class Delivery:
         name = method.__name__.replace("_", ".", 1)  # the client's chat_update is Slack's chat.update
         bucket = (name, channel if name.startswith("chat.") else None)
         with self._held_lock:
-            until = self._held.get(bucket, 0.0)
-        if until > time.monotonic():
-            raise Retry(f"{name} rate limited", delay=until - time.monotonic(), quiet=True)
+            wait = self._held.get(bucket, 0.0) - time.monotonic()
+        if wait > MAX_HOLD_SECONDS:
+            raise Retry(f"{name} rate limited", delay=wait, quiet=True)
+        if wait > 0:
+            # A short wait is cheaper in hand than putting the row back and claiming the next one that waits too.
+            self._stopping.wait(wait)
         if channel is not None:
             arguments["channel"] = channel
         try:
