@@ -26,25 +26,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
-from slack_sdk.web import SlackResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
-from sqlalchemy import String, and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot import outbox
+from bot.bills import get_bill
 from bot.blocks.bill import action_reply, bill_message
 from bot.blocks.commands import generation_text
 from bot.blocks.home import reminder_message
-from bot.bills import get_bill
 from bot.errors import NotFound
 from bot.home import home_view, reminders_due
 from bot.periods import Period
 from bot.settings import Settings
 from bot.team import linked, load_team
 from bot.workflow import approval_state
-from db.models import Bill, BillAction, Outbox, OutboxKind, OutboxStatus, User, utcnow
+from db.models import Bill, Outbox, OutboxKind, OutboxStatus, User, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 from bot import workflow
 from bot.bills import get_bill
 from bot.blocks.bill import reject_modal
+from bot.errors import BillProcessError
 from bot.slack_ids import ActionId, parse_bill_value, parse_undo_value
 from db.models import ActionType, Bill, User
-from bot.errors import BillProcessError
 from handlers.errors import clicked_in_home, refuse
-from handlers.jobs import JobType, record_job
 from handlers.identity import linked_user
+from handlers.jobs import JobType, record_job
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from slack_bolt import Ack, App
-from sqlalchemy.orm import Session, sessionmaker
-
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.mailer import Mailer
 from bot.settings import Settings, SettingsError

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-
 from collections.abc import Callable
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from slack_sdk.webhook import WebhookClient
 
 from bot import outbox
 from bot.blocks.bill import already_done_text

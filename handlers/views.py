@@ -29,7 +29,7 @@ def reject_submitted(ack: Ack, body: dict, view: dict, client: WebClient, contex
         user = linked_user(services, client, body["user"]["id"])
         bill_id, seen_action_id = parse_bill_value(view.get("private_metadata"))
         with services.sessions() as session:
-            bill = workflow.reject(
+            workflow.reject(
                 session=session, bill_id=bill_id, actor=user, reason=reason, seen_action_id=seen_action_id
             )
     except BillProcessError as refusal:

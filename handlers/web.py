@@ -6,12 +6,11 @@ import json
 import logging
 import signal
 import sys
+from datetime import datetime, timezone
 
 import waitress
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from datetime import datetime, timezone
-
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session

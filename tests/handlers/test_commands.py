@@ -16,7 +16,7 @@ from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Customer, Bill, BillStatus, Role, User, utcnow
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, slash_command_body, texts, wait_until
+from tests.slack_fakes import CHANNEL_ID, slash_command_body, texts
 
 PERIOD = Period.previous(ZoneInfo("UTC"))  # what `/bill generate` bills by default
 START = date(2020, 1, 1)
