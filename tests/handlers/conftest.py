@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from slack_bolt import App
 import waitress
 from waitress import wasyncore
 from sqlalchemy import func, select
@@ -47,6 +48,13 @@ class SlackHarness:
     db: sessionmaker[Session]
     settings: Settings
     base_url: str
+    app: App
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Let every request already answered run to its end, then deliver the outbox: what has not
+        happened by now never will (the app takes no further requests after this)."""
+        self.app.listener_runner.listener_executor.shutdown(wait=True)
+        self.settle(timeout)
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until the outbox has nothing left to do: every job applied, every message delivered."""
@@ -148,7 +156,7 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         thread.start()
         servers.append((server, thread))
         base_url = f"http://127.0.0.1:{server.effective_port}"
-        return SlackHarness(fake, SlackSender(base_url, SIGNING_SECRET), db, settings, base_url)
+        return SlackHarness(fake, SlackSender(base_url, SIGNING_SECRET), db, settings, base_url, app)
 
     yield start
     for server, thread in servers:

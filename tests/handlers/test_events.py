@@ -4,7 +4,6 @@ forged deliveries are refused."""
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -14,8 +13,6 @@ from db.models import Role, SlackEvent
 from tests.slack_fakes import app_home_opened_event, event_body, url_verification_body
 
 SALES_ID = "U0SALES01"
-# Long enough for a wrongly processed delivery's views.publish to reach the fake.
-SETTLE_SECONDS = 0.3
 
 
 def recorded_event_ids(slack) -> set[str]:
@@ -28,9 +25,9 @@ def home_opened(event_id: str, user_id: str = SALES_ID) -> str:
 
 
 def publishes_settle_at(slack, count: int) -> int:
-    """Wait for `count` views.publish calls, then long enough for any extra one to arrive too."""
+    """Wait for `count` views.publish calls, then for every answered request to end: the final count."""
     slack.fake.wait_for("views.publish", count)
-    time.sleep(SETTLE_SECONDS)
+    slack.finish()
     return len(slack.fake.calls("views.publish"))
 
 
@@ -80,7 +77,7 @@ def test_a_forged_or_stale_event_is_refused_and_not_recorded(slack):
     assert slack.sender.post(home_opened("Ev0UNSIGN01"), unsigned=True).status == 401
     assert slack.sender.post(home_opened("Ev0STALE001"), stale=True).status == 401
 
-    time.sleep(SETTLE_SECONDS)
+    slack.finish()
     assert slack.fake.calls("views.publish") == []
     assert recorded_event_ids(slack) == set()
 

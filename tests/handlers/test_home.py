@@ -139,7 +139,7 @@ def test_a_user_whose_slack_email_matches_an_account_is_linked_on_opening_home(m
 def test_opening_the_messages_tab_publishes_nothing(slack, team):
     response = slack.sender.post(event_body(app_home_opened_event(FINANCE, tab="messages")))
     open_home(slack, SALES)
-    time.sleep(0.3)  # long enough for a wrong publish of the first event to have arrived too
+    slack.finish()  # a wrong publish of the first event would have arrived by now
 
     assert response.status == 200
     assert [call["user_id"] for call in slack.fake.calls("views.publish")] == [SALES]
