@@ -302,6 +302,11 @@ def bills_show(cli: Cli, args) -> None:
         bill = bills.get_bill(session=session, bill_id=bills.parse_bill_id(args.id))
     for line in bill_details(bill):
         cli.out(line)
+    current = workflow.sending(bill)
+    if current is not None:
+        cli.out(f"Sending:         {current.summary}")
+        if current.uncertain:
+            cli.out(f"                 {current.how_to_send_again}")
     cli.out()
     cli.out("History:")
     for action in bill.actions:
@@ -333,7 +338,7 @@ def bills_edit(cli: Cli, args) -> None:
 def bills_send(cli: Cli, args) -> None:
     from bot.mailer import Mailer
 
-    _act(cli, args, workflow.send, deliver=Mailer.from_settings(cli.settings).send_bill)
+    _act(cli, args, workflow.send, deliver=Mailer.from_settings(cli.settings).send_bill, again=args.again)
 
 
 def bills_undo(cli: Cli, args) -> None:
@@ -407,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     act("approve", bills_approve, "approve a bill")
     act("reject", bills_reject, "reject a bill (write off its overage)").add_argument("--reason", required=True)
     act("edit", bills_edit, "change a draft's unit cost").add_argument("--unit-cost", required=True)
-    act("send", bills_send, "email an approved bill to the customer")
+    act("send", bills_send, "email an approved bill to the customer").add_argument(
+        "--again", action="store_true",
+        help="email it once more after a send that was not confirmed (check with the customer first)")
     act("undo", bills_undo, "undo the latest action on a bill").add_argument("--reason")
     return parser
 

@@ -32,6 +32,7 @@ def get_bill(*, session: Session, bill_id: int) -> Bill:
         .where(Bill.id == bill_id)
         .options(
             joinedload(Bill.customer).joinedload(Customer.csm),
+            joinedload(Bill.sending_by),
             selectinload(Bill.actions).joinedload(BillAction.stakeholder),
         )
     )

@@ -75,3 +75,20 @@ class Conflict(BillProcessError):
 
 class DeliveryFailed(BillProcessError):
     """The bill's email was not accepted (by the mail server, or the mail folder); the bill stays FINAL."""
+
+
+class DeliveryUncertain(BillProcessError):
+    """The mail server may have accepted the email without saying so: it went silent or away after the
+    message was handed over. Sending it again could email the customer twice."""
+
+
+class SendInProgress(AlreadyDone):
+    """Someone's send of the bill is on its way; the message says who started it and when."""
+
+
+class SendUncertain(InvalidTransition):
+    """An earlier send of the bill may have reached the customer; only a send on purpose emails it again."""
+
+    def __init__(self, message: str, *, bill_id: int):
+        super().__init__(message)
+        self.bill_id = bill_id

@@ -50,6 +50,8 @@ class FinanceHome:
     to_send_count: int
     failed: list[Outbox]  # Slack messages that could not be delivered, newest first (a few)
     failed_count: int
+    sending: list[Bill]  # FINAL bills whose email is on its way or not confirmed, at most MAX_LISTED_BILLS
+    sending_count: int
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,17 @@ def home_view(*, session: Session, user: User | None, today: date) -> dict:
 def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
     period = latest_billed_period(session=session)
     totals = status_totals(session=session, period=period) if period else []
-    final = select(Bill).where(Bill.status == BillStatus.FINAL)
+    final = select(Bill).where(Bill.status == BillStatus.FINAL, Bill.sending_started_at.is_(None))
     to_send_count = session.scalar(select(func.count()).select_from(final.subquery())) or 0
     bills = session.scalars(
         _with_history(final).order_by(Bill.year, Bill.month, Bill.id).limit(MAX_LISTED_BILLS)
+    ).all()
+    in_flight = select(Bill).where(Bill.status == BillStatus.FINAL, Bill.sending_started_at.is_not(None))
+    sending_count = session.scalar(select(func.count()).select_from(in_flight.subquery())) or 0
+    sending = session.scalars(
+        in_flight.options(joinedload(Bill.customer), joinedload(Bill.sending_by))
+        .order_by(Bill.sending_started_at, Bill.id)
+        .limit(MAX_LISTED_BILLS)
     ).all()
     return FinanceHome(
         user=user,
@@ -89,6 +98,8 @@ def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
                                     .order_by(Outbox.id.desc()).limit(MAX_FAILED_SHOWN))),
         failed_count=session.scalar(select(func.count()).select_from(Outbox)
                                     .where(Outbox.status == OutboxStatus.FAILED)) or 0,
+        sending=list(sending),
+        sending_count=sending_count,
     )
 
 

@@ -9,6 +9,7 @@ import smtplib
 import socket
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -17,7 +18,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from bot.errors import DeliveryFailed
+from bot.errors import BillProcessError, DeliveryFailed, DeliveryUncertain
 from bot.formatting import bill_period, calls, money, unit_cost
 from bot.settings import Settings, SettingsError
 from db.models import Bill
@@ -53,9 +54,16 @@ def bill_email(bill: Bill, *, mail_from: str) -> EmailMessage:
     message["Subject"] = title
     message["From"] = mail_from
     message["To"] = customer.billing_email
+    # The same on every attempt, so that a mail system receiving the bill twice can tell it is one email.
+    message["Message-ID"] = f"<bill-{bill.id}@{mail_domain(mail_from)}>"
     message.set_content(_text_body(title, customer.name, address_lines, figures, period))
     message.add_alternative(_html_body(title, customer.name, address_lines, figures, period), subtype="html")
     return message
+
+
+def mail_domain(mail_from: str) -> str:
+    """The domain of MAIL_FROM's address, which names the app's Message-IDs."""
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "billprocess.invalid"
 
 
 def _closing(period: str) -> list[str]:
@@ -211,7 +219,10 @@ class Mailer:
         return f"Mailer(destination={self.destination!r})"
 
     def send_bill(self, bill: Bill) -> str:
-        """Email the bill to its customer; returns, once the message has been accepted, where it went."""
+        """Email the bill to its customer; returns, once the message has been accepted, where it went.
+
+        Raises DeliveryFailed when it was not accepted, DeliveryUncertain when that cannot be known.
+        """
         address = parseaddr(bill.customer.billing_email)[1]
         if "@" not in address:
             raise DeliveryFailed(
@@ -227,11 +238,10 @@ class Mailer:
         if "Date" not in message:
             message["Date"] = format_datetime(datetime.now(timezone.utc))
         if "Message-ID" not in message:
-            domain = parseaddr(self.mail_from)[1].rpartition("@")[2] or "billprocess.invalid"
-            message["Message-ID"] = make_msgid(domain=domain)
+            message["Message-ID"] = make_msgid(domain=mail_domain(self.mail_from))
         try:
             where = self._send(message) if self.server else str(self._write_eml(message, file_prefix))
-        except DeliveryFailed as failure:
+        except (DeliveryFailed, DeliveryUncertain) as failure:
             # INFO: the caller reports the failure to the person who asked; this is the trail.
             log.info("email %r to %s was not delivered: %s", message["Subject"], message["To"], failure)
             raise
@@ -244,11 +254,15 @@ class Mailer:
         server = self.server
         assert server is not None
         stage = "connect"
+        smtp: _Conversation | None = None
+        deadline = time.monotonic() + self.timeout
         try:
             if server.scheme == "smtps":
-                smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout, context=self._ssl_context)
+                smtp = _SmtpsConversation(
+                    server.host, server.port, timeout=self.timeout, deadline=deadline, context=self._ssl_context
+                )
             else:
-                smtp = smtplib.SMTP(server.host, server.port, timeout=self.timeout)
+                smtp = _Conversation(server.host, server.port, timeout=self.timeout, deadline=deadline)
             try:
                 if server.starttls:
                     stage = "starttls"
@@ -269,7 +283,14 @@ class Mailer:
             _quit(smtp)
             return server.public_url
         # Raised outside the except block, so that an error whose text holds a secret is not kept as context.
-        failure = DeliveryFailed(server.redact(_explain(error, server, stage, self.timeout)))
+        explanation = _explain(error, server, stage, self.timeout)
+        if smtp is not None and smtp.handed_over and not isinstance(error, smtplib.SMTPResponseException):
+            # No answer to the complete message: the server may have accepted it, or may not.
+            failure: BillProcessError = DeliveryUncertain(
+                server.redact(f"{explanation} after the email was handed over; it may have been accepted")
+            )
+        else:
+            failure = DeliveryFailed(server.redact(explanation))
         error_text = f"{error!r} {error}"
         if server.redact(error_text) != error_text:
             raise failure
@@ -300,6 +321,39 @@ class Mailer:
         except OSError as exc:
             raise DeliveryFailed(f"could not write the email to {self.mail_dir}: {exc.strerror or exc}") from exc
         return path
+
+
+class _Conversation(smtplib.SMTP):
+    """An SMTP client with one deadline for the whole conversation, which notes when the complete
+    message has been handed over (from then on, silence does not mean the server refused it)."""
+
+    handed_over = False
+    _sending_message = False
+
+    def __init__(self, *args, deadline: float, **kwargs):
+        self.deadline = deadline  # time.monotonic() by which the whole conversation ends
+        super().__init__(*args, **kwargs)
+
+    def _limit(self) -> None:
+        # smtplib gives every read and write the full timeout; the deadline bounds the whole exchange.
+        if self.sock is not None:
+            self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
+
+    def send(self, s) -> None:
+        self._limit()
+        super().send(s)
+        if self._sending_message:  # the message and its final "." are with the server now
+            self.handed_over = True
+
+    def getreply(self):
+        self._limit()
+        code, reply = super().getreply()
+        self._sending_message = code == 354  # the server asked for the message: the next send is it
+        return code, reply
+
+
+class _SmtpsConversation(_Conversation, smtplib.SMTP_SSL):
+    pass
 
 
 def _quit(smtp: smtplib.SMTP) -> None:

@@ -12,6 +12,7 @@ class ActionId(str, enum.Enum):
     APPROVE = "bill_approve"
     REJECT = "bill_reject"
     SEND = "bill_send"
+    SEND_AGAIN = "bill_send_again"
     UNDO = "bill_undo"
 
 

@@ -2,7 +2,8 @@
 
 Each service owns its transaction: it locks the bill's row, reloads the acting account, checks the
 rules, changes the bill and writes exactly one bill action, all in one commit; a refusal raises a
-domain error and changes nothing. Call a service with a session that has no transaction in progress.
+domain error and changes nothing. `send` alone takes three short transactions, so that no lock is
+held while the mail server answers (see there). Call a service with a session that has no transaction in progress.
 
 Approval progress is never stored: it is derived from the action log (`approval_state`). An action
 counts while it is effective, that is, not an UNDO and not undone by one; approvals count when they
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -26,18 +27,25 @@ from bot.billing import MAX_UNIT_COST, overage_amount
 from bot.errors import (
     AlreadyDone,
     BillProcessError,
+    DeliveryFailed,
+    DeliveryUncertain,
     InvalidInput,
     InvalidTransition,
     NotAllowed,
     NotApprover,
     NotFound,
+    SendInProgress,
+    SendUncertain,
     WaitingForOther,
 )
 from bot.formatting import timestamp
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User, utcnow
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, OutboxKind, Role, User, utcnow
 
 REASON_MAX_LENGTH = 2000
 UNIT_COST_STEP = Decimal("0.000001")
+# A send that started less long ago may still be talking to the mail server (which the mailer gives 30 s
+# at most); an older one whose outcome was never recorded was interrupted.
+SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 
 APPROVER_ROLES = frozenset({Role.CUSTOMER_SUCCESS, Role.SALES})
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
@@ -155,7 +163,7 @@ def approval_state(bill: Bill) -> ApprovalState:
 
 def undo_target(bill: Bill) -> BillAction | None:
     """The action an undo would revert now: the latest effective APPROVE, REJECT or EDIT, if any."""
-    if bill.status is BillStatus.SENT:
+    if bill.status is BillStatus.SENT or bill.sending_started_at is not None:
         return None
     effective = effective_actions(bill)
     if effective and effective[-1].action in UNDOABLE:
@@ -166,6 +174,50 @@ def undo_target(bill: Bill) -> BillAction | None:
 def history(bill: Bill) -> list[BillAction]:
     """Every action on the bill, oldest first, undone ones and UNDO rows included."""
     return list(bill.actions)
+
+
+@dataclass(frozen=True)
+class Sending:
+    """A send of the bill whose outcome is not recorded: on its way, or interrupted (uncertain)."""
+
+    bill_id: int
+    started_at: datetime
+    by: User | None
+    error: str | None  # why the outcome is unknown, when the sender saw it happen
+    uncertain: bool
+
+    @property
+    def summary(self) -> str:
+        """What Finance needs to know, in one or two sentences."""
+        who, at = _name(self.by), timestamp(self.started_at)
+        if not self.uncertain:
+            return (
+                f"Bill #{self.bill_id} is being emailed by {who} since {at}."
+                f" If this is still shown at {timestamp(self.started_at + SEND_IN_PROGRESS_FOR)}, the send was"
+                " interrupted and the customer may or may not have the email."
+            )
+        why = f" ({self.error})" if self.error else ""
+        return (
+            f"Sending of bill #{self.bill_id} is uncertain: {who} started emailing it at {at} and the outcome"
+            f" was never confirmed{why}. The customer may have received it."
+        )
+
+    @property
+    def how_to_send_again(self) -> str:
+        return (
+            "Check with the customer; to email the bill once more, send it again on purpose: Send again on its"
+            f" message, `/bill send {self.bill_id} again`,"
+            f" or `billprocess bills send {self.bill_id} --as NAME --again`."
+        )
+
+
+def sending(bill: Bill, now: datetime | None = None) -> Sending | None:
+    """The bill's send in flight or interrupted, if any, as it stands at `now` (default: now)."""
+    if bill.sending_started_at is None:
+        return None
+    age = (now or utcnow()) - bill.sending_started_at
+    uncertain = bill.sending_error is not None or age >= SEND_IN_PROGRESS_FOR
+    return Sending(bill.id, bill.sending_started_at, bill.sending_by, bill.sending_error, uncertain)
 
 
 # --- the rules: each check raises the refusal, or returns what the change needs -----------------
@@ -181,14 +233,20 @@ def _already_done(bill: Bill, action: BillAction, message: str | None = None) ->
         message = (
             f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {timestamp(action.created_at)}"
         )
-    return AlreadyDone(
+    return _got_there_first(AlreadyDone, message, bill, action.action, who, action.created_at)
+
+
+def _got_there_first(
+    kind: type[AlreadyDone], message: str, bill: Bill, action: ActionType, who: User | None, at: datetime
+) -> AlreadyDone:
+    return kind(
         message,
         bill_id=bill.id,
-        action=action.action,
+        action=action,
         user_id=who.id if who else None,
         user_name=who.name if who else None,
         slack_user_id=who.slack_user_id if who else None,
-        at=action.created_at,
+        at=at,
     )
 
 
@@ -263,10 +321,12 @@ def _check_edit(bill: Bill, actor: User) -> None:
         )
 
 
-def _check_send(bill: Bill, actor: User) -> None:
+def _check_send(bill: Bill, actor: User, again: bool = False) -> None:
+    """Refuse a send that is not allowed; `again` sends a bill whose earlier send is uncertain."""
     if actor.role is not Role.FINANCE:
         raise NotAllowed("Only Finance can send bills")
     if bill.status is BillStatus.FINAL:
+        _check_not_sending(bill, again)
         return
     latest = latest_change(bill)
     if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
@@ -283,6 +343,20 @@ def _check_send(bill: Bill, actor: User) -> None:
     raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a FINAL bill can be sent")
 
 
+def _check_not_sending(bill: Bill, again: bool) -> None:
+    current = sending(bill)
+    if current is None:
+        return
+    if not current.uncertain:
+        message = (
+            f"Bill #{bill.id} is being sent by {_name(current.by)} since {timestamp(current.started_at)};"
+            " look at it again in a minute"
+        )
+        raise _got_there_first(SendInProgress, message, bill, ActionType.SEND, current.by, current.started_at)
+    if not again:
+        raise SendUncertain(f"{current.summary} {current.how_to_send_again}", bill_id=bill.id)
+
+
 def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAction:
     latest = latest_change(bill)
     if bill.status is BillStatus.SENT:
@@ -294,6 +368,9 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
                 " a sent bill cannot be undone",
             )
         raise InvalidTransition(f"Bill #{bill.id} has been sent; a sent bill cannot be undone")
+    if bill.sending_started_at is not None:
+        # Its email may be with the customer already: the approval it was sent on stands.
+        raise InvalidTransition(f"Bill #{bill.id} is being emailed, or may have been; it cannot be undone now")
     if action_id is not None:
         _check_undo_meant(bill, action_id)
     target = undo_target(bill)
@@ -506,20 +583,48 @@ def send(
     actor: User,
     deliver: Callable[[Bill], str | None],
     seen_action_id: int | None = None,
+    again: bool = False,
 ) -> Bill:
     """Email a FINAL bill with `deliver`; only once it returns does the bill become SENT.
 
-    `deliver` may say where the email went (a mail server, or a file when none is configured); that is
-    recorded with the action. The bill stays locked while it is delivered, so a second send waits and is
-    then told it was sent. When `deliver` raises, nothing changes and the error propagates.
+    The send is recorded on the bill before the email goes out, and no lock is held while the mail server
+    answers. When `deliver` raises DeliveryFailed (the email was refused), the record is cleared, nothing
+    else changes and the error propagates. When the outcome is unknown (DeliveryUncertain, or the process
+    dies), the record stays: the bill shows its sending as uncertain, and a plain send of it is refused
+    until Finance sends it `again` on purpose. `deliver` may say where the email went; that is recorded
+    with the SEND action.
     """
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
-        _check_send(bill, user)
+        _check_send(bill, user, again)
         check_unchanged(bill, seen_action_id, "sending")
+        started_at = utcnow()
+        _mark_sending(bill, started_at, user)
+        _load_for_display(bill)  # what `deliver` reads, loaded now: no transaction stays open while it runs
+    try:
         where = deliver(bill)
-        comment = f"emailed to {bill.customer.billing_email}" + (f" via {where}" if where else "")
-        _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])
+    except DeliveryFailed:
+        with session.begin():
+            bill, user = _lock(session, bill_id, actor)
+            if bill.sending_started_at == started_at:
+                _mark_sending(bill, None, None)
+        raise
+    except DeliveryUncertain as unknown:
+        with session.begin():
+            bill, user = _lock(session, bill_id, actor)
+            if bill.sending_started_at == started_at:
+                _mark_sending(bill, started_at, user, error=str(unknown))
+            current = sending(bill)
+            _load_for_display(bill)
+        if current is None:  # another send finished it meanwhile
+            raise
+        raise SendUncertain(f"{current.summary} {current.how_to_send_again}", bill_id=bill.id) from unknown
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        if bill.status is BillStatus.FINAL:  # a send again that overtook this one may have recorded it
+            comment = f"emailed to {bill.customer.billing_email}" + (f" via {where}" if where else "")
+            _mark_sending(bill, None, None, refresh=False)  # the SEND below refreshes what Slack shows
+            _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])
         _load_for_display(bill)
     return bill
 
@@ -578,6 +683,21 @@ def _lock(session: Session, bill_id: int, actor: User) -> tuple[Bill, User]:
     return bill, user
 
 
+def _mark_sending(
+    bill: Bill, started_at: datetime | None, user: User | None, *, error: str | None = None, refresh: bool = True
+) -> None:
+    """Set (or clear, with None) the record of the bill's email in flight; Slack shows the change."""
+    bill.sending_started_at = started_at
+    bill.sending_by = user
+    bill.sending_error = error[:300] if error else None
+    bill.updated_at = Bill.updated_at  # the bill itself is unchanged: keep its on-update default from firing
+    session = object_session(bill)
+    session.flush()
+    if refresh:
+        outbox.refresh_bill(session, bill.id)
+        outbox.add(session, OutboxKind.HOMES, "homes")
+
+
 def _record(
     bill: Bill,
     user: User,
@@ -615,6 +735,6 @@ def _record(
 def _load_for_display(bill: Bill) -> None:
     """Load what callers read after the commit (approval state, history), while the transaction is open."""
     customer = bill.customer
-    _ = customer.csm
+    _ = customer.csm, bill.sending_by
     for action in bill.actions:
         _ = action.stakeholder

@@ -175,9 +175,15 @@ class Bill(Base):
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set while the bill's email is on its way, cleared once the outcome is known; a marker that stays
+    # means the mail server may have the email (see bot/workflow.py `send`).
+    sending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sending_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    sending_error: Mapped[str | None] = mapped_column(String(300))  # why the outcome is unknown, when known
 
     customer: Mapped[Customer] = relationship()
     actions: Mapped[list[BillAction]] = relationship(back_populates="bill", order_by="BillAction.id")
+    sending_by: Mapped[User | None] = relationship()
 
     __table_args__ = (
         UniqueConstraint("customer_id", "year", "month"),
@@ -189,6 +195,7 @@ class Bill(Base):
         CheckConstraint("overage_amount > 0", name="amount_positive"),
         CheckConstraint("overage_units = api_usage - monthly_api_limit", name="units_are_overage"),
         Index("ix_bills_year_month_status", "year", "month", "status"),
+        CheckConstraint("(sending_started_at IS NULL) = (sending_by_id IS NULL)", name="sending_marker_whole"),
     )
 
 

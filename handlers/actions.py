@@ -1,8 +1,8 @@
-"""Clicks on a bill's buttons: Approve, Reject (opens the reason modal), Send and Undo.
+"""Clicks on a bill's buttons: Approve, Reject (opens the reason modal), Send, Send again and Undo.
 
 A button says which bill it is for and the version of the bill it was shown with (its latest effective
 action); every click reloads the bill, checks the clicking person's rights in the workflow service, and
-is refused when the bill changed since. Approve, Send and Undo clicks are recorded in the outbox, then
+is refused when the bill changed since. Approve, Send, Send again and Undo clicks are recorded in the outbox, then
 acknowledged, and applied by the delivery workers (handlers/jobs.py), which tell the person about a
 refusal; Reject opens its modal at once, since Slack's trigger_id expires within three seconds.
 """
@@ -62,7 +62,7 @@ def _approve(session: Session, user: User, value: str | None, services) -> Bill:
     return workflow.approve(session=session, bill_id=bill_id, actor=user, seen_action_id=seen_action_id)
 
 
-def _send(session: Session, user: User, value: str | None, services) -> Bill:
+def _send(session: Session, user: User, value: str | None, services, *, again: bool = False) -> Bill:
     bill_id, seen_action_id = parse_bill_value(value)
     return workflow.send(
         session=session,
@@ -70,7 +70,12 @@ def _send(session: Session, user: User, value: str | None, services) -> Bill:
         actor=user,
         deliver=services.mailer.send_bill,
         seen_action_id=seen_action_id,
+        again=again,
     )
+
+
+def _send_again(session: Session, user: User, value: str | None, services) -> Bill:
+    return _send(session, user, value, services, again=True)
 
 
 def _undo(session: Session, user: User, value: str | None, services) -> Bill:
@@ -82,6 +87,7 @@ def _undo(session: Session, user: User, value: str | None, services) -> Bill:
 SERVICES: dict[str, Callable[..., Bill]] = {
     ActionId.APPROVE.value: _approve,
     ActionId.SEND.value: _send,
+    ActionId.SEND_AGAIN.value: _send_again,
     ActionId.UNDO.value: _undo,
 }
 

@@ -320,11 +320,17 @@ def edit(request: CommandRequest) -> None:
 
 
 def send(request: CommandRequest) -> None:
-    (bill_text,) = arguments(request, "a bill number")
+    bill_text, again = arguments(request, "a bill number", "again", optional=1)
     bill_id = bill_id_argument(request, bill_text)
+    if again is not None and again.lower() != "again":
+        raise invalid(request, f"`/bill send` does not take `{escape(again)}`.")
     with request.services.sessions() as session:
         bill = workflow.send(
-            session=session, bill_id=bill_id, actor=request.account(), deliver=request.services.mailer.send_bill
+            session=session,
+            bill_id=bill_id,
+            actor=request.account(),
+            deliver=request.services.mailer.send_bill,
+            again=again is not None,
         )
     request.reply(f":envelope: Bill #{bill.id} was sent to {escape(bill.customer.billing_email)}.")
 
@@ -356,7 +362,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "list": Subcommand(list_, None, "/bill list [status] [YYYY-MM]", "list bills, by status and month"),
     "show": Subcommand(show, None, "/bill show <id>", "a bill's details and full history"),
     "edit": Subcommand(edit, FINANCE, "/bill edit <id> <unit cost>", "change a DRAFT bill's unit cost"),
-    "send": Subcommand(send, FINANCE, "/bill send <id>", "email an approved (FINAL) bill to the customer"),
+    "send": Subcommand(
+        send, FINANCE, "/bill send <id> [again]",
+        "email an approved (FINAL) bill to the customer; `again` after a send that was not confirmed",
+    ),
     "undo": Subcommand(undo, None, "/bill undo <id> [reason]", "undo a bill's latest approval, rejection or edit"),
     "customers": Subcommand(customers, None, "/bill customers", "every customer and its contract"),
     "customer": Subcommand(customer, None, "/bill customer <name>", "a customer's terms, usage, bills and chart"),

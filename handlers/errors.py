@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.blocks.bill import already_done_text
-from bot.errors import AlreadyDone, BillProcessError
+from bot.errors import AlreadyDone, BillProcessError, SendUncertain
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,12 @@ def refuse(services, job_id: int, slack_user_id: str | None, response_url: str |
 
 
 def _refreshed(error: Exception, slack_user_id: str | None, from_home: bool) -> Callable[[Session], None]:
-    """When someone else got there first, the bill's message is shown as it is now; a refused click in the
-    App Home also republishes that person's Home, so it stops offering what it refused."""
+    """When someone else got there first, or an earlier send is not confirmed, the bill's message is shown as
+    it is now; a refused click in the App Home also republishes that person's Home, so it stops offering
+    what it refused."""
 
     def write(session: Session) -> None:
-        if isinstance(error, AlreadyDone) and error.bill_id is not None:
+        if isinstance(error, (AlreadyDone, SendUncertain)) and error.bill_id is not None:
             outbox.refresh_bill(session, error.bill_id)
         if from_home and slack_user_id and isinstance(error, BillProcessError):
             outbox.refresh_home(session, slack_user_id)

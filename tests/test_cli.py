@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,31 @@ def test_operators_act_on_bills_as_a_named_account(cli, cli_env):
 
     code, out, err = cli("bills", "undo", hooli, "--as", "fiona")
     assert code == 1 and out == "" and err.count("\n") == 1 and "a sent bill cannot be undone" in err
+
+
+def test_a_send_that_was_not_confirmed_is_shown_and_sent_again_only_with_again(cli, cli_env, db):
+    cli("seed")
+    cli("bills", "generate")
+    hooli = _latest(cli, "DRAFT", "Hooli Search")
+    cli("bills", "approve", hooli, "--as", "sam")
+    with db() as session, session.begin():  # what a send killed while the mail server had the email leaves
+        fiona = session.scalar(select(User).where(User.name == "fiona"))
+        bill = session.get(Bill, int(hooli))
+        bill.sending_started_at, bill.sending_by = datetime.now(timezone.utc) - timedelta(minutes=10), fiona
+
+    out = cli("bills", "show", hooli)[1]
+    assert f"Sending:         Sending of bill #{hooli} is uncertain: fiona started emailing it at " in out
+    assert f"`billprocess bills send {hooli} --as NAME --again`" in out
+
+    code, out, err = cli("bills", "send", hooli, "--as", "fiona")
+    assert (code, out) == (1, "") and err.count("\n") == 1 and "The customer may have received it" in err
+    assert list((cli_env / "mail").glob(f"bill-{hooli}-*.eml")) == []
+
+    code, out, err = cli("bills", "send", hooli, "--as", "fiona", "--again")
+    assert code == 0 and "is now SENT" in out
+    [sent] = (cli_env / "mail").glob(f"bill-{hooli}-*.eml")
+    assert f"Message-ID: <bill-{hooli}@" in sent.read_text()
+    assert "Sending:" not in cli("bills", "show", hooli)[1]
 
 
 def test_operator_refusals_are_one_line_and_change_nothing(cli):

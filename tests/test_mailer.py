@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
+import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
+import threading
 import traceback
 from datetime import date
 from decimal import Decimal
@@ -21,7 +26,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from bot import workflow
-from bot.errors import BillProcessError, DeliveryFailed
+from bot.errors import (
+    BillProcessError,
+    DeliveryFailed,
+    DeliveryUncertain,
+    InvalidTransition,
+    SendInProgress,
+    SendUncertain,
+)
 from bot.mailer import Mailer, SmtpServer, bill_email, parse_smtp_url
 from bot.settings import Settings, SettingsError
 from db.models import Bill, BillStatus, Customer, Role
@@ -31,6 +43,7 @@ MAIL_FROM = "Billing <billing@vendor.example>"
 USER = "billing-bot"
 PASSWORD = "p@ss:w/rd%Zq9-secret"
 PASSWORD_IN_URL = "p%40ss%3Aw%2Frd%25Zq9-secret"
+ROOT = Path(__file__).resolve().parents[1]
 
 # Some test servers take a password over plain SMTP on purpose; aiosmtpd warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -612,3 +625,156 @@ def test_a_customer_without_a_usable_billing_email_is_not_mailed(tmp_path):
     with pytest.raises(DeliveryFailed, match="Acme has no usable billing email address"):
         Mailer(smtp_url=None, mail_dir=tmp_path, mail_from=MAIL_FROM).send_bill(bill)
     assert not any(tmp_path.iterdir())
+
+
+# --- a bill's email goes out once ----------------------------------------------------------------
+
+
+class SilentInbox(Inbox):
+    """Takes the first `hold` messages whole, then keeps the answer back until released (or a client gave up)."""
+
+    def __init__(self, *, hold: int = 1):
+        super().__init__()
+        self.hold = hold
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append(envelope)
+        if len(self.received) <= self.hold:
+            self.arrived.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def silent_server(smtp_server):
+    """An SMTP server that takes the first message and does not answer; released after the test."""
+    inbox = SilentInbox()
+    server = smtp_server(inbox)
+    yield inbox, server
+    inbox.release.set()
+
+
+def message_ids(inbox: Inbox) -> list[str]:
+    return [parse(envelope.original_content)["Message-ID"] for envelope in inbox.received]
+
+
+def marker(db, bill_id: int) -> tuple:
+    with db() as session:
+        bill = session.get(Bill, bill_id)
+        return bill.status, bill.sending_started_at is not None, bill.sending_error
+
+
+def test_every_email_of_a_bill_carries_the_same_message_id(tmp_path):
+    first, second = (bill_email(make_bill(), mail_from=MAIL_FROM) for _ in range(2))
+    assert first["Message-ID"] == second["Message-ID"] == "<bill-12@vendor.example>"
+
+    Mailer(smtp_url=None, mail_dir=tmp_path, mail_from=MAIL_FROM).send_bill(make_bill())
+    (written,) = tmp_path.iterdir()
+    assert parse(written.read_bytes())["Message-ID"] == "<bill-12@vendor.example>"
+
+
+def test_no_answer_after_the_message_was_handed_over_is_an_unknown_outcome(silent_server):
+    inbox, server = silent_server
+
+    with pytest.raises(DeliveryUncertain) as caught:
+        mailer_for(f"smtp://127.0.0.1:{server.port}", timeout=0.5).send_bill(make_bill())
+
+    assert str(caught.value) == (
+        f"the mail server at 127.0.0.1:{server.port} did not answer within 0.5 seconds"
+        " after the email was handed over; it may have been accepted"
+    )
+    assert len(inbox.received) == 1
+
+
+def test_a_bill_the_server_took_without_answering_is_uncertain_and_not_sent_twice(silent_server, final_bill, db):
+    inbox, server = silent_server
+    mailer = mailer_for(f"smtp://127.0.0.1:{server.port}", timeout=0.5)
+    fiona = _finance(db)
+
+    def send(**options):
+        with db() as session:
+            return workflow.send(session=session, bill_id=final_bill.id, actor=fiona, deliver=mailer.send_bill,
+                                 **options)
+
+    with pytest.raises(SendUncertain) as caught:
+        send()
+    assert f"Sending of bill #{final_bill.id} is uncertain: fiona started emailing it at " in str(caught.value)
+    assert "did not answer within 0.5 seconds after the email was handed over" in str(caught.value)
+    assert f"`/bill send {final_bill.id} again`" in str(caught.value)
+    status, marked, error = marker(db, final_bill.id)
+    assert (status, marked) == (BillStatus.FINAL, True) and "did not answer" in error
+
+    # A repeated click, the job run again, the command typed again: refused, and nothing is emailed.
+    with pytest.raises(SendUncertain, match="The customer may have received it"):
+        send()
+    assert len(inbox.received) == 1
+
+    inbox.release.set()
+    bill = send(again=True)
+
+    assert bill.status is BillStatus.SENT
+    assert message_ids(inbox) == [f"<bill-{final_bill.id}@vendor.example>"] * 2
+    assert marker(db, final_bill.id) == (BillStatus.SENT, False, None)
+
+
+def test_a_refused_connection_clears_the_record_and_a_plain_send_works_later(smtp_server, final_bill, db):
+    fiona = _finance(db)
+    with pytest.raises(DeliveryFailed, match="connection refused"), db() as session:
+        workflow.send(session=session, bill_id=final_bill.id, actor=fiona,
+                      deliver=mailer_for(f"smtp://127.0.0.1:{free_port()}").send_bill)
+    assert marker(db, final_bill.id) == (BillStatus.FINAL, False, None)
+
+    inbox = Inbox()
+    server = smtp_server(inbox)
+    with db() as session:
+        bill = workflow.send(session=session, bill_id=final_bill.id, actor=fiona,
+                             deliver=mailer_for(f"smtp://127.0.0.1:{server.port}").send_bill)
+    assert bill.status is BillStatus.SENT and len(inbox.received) == 1
+
+
+def test_a_send_killed_while_the_server_holds_its_answer_is_never_repeated_by_a_plain_send(
+    silent_server, final_bill, db, database_url, tmp_path
+):
+    inbox, server = silent_server
+    fiona = _finance(db)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SMTP_URL": f"smtp://127.0.0.1:{server.port}",
+        "MAIL_FROM": MAIL_FROM,
+        "MAIL_DIR": str(tmp_path / "mail"),
+    }
+    sending = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "bills", "send", str(final_bill.id), "--as", "fiona"],
+        env=environment, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert inbox.arrived.wait(30), "the email never reached the mail server"
+        # The send is recorded, and nothing is locked while the mail server keeps its answer.
+        assert marker(db, final_bill.id) == (BillStatus.FINAL, True, None)
+        with db() as session:
+            add_user(session, "fred", Role.FINANCE)
+    finally:
+        sending.send_signal(signal.SIGKILL)
+        sending.wait(10)
+
+    mailer = mailer_for(f"smtp://127.0.0.1:{server.port}")
+    with pytest.raises(SendInProgress, match=f"Bill #{final_bill.id} is being sent by fiona since "), db() as session:
+        workflow.send(session=session, bill_id=final_bill.id, actor=fiona, deliver=mailer.send_bill)
+    with pytest.raises(InvalidTransition, match="cannot be undone now"), db() as session:
+        workflow.undo(session=session, bill_id=final_bill.id, actor=fiona)
+
+    # Once the send could no longer be running, it is uncertain: a plain send (the job re-run) is refused.
+    with db() as session, session.begin():
+        session.get(Bill, final_bill.id).sending_started_at -= workflow.SEND_IN_PROGRESS_FOR
+    with pytest.raises(SendUncertain, match="the outcome was never confirmed. The customer may"), db() as session:
+        workflow.send(session=session, bill_id=final_bill.id, actor=fiona, deliver=mailer.send_bill)
+    assert len(inbox.received) == 1
+
+    inbox.release.set()
+    with db() as session:
+        workflow.send(session=session, bill_id=final_bill.id, actor=fiona, deliver=mailer.send_bill, again=True)
+    assert message_ids(inbox) == [f"<bill-{final_bill.id}@vendor.example>"] * 2
+    assert marker(db, final_bill.id) == (BillStatus.SENT, False, None)

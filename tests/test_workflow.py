@@ -13,14 +13,19 @@ from bot.billing import generate_month
 from bot.errors import (
     AlreadyDone,
     BillProcessError,
+    DeliveryFailed,
+    DeliveryUncertain,
     InvalidInput,
     InvalidTransition,
     NotAllowed,
     NotFound,
+    SendInProgress,
+    SendUncertain,
     WaitingForOther,
 )
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Role
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role
+from db.models import Outbox as OutboxRow
 from tests.factories import add_customer, add_user
 
 PERIOD = Period(2026, 10)
@@ -383,8 +388,8 @@ def test_a_failed_delivery_leaves_the_bill_final_and_unrecorded(db, session, peo
     bill_id = make_bill(session, db, people)
     act(db, workflow.approve, bill_id, people["sam"])
     before = rows(db)
-    failure = BillProcessError("the mail server refused the message")
-    with pytest.raises(BillProcessError) as raised:
+    failure = DeliveryFailed("the mail server refused the message")
+    with pytest.raises(DeliveryFailed) as raised:
         act(db, workflow.send, bill_id, people["fiona"], deliver=Outbox(failure))
     assert raised.value is failure
     assert rows(db) == before
@@ -400,6 +405,83 @@ def test_send_is_for_final_bills(db, session, people):
     with pytest.raises(InvalidTransition, match="was rejected by sam at .* only a FINAL bill can be sent"):
         act(db, workflow.send, bill_id, people["fiona"], deliver=outbox)
     assert outbox.sent == []
+
+
+def queued(db) -> list[tuple[str, int | None]]:
+    """What the outbox holds for Slack: (kind, bill), oldest first."""
+    with db() as s:
+        return [(row.kind.value, row.bill_id) for row in s.scalars(select(OutboxRow).order_by(OutboxRow.id))]
+
+
+def test_a_send_records_itself_before_the_email_and_shows_each_change_of_that_record(db, session, people):
+    bill_id = make_bill(session, db, people)
+    act(db, workflow.approve, bill_id, people["sam"])
+    seen = []
+
+    def deliver(bill: Bill) -> None:
+        with db() as s:  # another session, while the email goes out: the send is recorded and nothing is locked
+            stored = s.get(Bill, bill_id)
+            seen.append((stored.sending_by_id, stored.sending_started_at is not None))
+            s.get(Customer, bill.customer_id).billing_address = "2 Side Street"
+            s.commit()
+        raise DeliveryFailed("the mail server refused the message")
+
+    before = queued(db)
+    with pytest.raises(DeliveryFailed):
+        act(db, workflow.send, bill_id, people["fiona"], deliver=deliver)
+
+    assert seen == [(people["fiona"].id, True)]
+    assert load(db, bill_id).sending_started_at is None
+    # Marked, then cleared: each time the bill's message and the Homes are brought up to date.
+    assert queued(db)[len(before):] == [("bill_message", bill_id), ("homes", None)] * 2
+
+
+def test_while_a_send_is_on_its_way_no_other_send_starts_not_even_on_purpose(db, session, people):
+    bill_id = make_bill(session, db, people)
+    act(db, workflow.approve, bill_id, people["sam"])
+    refusals = []
+
+    def deliver(bill: Bill) -> None:
+        for again in (False, True):
+            with pytest.raises(SendInProgress) as refused:
+                act(db, workflow.send, bill_id, people["fred"], deliver=Outbox(), again=again)
+            refusals.append(refused.value)
+
+    bill = act(db, workflow.send, bill_id, people["fiona"], deliver=deliver)
+
+    assert bill.status is BillStatus.SENT and bill.sending_started_at is None
+    assert [refusal.user_name for refusal in refusals] == ["fiona", "fiona"]
+    assert all(f"Bill #{bill_id} is being sent by fiona since " in str(refusal) for refusal in refusals)
+    assert kinds(bill).count("SEND") == 1
+
+
+def test_an_unknown_outcome_keeps_the_bill_final_refuses_a_plain_send_and_undo_and_allows_again(db, session, people):
+    bill_id = make_bill(session, db, people)
+    act(db, workflow.approve, bill_id, people["sam"])
+
+    def unknown(bill: Bill) -> None:
+        raise DeliveryUncertain("the mail server did not answer after the email was handed over")
+
+    with pytest.raises(SendUncertain) as caught:
+        act(db, workflow.send, bill_id, people["fiona"], deliver=unknown)
+    assert caught.value.bill_id == bill_id
+    assert "(the mail server did not answer after the email was handed over)" in str(caught.value)
+    bill = load(db, bill_id)
+    assert bill.status is BillStatus.FINAL and kinds(bill) == ["DRAFT", "APPROVE"]
+    assert workflow.available_actions(bill, people["fiona"]) == set()
+    assert workflow.undo_target(bill) is None
+
+    outbox = Outbox()
+    with pytest.raises(SendUncertain, match="send it again on purpose"):
+        act(db, workflow.send, bill_id, people["fred"], deliver=outbox)
+    with pytest.raises(InvalidTransition, match=f"Bill #{bill_id} is being emailed, or may have been"):
+        act(db, workflow.undo, bill_id, people["fiona"])
+    assert outbox.sent == []
+
+    bill = act(db, workflow.send, bill_id, people["fred"], deliver=outbox, again=True)
+    assert outbox.sent == [(bill_id, "billing@acme.example", BillStatus.FINAL)]
+    assert bill.status is BillStatus.SENT and bill.actions[-1].stakeholder_id == people["fred"].id
+    assert (bill.sending_started_at, bill.sending_by_id, bill.sending_error) == (None, None, None)
 
 
 # --- undoing -------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from bot.blocks import HEADER_MAX, clip, escape, mention, message_blocks, view_b
 from bot.errors import AlreadyDone
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, undo_target
+from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
 
 Team = Mapping[Role, Sequence[User]]
@@ -176,7 +176,9 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
             _button("Approve", ActionId.APPROVE, value, "primary"),
             _button("Reject", ActionId.REJECT, value, "danger"),
         ]
-    if bill.status is BillStatus.FINAL:
+    if bill.status is BillStatus.FINAL and bill.sending_started_at is not None:
+        buttons.append(send_again_button(bill))
+    elif bill.status is BillStatus.FINAL:
         confirm = ConfirmObject(
             title="Send this bill?",
             text=PlainTextObject(
@@ -194,6 +196,34 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     if target is not None:
         buttons.append(_button(UNDO_LABEL[target.action], ActionId.UNDO, undo_value(bill.id, target.id)))
     return buttons
+
+
+def send_again_button(bill: Bill) -> ButtonElement:
+    """Send a bill whose earlier send is not confirmed once more, after a confirmation that says so."""
+    confirm = ConfirmObject(
+        title="Send this bill again?",
+        text=PlainTextObject(
+            text=clip(
+                f"An earlier email of bill #{bill.id} may already have reached the customer. Send it again only"
+                f" once you know they do not have it: {money(bill.overage_amount)} is emailed to"
+                f" {bill.customer.billing_email} once more.",
+                300,
+            )
+        ),
+        confirm="Send again",
+        deny="Cancel",
+    )
+    return _button("Send again", ActionId.SEND_AGAIN, shown_value(bill), "danger", confirm=confirm)
+
+
+def sending_text(bill: Bill) -> str | None:
+    """A warning about the bill's email in flight or not confirmed, and what to do about it."""
+    current = sending(bill)
+    if current is None:
+        return None
+    if not current.uncertain:
+        return f":hourglass_flowing_sand: {escape(current.summary)}"
+    return f":warning: {escape(current.summary)} {escape(current.how_to_send_again)}"
 
 
 def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> tuple[str, list[dict]]:
@@ -214,9 +244,9 @@ def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> 
         SectionBlock(fields=[MarkdownTextObject(text=field) for field in fields]),
         SectionBlock(text=MarkdownTextObject(text=_approvals(bill, state, team))),
     ]
-    outcome = _outcome(bill)
-    if outcome:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=outcome)))
+    for line in (_outcome(bill), sending_text(bill)):
+        if line:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
     upcoming = next_step(bill, state, team)
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=upcoming)]))
     buttons = bill_buttons(bill)

@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.blocks import HEADER_MAX, MAX_MESSAGE_BLOCKS, clip, context, escape, message_blocks
+from bot.blocks.bill import sending_text
 from bot.formatting import action_line, bill_period, calls, money, timestamp, unit_cost
 from bot.periods import Period
 from bot.workflow import ApprovalStep, approval_state, history
@@ -225,9 +226,11 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
         _header(f"Bill #{bill.id}: {bill.customer.name}, {bill_period(bill).label}"),
         SectionBlock(fields=bill_fields(bill)),
         _section(approval_text(bill)),
-        DividerBlock(),
-        _section("*History*"),
     ]
+    warning = sending_text(bill)
+    if warning:
+        blocks.append(_section(warning))
+    blocks += [DividerBlock(), _section("*History*")]
     texts = history_texts(bill)
     room = MAX_MESSAGE_BLOCKS - len(blocks)
     if len(texts) > room:

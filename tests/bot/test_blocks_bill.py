@@ -13,7 +13,8 @@ from slack_sdk.models.views import View
 from bot.blocks.bill import MAX_MENTIONS, action_reply, already_done_text, bill_message, reject_modal
 from bot.errors import AlreadyDone
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.workflow import approval_state
+from bot.formatting import timestamp
+from bot.workflow import SEND_IN_PROGRESS_FOR, approval_state
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 
 AT = datetime(2026, 11, 3, 10, 32, tzinfo=timezone.utc)
@@ -168,6 +169,34 @@ def test_a_final_bill_offers_send_with_a_confirmation_and_names_finance():
     ]
     send = next(block for block in blocks if block["type"] == "actions")["elements"][0]
     assert "billing@acme.example" in send["confirm"]["text"]["text"]
+
+
+def test_a_send_on_its_way_is_shown_with_when_it_counts_as_interrupted_and_nothing_to_click_but_send_again():
+    bill = make_bill()
+    approval = act(bill, SAM, ActionType.APPROVE, BillStatus.FINAL)
+    bill.sending_started_at, bill.sending_by = datetime.now(timezone.utc), FIONA
+    _, blocks = message(bill)
+    started, deadline = bill.sending_started_at, bill.sending_started_at + SEND_IN_PROGRESS_FOR
+    assert (f":hourglass_flowing_sand: Bill #12 is being emailed by fiona since {timestamp(started)}. If this is"
+            f" still shown at {timestamp(deadline)}, the send was interrupted") in shown(blocks)
+    assert buttons(blocks) == [(ActionId.SEND_AGAIN.value, "Send again", bill_value(12, approval.id))]
+
+
+def test_a_send_whose_outcome_is_unknown_warns_and_offers_send_again_with_a_confirmation():
+    bill = make_bill()
+    act(bill, SAM, ActionType.APPROVE, BillStatus.FINAL)
+    bill.sending_started_at, bill.sending_by = AT, FIONA
+    bill.sending_error = "the mail server at mail:25 did not answer within 30 seconds <after> & so on"
+    _, blocks = message(bill)
+    body = shown(blocks)
+    assert (":warning: Sending of bill #12 is uncertain: fiona started emailing it at 2026-11-03 10:32 UTC and"
+            " the outcome was never confirmed (the mail server at mail:25 did not answer within 30 seconds"
+            " &lt;after&gt; &amp; so on). The customer may have received it.") in body
+    assert "`/bill send 12 again`" in body
+    [send_again] = next(block for block in blocks if block["type"] == "actions")["elements"]
+    assert send_again["action_id"] == ActionId.SEND_AGAIN.value
+    assert send_again["confirm"]["title"]["text"] == "Send this bill again?"
+    assert "may already have reached the customer" in send_again["confirm"]["text"]["text"]
 
 
 def test_a_written_off_bill_shows_who_rejected_it_and_why_and_only_offers_undo():

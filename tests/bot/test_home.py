@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from bot import workflow
 from bot.billing import generate_month
+from bot.errors import DeliveryUncertain, SendUncertain
 from bot.bills import get_bill
 from bot.home import MAX_LISTED_BILLS, home_view, waiting_for
 from bot.periods import Period
@@ -109,6 +110,25 @@ def test_finance_no_longer_sees_a_sent_bill(db, people, bills):
     assert buttons(view) == []
     assert "No approved bills are waiting to be sent." in texts(view)
     assert "*SENT* — sent to the customer\n1 bill · 2.00" in texts(view)
+
+
+def test_finance_sees_a_bill_whose_send_is_not_confirmed_apart_with_send_again(db, people, bills):
+    with db() as s:
+        with pytest.raises(SendUncertain):
+            workflow.send(session=s, bill_id=bills["Delta"], actor=people["fiona"], deliver=unknown_outcome)
+
+    view = view_for(db, people["fiona"])
+    text = texts(view)
+
+    assert buttons(view) == [(ActionId.SEND_AGAIN.value, shown_value(db, bills["Delta"]))]
+    assert "Sending not confirmed" in text
+    assert f"Bill #{bills['Delta']} · Delta" in text
+    assert f"Sending of bill #{bills['Delta']} is uncertain: fiona started emailing it at " in text
+    assert "No approved bills are waiting to be sent." in text
+
+
+def unknown_outcome(bill):
+    raise DeliveryUncertain("the mail server did not answer after the email was handed over")
 
 
 def test_finance_before_any_bill_is_told_how_to_generate(db, people):

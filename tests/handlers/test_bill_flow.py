@@ -5,7 +5,8 @@ answers and modals."""
 from __future__ import annotations
 
 import threading
-from datetime import date
+import time
+from datetime import date, timedelta
 from email import message_from_bytes, policy
 
 import pytest
@@ -16,7 +17,8 @@ from bot import workflow
 from bot.billing import generate_month
 from bot.periods import Period
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
+from bot.formatting import timestamp
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User, utcnow
 from tests.factories import add_customer
 from tests.slack_fakes import CHANNEL_ID, block_actions_body, texts, wait_until
 
@@ -473,6 +475,62 @@ def test_sales_clicking_send_is_refused(bills, one_step):
     bills.settle()
     assert bills.bill(one_step).status is BillStatus.FINAL
     assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
+
+
+def interrupt_send(bills: Bills, bill_id: int, *, minutes_ago: float) -> None:
+    """Leave the bill as a send that started `minutes_ago` and never finished leaves it (the process died)."""
+    with bills.slack.db() as session, session.begin():
+        bill = session.get(Bill, bill_id)
+        bill.sending_started_at = utcnow() - timedelta(minutes=minutes_ago)
+        bill.sending_by_id = bills.fiona.id
+
+
+def test_an_interrupted_send_is_refused_shown_as_uncertain_and_sent_again_only_on_purpose(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+    interrupt_send(bills, one_step, minutes_ago=5)
+
+    bills.click(FINANCE, ActionId.SEND, one_step)  # a click from before: the message still offers Send
+
+    [refusal] = bills.told(FINANCE)
+    assert refusal.startswith(f":warning: Sending of bill #{one_step} is uncertain: fiona started emailing it at ")
+    assert f"`/bill send {one_step} again`" in refusal
+    bills.settle()
+    assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
+    message = bills.message(one_step)  # refreshed by the refusal: the warning, and Send again instead of Send
+    assert f"Sending of bill #{one_step} is uncertain" in texts(message)
+    assert set(button_values(message)) == {"Send again"}
+    [button] = [element for block in message["blocks"] if block["type"] == "actions" for element in block["elements"]]
+    assert button["confirm"]["title"]["text"] == "Send this bill again?"
+
+    bills.click_button(FINANCE, one_step, "Send again")
+
+    _, sent = bills.wait_thread(one_step, 2)
+    assert f"<@{FINANCE}> sent bill #{one_step}" in texts(sent)
+    assert bills.bill(one_step).status is BillStatus.SENT
+    [eml] = list(bills.slack.settings.mail_dir.glob("*.eml"))
+    assert message_from_bytes(eml.read_bytes(), policy=policy.default)["Message-ID"] == (
+        f"<bill-{one_step}@example.com>"
+    )
+    bills.settle()
+    message = bills.message(one_step)
+    assert button_values(message) == {} and "uncertain" not in texts(message)
+
+
+def test_a_send_on_its_way_is_not_started_twice(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+    interrupt_send(bills, one_step, minutes_ago=0)
+
+    bills.click(FINANCE, ActionId.SEND, one_step)
+
+    started = timestamp(bills.bill(one_step).sending_started_at)
+    assert bills.told(FINANCE) == [
+        f":warning: Bill #{one_step} is being sent by <@{FINANCE}> since {started}; look at it again in a minute"
+    ]
+    bills.settle()
+    assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
+    assert bills.bill(one_step).status is BillStatus.FINAL
 
 
 # --- clicks that cannot do anything -------------------------------------------------------------------------

@@ -380,6 +380,32 @@ def test_send_from_the_command_emails_the_bill(slack):
     assert "sent" in thread_replies(slack, bill)[-1]["text"]
 
 
+def test_a_send_that_was_not_confirmed_is_shown_and_only_sent_again_with_again(slack):
+    people = team(slack)
+    customers(slack, 1)
+    with slack.db() as session:
+        generate_month(session=session, period=PERIOD, actor=people["fiona"], today=utcnow().date())
+    [bill] = bills(slack)
+    with slack.db() as session:
+        workflow.approve(session=session, bill_id=bill.id, actor=people["sam"])
+    with slack.db() as session, session.begin():  # a send whose process died while the mail server had the email
+        session.get(Bill, bill.id).sending_started_at = utcnow() - timedelta(minutes=10)
+        session.get(Bill, bill.id).sending_by_id = people["fiona"].id
+
+    shown = texts(slack.ask(FINANCE, f"show {bill.id}"))
+    assert f":warning: Sending of bill #{bill.id} is uncertain: fiona started emailing it at " in shown
+
+    refused = texts(slack.ask(FINANCE, f"send {bill.id}"))
+    assert "The customer may have received it" in refused and f"`/bill send {bill.id} again`" in refused
+    assert "does not take `twice`" in texts(slack.ask(FINANCE, f"send {bill.id} twice"))
+    assert not list(slack.settings.mail_dir.rglob("*.eml"))
+
+    answer = texts(slack.ask(FINANCE, f"send {bill.id} again"))
+    assert f"Bill #{bill.id} was sent to billing@customer-1.example" in answer
+    assert len(list(slack.settings.mail_dir.rglob("*.eml"))) == 1
+    assert bills(slack)[0].status is BillStatus.SENT
+
+
 def test_undo_from_the_command_with_a_reason(slack):
     people = team(slack)
     customers(slack, 1)
@@ -423,7 +449,7 @@ def test_a_refused_change_says_why_and_changes_nothing(slack):
         ("edit 1", "`/bill edit` needs the new unit cost. Usage: `/bill edit <id> <unit cost>`"),
         ("edit 1 abc", "'abc' is not a unit cost; write a decimal number such as 0.0125. Usage: `/bill edit <id>"),
         ("edit 1 -1", "The unit cost cannot be negative. Usage: `/bill edit <id> <unit cost>`"),
-        ("send x1", "`x1` is not a bill number. Usage: `/bill send <id>`"),
+        ("send x1", "`x1` is not a bill number. Usage: `/bill send <id> [again]`"),
         ("undo", "`/bill undo` needs a bill number. Usage: `/bill undo <id> [reason]`"),
         ("generate 2025-13", "`2025-13` is not a month; write it as YYYY-MM"),
         ("generate 2025-10 now", "`/bill generate` does not take `now`. Usage: `/bill generate [YYYY-MM]`"),
