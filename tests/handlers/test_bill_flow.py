@@ -5,7 +5,6 @@ answers and modals."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import date, timedelta
 from email import message_from_bytes, policy
 
