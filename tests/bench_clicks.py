@@ -390,6 +390,34 @@ def verdict(passed: bool) -> str:
     return "PASS" if passed else "MISS"
 
 
+@dataclass(frozen=True)
+class BurstTimes:
+    """Seconds from the first click until every click was answered, recorded, and shown FINAL in Slack."""
+
+    answered: float
+    recorded: float
+    final: float
+
+    def line(self) -> str:
+        return (f"every click answered in {self.answered:.1f} s, recorded in {self.recorded:.1f} s, "
+                f"shown FINAL in Slack in {self.final:.1f} s")
+
+
+def click_burst(base_url: str, bodies_by_client: list[list[str]], conninfo: str, fake: FakeSlackProcess,
+                timeout: float) -> tuple[Answers, BurstTimes]:
+    """Send the clicks to a warmed-up app and wait until they are applied and shown, and the outbox drained."""
+    warm_up(base_url)
+    clicked_at, clicked_at_wall = time.perf_counter(), time.time()
+    answers = send_clicks(base_url, bodies_by_client)
+    answered = time.perf_counter() - clicked_at
+    expected = sum(len(bodies) for bodies in bodies_by_client)
+    recorded = answered + wait_for(
+        lambda: approvals_recorded(conninfo) >= expected, "every click recorded", timeout, 0.05)
+    final = fake.final_at(expected) - clicked_at_wall
+    wait_for(lambda: outbox_pending(conninfo) == 0, "the outbox drained", timeout)
+    return answers, BurstTimes(answered, recorded, final)
+
+
 def app_environment(sqlalchemy_url: str, origin: str, workdir: str, **settings: str) -> dict[str, str]:
     """The environment `main.py serve` / `worker` run with: the database, the fake Slack, quiet logs."""
     return {
@@ -439,14 +467,7 @@ def benchmark(url, args: argparse.Namespace) -> int:
         app_command = [sys.executable, str(PROJECT / "main.py"), "serve"]
         app_log = Path(workdir) / "app.log"
         with server(app_command, env, workdir, app_log) as base_url:
-            warm_up(base_url)
-            clicked_at, clicked_at_wall = time.perf_counter(), time.time()
-            app = send_clicks(base_url, by_client)
-            answered = time.perf_counter() - clicked_at
-            recorded_after = answered + wait_for(
-                lambda: approvals_recorded(conninfo) >= len(clicks), "every click recorded", args.timeout, 0.05)
-            final_after = fake.final_at(len(clicks)) - clicked_at_wall
-            wait_for(lambda: outbox_pending(conninfo) == 0, "the outbox drained", args.timeout)
+            app, times = click_burst(base_url, by_client, conninfo, fake, args.timeout)
         log_summary = summarize_log(app_log.read_text())
     report = fake.report()
     fake.close()
@@ -457,8 +478,7 @@ def benchmark(url, args: argparse.Namespace) -> int:
     print(f"{len(clicks):,} Approve clicks from {args.clients} concurrent clients, each on its own bill")
     print(floor.line("floor (ack only)"))
     print(app.line("BillProcess serve"))
-    print(f"from the first click: all {len(clicks):,} answered in {answered:.1f} s, recorded in "
-          f"{recorded_after:.1f} s, shown FINAL in Slack in {final_after:.1f} s")
+    print(f"from the first click: {times.line()}")
     print(f"fake Slack received: {dict(sorted(report['calls'].items()))}")
     if app.errors or floor.errors:
         print(f"answers with errors: app {len(app.errors)} {sorted(set(app.errors))}, "

@@ -53,12 +53,20 @@ MAX_RATIO_TO_MINIMUM = 1.15
 
 
 @contextmanager
-def running(command: str, env: dict[str, str], workdir: str, log_path: Path) -> Iterator[subprocess.Popen]:
-    """`python main.py COMMAND` in a child process while the block runs; stopped with SIGTERM after it."""
+def running(command: str, env: dict[str, str], workdir: str, log_path: Path,
+            *, ready: str | None = None) -> Iterator[subprocess.Popen]:
+    """`python main.py COMMAND` in a child process while the block runs; stopped with SIGTERM after it.
+
+    `ready`: wait until the child's log (at INFO) shows this text before the block runs.
+    """
+    if ready:
+        env = {**env, "LOG_LEVEL": "INFO"}
     with log_path.open("a") as log:
         child = subprocess.Popen([sys.executable, str(PROJECT / "main.py"), command], env=env, cwd=workdir,
                                  stdout=log, stderr=log)
     try:
+        if ready:
+            wait_for(lambda: child.poll() is None and ready in log_path.read_text(), f"{command} ready", 60, 0.05)
         yield child
     finally:
         child.terminate()

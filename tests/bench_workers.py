@@ -28,7 +28,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,20 +37,18 @@ if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
 from tests.bench_clicks import (  # noqa: E402
+    BurstTimes,
     FakeSlackProcess,
     app_environment,
     approvals_recorded,
     click_body,
+    click_burst,
     duplicate_approvals,
     load_data,
-    outbox_pending,
     post_the_bills,
     posted_clicks,
-    send_clicks,
     server,
     verdict,
-    wait_for,
-    warm_up,
 )
 from tests.bench_generate import DEFAULT_SERVER, libpq_conninfo, temporary_database  # noqa: E402
 from tests.bench_posting import running  # noqa: E402
@@ -60,9 +57,7 @@ from tests.bench_posting import running  # noqa: E402
 @dataclass(frozen=True)
 class Run:
     workers: int
-    answered: float
-    recorded: float
-    final: float
+    times: BurstTimes
     sound: bool  # every click recorded once, one message per bill
 
 
@@ -80,15 +75,9 @@ def run(workers: int, args: argparse.Namespace) -> Run:
             base_url = processes.enter_context(
                 server([sys.executable, str(PROJECT / "main.py"), "serve"], env, workdir, Path(workdir) / "serve.log"))
             for number in range(1, workers):
-                processes.enter_context(running("worker", env, workdir, Path(workdir) / f"worker-{number}.log"))
-            warm_up(base_url)
-            clicked_at, clicked_at_wall = time.perf_counter(), time.time()
-            answers = send_clicks(base_url, by_client)
-            answered = time.perf_counter() - clicked_at
-            recorded = answered + wait_for(
-                lambda: approvals_recorded(conninfo) >= len(clicks), "every click recorded", args.timeout, 0.05)
-            final = fake.final_at(len(clicks)) - clicked_at_wall
-            wait_for(lambda: outbox_pending(conninfo) == 0, "the outbox drained", args.timeout)
+                processes.enter_context(
+                    running("worker", env, workdir, Path(workdir) / f"worker-{number}.log", ready="started"))
+            answers, times = click_burst(base_url, by_client, conninfo, fake, args.timeout)
         report = fake.report()
         fake.close()
         sound = (
@@ -97,7 +86,7 @@ def run(workers: int, args: argparse.Namespace) -> Run:
             and duplicate_approvals(conninfo) == 0
             and sorted(report["bill_messages"].values()) == [1] * len(clicks)
         )
-    return Run(workers, answered, recorded, final, sound)
+    return Run(workers, times, sound)
 
 
 def parse_args() -> argparse.Namespace:
@@ -120,15 +109,15 @@ def main() -> int:
     for workers in args.workers:
         result = run(workers, args)
         runs.append(result)
-        print(f"{workers} worker process(es): {args.clicks:,} clicks answered in {result.answered:.1f} s, "
-              f"recorded in {result.recorded:.1f} s, shown FINAL in Slack in {result.final:.1f} s "
-              f"(from the first click)   {verdict(result.sound)}", flush=True)
+        print(f"{workers} worker process(es), {args.clicks:,} clicks, from the first click: {result.times.line()}"
+              f"   {verdict(result.sound)}", flush=True)
     base = runs[0]
     print()
     print(f"{os.cpu_count()} CPU cores; every process, PostgreSQL and the fake Slack share them")
     for result in runs[1:]:
-        print(f"{result.workers} workers vs {base.workers}: time to every final state x{base.final / result.final:.2f} "
-              f"faster ({base.final:.1f} s -> {result.final:.1f} s)")
+        before, after = base.times.final, result.times.final
+        print(f"{result.workers} workers vs {base.workers}: every final state x{before / after:.2f} as fast "
+              f"({before:.1f} s -> {after:.1f} s)")
     return 0 if all(result.sound for result in runs) else 1
 
 
