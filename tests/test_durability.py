@@ -355,6 +355,7 @@ class Burst:
 def test_sigkill_during_a_burst_of_clicks_loses_nothing_and_duplicates_nothing(site, database_url):
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
+    print(f"random seed {seed}")  # shown with a failure's captured output
     several = database_url.startswith("postgresql")
     here = site()
     ids = here.one_step_bills(200)
@@ -364,6 +365,7 @@ def test_sigkill_during_a_burst_of_clicks_loses_nothing_and_duplicates_nothing(s
 
     burst = Burst(here, server, ids).start()
     kills = sorted(rng.sample(range(10, 190), 3))
+    print(f"kills after {kills} clicks answered")
     burst.wait_answered(kills[0])
     if worker:
         worker.kill()
@@ -387,7 +389,6 @@ def test_sigkill_during_a_burst_of_clicks_loses_nothing_and_duplicates_nothing(s
 
     here.wait_settled(ids, approved=True)
     here.assert_exactly_once(ids, approved=True)
-    print(f"seed {seed}, kills after {kills} clicks, answers other than 200: {dict(burst.refused)}")
 
 
 def test_slack_failing_then_recovering_leaves_slack_and_the_database_agreeing_without_a_restart(site):
