@@ -55,9 +55,11 @@ MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 METADATA_TYPE = "billprocess_message"
 # Rows that still fail after this long are given up (marked failed and shown to Finance).
 GIVE_UP_AFTER = timedelta(hours=24)
-HISTORY_PAGES = 10
+# A rate-limited row is released a moment after its hold is set; waking this much later finds it due.
+HELD_MARGIN = 0.02
+HISTORY_PAGES = 10  # pages of 200 messages searched for a post whose outcome is unknown
 # A thread whose method is rate limited for at most this long waits with its row instead of putting it back.
-MAX_HOLD_SECONDS = 2.0  # pages of 200 messages searched for a post whose outcome is unknown
+MAX_HOLD_SECONDS = 2.0
 
 
 class Retry(Exception):
@@ -152,7 +154,6 @@ class Delivery:
             pass
 
     def _loop(self) -> None:
-        idle = self.settings.delivery_poll_seconds
         while not self._stopping.is_set():
             try:
                 worked = self.work_once()
@@ -160,8 +161,15 @@ class Delivery:
                 log.exception("delivery worker error")
                 worked = False
             if not worked:
-                self.wake.wait(idle)
+                self.wake.wait(self._idle_seconds())
                 self.wake.clear()
+
+    def _idle_seconds(self) -> float:
+        """Until the next poll, or until just after a rate limit held here ends (its rows are due then)."""
+        now = time.monotonic()
+        with self._held_lock:
+            ends = [until - now + HELD_MARGIN for until in self._held.values() if until > now]
+        return min([self.settings.delivery_poll_seconds, *ends])
 
     def _renew_leases(self) -> None:
         while not self._stopping.wait(self.lease.total_seconds() / 3):

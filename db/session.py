@@ -5,6 +5,11 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Connections kept open per process on PostgreSQL: one per request thread of `serve` (waitress runs 16),
+# so that acknowledging a click never waits to open one; a few more for bursts, closed again after use.
+POOL_SIZE = 16
+POOL_OVERFLOW = 4
+
 
 def make_engine(url: str, **kwargs) -> Engine:
     """An engine for `url`; SQLite gets foreign keys on and writers that queue instead of failing."""
@@ -13,6 +18,8 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    if "poolclass" not in kwargs:
+        kwargs = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, **kwargs}
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
