@@ -4,7 +4,8 @@
 own (`WorkerProcess`): building messages and App Home views next to the HTTP server would hold up the
 acknowledgement of every other request, since Python runs one thread at a time per process. The child
 stops when its parent does, however the parent ends (even SIGKILL), and leaves nothing behind that
-another worker cannot pick up: every piece of work lives in the outbox.
+another worker cannot pick up: every piece of work lives in the outbox. Should the child die while its
+parent runs, the parent starts another.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 PARENT_CHECK_SECONDS = 0.5
+RESTART_CHECK_SECONDS = 1.0
 
 
 def run_worker(settings: Settings, stop: threading.Event, *, parent_pid: int | None = None) -> None:
@@ -58,19 +60,38 @@ def _child_main(settings: Settings, parent_pid: int) -> None:
 
 
 class WorkerProcess:
-    """The delivery worker in a child process of a server; `close()` stops it and waits for it."""
+    """The delivery worker in a child process of a server, started again should it die.
+
+    `close()` stops it (SIGTERM: it finishes the rows in hand) and waits for it.
+    """
 
     def __init__(self, settings: Settings):
-        context = get_context("spawn")
-        self._process = context.Process(
-            target=_child_main, args=(settings, os.getpid()), name="billprocess-worker", daemon=False
+        self.settings = settings
+        self._context = get_context("spawn")
+        self._closing = threading.Event()
+        self._process = self._new_process()
+        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+
+    def _new_process(self):
+        return self._context.Process(
+            target=_child_main, args=(self.settings, os.getpid()), name="billprocess-worker", daemon=False
         )
 
     def start(self) -> WorkerProcess:
         self._process.start()
+        self._watcher.start()
         return self
 
+    def _watch(self) -> None:
+        while not self._closing.wait(RESTART_CHECK_SECONDS):
+            if not self._process.is_alive() and not self._closing.is_set():
+                log.error("the delivery worker process ended (exit code %s); starting it again",
+                          self._process.exitcode)
+                self._process = self._new_process()
+                self._process.start()
+
     def close(self, timeout: float = 30.0) -> None:
+        self._closing.set()
         if self._process.pid is None:
             return
         if self._process.is_alive():

@@ -130,10 +130,14 @@ def test_socket_mode_stops_on_sigterm_and_stops_its_worker_first(cli_env, monkey
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
+    """The process's children, whichever of its threads started them."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return children
 
 
 def _alive(pid: int) -> bool:
@@ -173,3 +177,34 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except FileNotFoundError:
         return ""
+
+
+def test_serve_starts_its_worker_again_when_it_dies(cli_env, database_url):
+    port = _free_port()
+    with FakeSlack() as fake:
+        env = {**os.environ, "DATABASE_URL": database_url, "SLACK_API_URL": fake.url, "SLACK_BOT_TOKEN": TOKEN,
+               "SLACK_SIGNING_SECRET": SIGNING_SECRET, "BILLS_CHANNEL": "C0BILLS01", "PORT": str(port)}
+        server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve"], cwd=cli_env, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+            first = _worker_of(server)
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while (second := _worker_of(server, wait=False)) in (None, first):
+                assert time.monotonic() < deadline, "serve never started its worker again"
+                time.sleep(0.1)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=30) == 0
+    assert "starting it again" in server.stderr.read().decode()
+
+
+def _worker_of(server: subprocess.Popen, *, wait: bool = True) -> int | None:
+    deadline = time.monotonic() + 30
+    while True:
+        workers = [pid for pid in _children(server.pid) if "spawn_main" in _cmdline(pid) and _alive(pid)]
+        if workers or not wait:
+            return workers[0] if workers else None
+        assert time.monotonic() < deadline, "serve started no worker process"
+        time.sleep(0.1)
