@@ -147,9 +147,18 @@ def reminder(session: Session, slack_user_id: str, day: str) -> bool:
     return True
 
 
-def record_job(session: Session, lane: str, slack_user_id: str, payload: dict) -> Outbox:
-    """A click or a command to apply after the acknowledgement; commit before acknowledging."""
-    return add(session, OutboxKind.JOB, lane, slack_user_id=slack_user_id, payload=payload)
+def record_job(session: Session, lane: str, slack_user_id: str, payload: dict) -> None:
+    """A click or a command to apply after the acknowledgement; commit before acknowledging.
+
+    One plain INSERT (no unit of work): it runs before every acknowledgement, so it must be quick.
+    """
+    now = utcnow()
+    session.execute(
+        insert(Outbox).values(
+            kind=OutboxKind.JOB, lane=lane, slack_user_id=slack_user_id, payload=payload,
+            status=OutboxStatus.PENDING, attempts=0, outcome_unknown=False, available_at=now, created_at=now,
+        )
+    )
 
 
 # --- jobs: the change a job causes and the job's completion commit together -----------------------

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PARENT_CHECK_SECONDS = 0.5
 RESTART_CHECK_SECONDS = 1.0
+WORKER_NICENESS = 10
 
 
 def run_worker(settings: Settings, stop: threading.Event, *, parent_pid: int | None = None) -> None:
@@ -55,6 +56,9 @@ def _child_main(settings: Settings, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the parent decides when the child stops (SIGTERM).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Acknowledging Slack within its deadline comes first: on a busy machine the server gets the CPU before
+    # the work that follows the acknowledgements, which is durable and can wait a moment.
+    os.nice(WORKER_NICENESS)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_worker(settings, stop, parent_pid=parent_pid)
 
