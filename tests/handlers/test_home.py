@@ -45,6 +45,7 @@ def bill_ids(view: dict) -> set[int]:
 
 def open_home(slack, slack_user_id: str) -> dict:
     """Open the Home tab as `slack_user_id` and return the view the app published for them."""
+    slack.settle()  # a refresh queued by an earlier change is published first, not taken for this one
     before = len([c for c in slack.fake.calls("views.publish") if c["user_id"] == slack_user_id])
     response = slack.open_home(slack_user_id)
     assert response.status == 200, response
