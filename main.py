@@ -338,6 +338,9 @@ def bills_edit(cli: Cli, args) -> None:
 def bills_send(cli: Cli, args) -> None:
     from bot.mailer import Mailer
 
+    if args.delivered:
+        _act(cli, args, workflow.mark_delivered)
+        return
     _act(cli, args, workflow.send, deliver=Mailer.from_settings(cli.settings).send_bill, again=args.again)
 
 
@@ -412,9 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     act("approve", bills_approve, "approve a bill")
     act("reject", bills_reject, "reject a bill (write off its overage)").add_argument("--reason", required=True)
     act("edit", bills_edit, "change a draft's unit cost").add_argument("--unit-cost", required=True)
-    act("send", bills_send, "email an approved bill to the customer").add_argument(
+    after_uncertain = act("send", bills_send, "email an approved bill to the customer").add_mutually_exclusive_group()
+    after_uncertain.add_argument(
         "--again", action="store_true",
         help="email it once more after a send that was not confirmed (check with the customer first)")
+    after_uncertain.add_argument(
+        "--delivered", action="store_true",
+        help="record it as sent, without emailing it, after a send that was not confirmed but reached the customer")
     act("undo", bills_undo, "undo the latest action on a bill").add_argument("--reason")
     return parser
 

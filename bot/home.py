@@ -18,6 +18,7 @@ from db.types import AMOUNT
 
 # Each listed bill takes one or two blocks; Slack allows 100 per view.
 MAX_LISTED_BILLS = 30
+MAX_LISTED_SENDING = 15  # a bill whose send is not confirmed takes two blocks: its summary and its buttons
 MAX_FAILED_SHOWN = 5
 APPROVER_BUTTONS = frozenset({ActionType.APPROVE, ActionType.REJECT})
 FINANCE_BUTTONS = frozenset({ActionType.SEND})
@@ -50,7 +51,7 @@ class FinanceHome:
     to_send_count: int
     failed: list[Outbox]  # Slack messages that could not be delivered, newest first (a few)
     failed_count: int
-    sending: list[Bill]  # FINAL bills whose email is on its way or not confirmed, at most MAX_LISTED_BILLS
+    sending: list[Bill]  # FINAL bills whose email is on its way or not confirmed, at most MAX_LISTED_SENDING
     sending_count: int
 
 
@@ -85,7 +86,7 @@ def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
     sending = session.scalars(
         in_flight.options(joinedload(Bill.customer), joinedload(Bill.sending_by))
         .order_by(Bill.sending_started_at, Bill.id)
-        .limit(MAX_LISTED_BILLS)
+        .limit(MAX_LISTED_SENDING)
     ).all()
     return FinanceHome(
         user=user,

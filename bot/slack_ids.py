@@ -13,6 +13,7 @@ class ActionId(str, enum.Enum):
     REJECT = "bill_reject"
     SEND = "bill_send"
     SEND_AGAIN = "bill_send_again"
+    MARK_SENT = "bill_mark_sent"
     UNDO = "bill_undo"
 
 

@@ -1,4 +1,4 @@
-"""The approval workflow (SPEC §4): approve, reject, edit, send and undo a bill.
+"""The approval workflow (SPEC §4): approve, reject, edit, send (or mark as sent) and undo a bill.
 
 Each service owns its transaction: it locks the bill's row, reloads the acting account, checks the
 rules, changes the bill and writes exactly one bill action, all in one commit; a refusal raises a
@@ -204,10 +204,13 @@ class Sending:
 
     @property
     def how_to_send_again(self) -> str:
+        """What Finance does next: send it again on purpose, or record it as sent when the customer has it."""
         return (
             "Check with the customer; to email the bill once more, send it again on purpose: Send again on its"
             f" message, `/bill send {self.bill_id} again`,"
-            f" or `billprocess bills send {self.bill_id} --as NAME --again`."
+            f" or `billprocess bills send {self.bill_id} --as NAME --again`. If they have it, record it as sent"
+            f" without emailing it again: Mark as sent, `/bill send {self.bill_id} delivered`,"
+            f" or `billprocess bills send {self.bill_id} --as NAME --delivered`."
         )
 
 
@@ -348,13 +351,37 @@ def _check_not_sending(bill: Bill, again: bool) -> None:
     if current is None:
         return
     if not current.uncertain:
-        message = (
-            f"Bill #{bill.id} is being sent by {_name(current.by)} since {timestamp(current.started_at)};"
-            " look at it again in a minute"
-        )
-        raise _got_there_first(SendInProgress, message, bill, ActionType.SEND, current.by, current.started_at)
+        raise _in_progress(bill, current)
     if not again:
         raise SendUncertain(f"{current.summary} {current.how_to_send_again}", bill_id=bill.id)
+
+
+def _in_progress(bill: Bill, current: Sending) -> SendInProgress:
+    message = (
+        f"Bill #{bill.id} is being sent by {_name(current.by)} since {timestamp(current.started_at)};"
+        " look at it again in a minute"
+    )
+    return _got_there_first(SendInProgress, message, bill, ActionType.SEND, current.by, current.started_at)
+
+
+def _check_mark_delivered(bill: Bill, actor: User) -> Sending:
+    """Refuse recording a bill as sent without an email, unless its earlier send is uncertain."""
+    if actor.role is not Role.FINANCE:
+        raise NotAllowed("Only Finance can mark a bill as sent")
+    latest = latest_change(bill)
+    if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
+        raise _already_done(bill, latest)
+    if bill.status is not BillStatus.FINAL:
+        raise InvalidTransition(
+            f"Bill #{bill.id} is {bill.status.value}; only a FINAL bill whose send was interrupted"
+            " can be marked as sent"
+        )
+    current = sending(bill)
+    if current is None:
+        raise InvalidTransition(f"Bill #{bill.id} has no interrupted send to confirm")
+    if not current.uncertain:
+        raise _in_progress(bill, current)
+    return current
 
 
 def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAction:
@@ -625,6 +652,27 @@ def send(
             comment = f"emailed to {bill.customer.billing_email}" + (f" via {where}" if where else "")
             _mark_sending(bill, None, None, refresh=False)  # the SEND below refreshes what Slack shows
             _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])
+        _load_for_display(bill)
+    return bill
+
+
+def mark_delivered(*, session: Session, bill_id: int, actor: User, seen_action_id: int | None = None) -> Bill:
+    """Record a bill whose send was interrupted as SENT without emailing it again.
+
+    For when Finance knows the interrupted email reached the customer (they confirmed it, or the mail
+    server's log shows it was accepted); the SEND action names the interrupted send.
+    """
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        interrupted = _check_mark_delivered(bill, user)
+        check_unchanged(bill, seen_action_id, "marking it as sent")
+        why = f" ({interrupted.error})" if interrupted.error else ""
+        comment = (
+            f"confirmed delivered to {bill.customer.billing_email} without emailing it again; the interrupted"
+            f" send was started by {_name(interrupted.by)} at {timestamp(interrupted.started_at)}{why}"
+        )
+        _mark_sending(bill, None, None, refresh=False)  # the SEND below refreshes what Slack shows
+        _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])
         _load_for_display(bill)
     return bill
 

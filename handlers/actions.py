@@ -1,8 +1,8 @@
-"""Clicks on a bill's buttons: Approve, Reject (opens the reason modal), Send, Send again and Undo.
+"""Clicks on a bill's buttons: Approve, Reject (opens the reason modal), Send, Send again, Mark as sent and Undo.
 
 A button says which bill it is for and the version of the bill it was shown with (its latest effective
 action); every click reloads the bill, checks the clicking person's rights in the workflow service, and
-is refused when the bill changed since. Approve, Send, Send again and Undo clicks are recorded in the outbox, then
+is refused when the bill changed since. Every click but Reject is recorded in the outbox, then
 acknowledged, and applied by the delivery workers (handlers/jobs.py), which tell the person about a
 refusal; Reject opens its modal at once, since Slack's trigger_id expires within three seconds.
 """
@@ -78,6 +78,11 @@ def _send_again(session: Session, user: User, value: str | None, services) -> Bi
     return _send(session, user, value, services, again=True)
 
 
+def _mark_sent(session: Session, user: User, value: str | None, services) -> Bill:
+    bill_id, seen_action_id = parse_bill_value(value)
+    return workflow.mark_delivered(session=session, bill_id=bill_id, actor=user, seen_action_id=seen_action_id)
+
+
 def _undo(session: Session, user: User, value: str | None, services) -> Bill:
     # The button names the action the person saw; if another undo or action came first, nothing is undone.
     bill_id, action_id = parse_undo_value(value)
@@ -88,6 +93,7 @@ SERVICES: dict[str, Callable[..., Bill]] = {
     ActionId.APPROVE.value: _approve,
     ActionId.SEND.value: _send,
     ActionId.SEND_AGAIN.value: _send_again,
+    ActionId.MARK_SENT.value: _mark_sent,
     ActionId.UNDO.value: _undo,
 }
 

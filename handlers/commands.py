@@ -320,19 +320,27 @@ def edit(request: CommandRequest) -> None:
 
 
 def send(request: CommandRequest) -> None:
-    bill_text, again = arguments(request, "a bill number", "again", optional=1)
+    bill_text, word = arguments(request, "a bill number", "again or delivered", optional=1)
     bill_id = bill_id_argument(request, bill_text)
-    if again is not None and again.lower() != "again":
-        raise invalid(request, f"`/bill send` does not take `{escape(again)}`.")
+    how = (word or "").lower()
+    if how not in ("", "again", "delivered"):
+        raise invalid(request, f"`/bill send` does not take `{escape(word)}`.")
     with request.services.sessions() as session:
-        bill = workflow.send(
-            session=session,
-            bill_id=bill_id,
-            actor=request.account(),
-            deliver=request.services.mailer.send_bill,
-            again=again is not None,
-        )
-    request.reply(f":envelope: Bill #{bill.id} was sent to {escape(bill.customer.billing_email)}.")
+        if how == "delivered":
+            bill = workflow.mark_delivered(session=session, bill_id=bill_id, actor=request.account())
+        else:
+            bill = workflow.send(
+                session=session,
+                bill_id=bill_id,
+                actor=request.account(),
+                deliver=request.services.mailer.send_bill,
+                again=how == "again",
+            )
+    email = escape(bill.customer.billing_email)
+    if how == "delivered":
+        request.reply(f":envelope: Bill #{bill.id} is recorded as sent to {email}; no email was sent.")
+    else:
+        request.reply(f":envelope: Bill #{bill.id} was sent to {email}.")
 
 
 def undo(request: CommandRequest) -> None:
@@ -363,8 +371,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "show": Subcommand(show, None, "/bill show <id>", "a bill's details and full history"),
     "edit": Subcommand(edit, FINANCE, "/bill edit <id> <unit cost>", "change a DRAFT bill's unit cost"),
     "send": Subcommand(
-        send, FINANCE, "/bill send <id> [again]",
-        "email an approved (FINAL) bill to the customer; `again` after a send that was not confirmed",
+        send, FINANCE, "/bill send <id> [again|delivered]",
+        "email an approved (FINAL) bill to the customer; after a send that was not confirmed, `again` emails it"
+        " once more and `delivered` records it as sent without emailing it",
     ),
     "undo": Subcommand(undo, None, "/bill undo <id> [reason]", "undo a bill's latest approval, rejection or edit"),
     "customers": Subcommand(customers, None, "/bill customers", "every customer and its contract"),

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 import main
 from bot.accounts import secret_matches
+from bot.formatting import timestamp
 from db.models import Bill, BillStatus, LinkCode, User
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,6 +277,38 @@ def test_a_send_that_was_not_confirmed_is_shown_and_sent_again_only_with_again(c
     [sent] = (cli_env / "mail").glob(f"bill-{hooli}-*.eml")
     assert f"Message-ID: <bill-{hooli}@" in sent.read_text()
     assert "Sending:" not in cli("bills", "show", hooli)[1]
+
+
+def test_a_send_that_was_not_confirmed_is_recorded_as_sent_without_an_email_with_delivered(cli, cli_env, db, capsys):
+    cli("seed")
+    cli("bills", "generate")
+    hooli = _latest(cli, "DRAFT", "Hooli Search")
+    cli("bills", "approve", hooli, "--as", "sam")
+
+    code, out, err = cli("bills", "send", hooli, "--as", "fiona", "--delivered")
+    assert (code, out, err) == (1, "", f"error: Bill #{hooli} has no interrupted send to confirm\n")
+    started = datetime.now(timezone.utc) - timedelta(minutes=10)
+    with db() as session, session.begin():  # what a send killed while the mail server had the email leaves
+        fiona = session.scalar(select(User).where(User.name == "fiona"))
+        bill = session.get(Bill, int(hooli))
+        bill.sending_started_at, bill.sending_by = started, fiona
+    assert f"`billprocess bills send {hooli} --as NAME --delivered`" in cli("bills", "show", hooli)[1]
+
+    with pytest.raises(SystemExit) as exited:
+        cli("bills", "send", hooli, "--as", "fiona", "--again", "--delivered")
+    assert exited.value.code == 2
+    assert "error: argument --delivered: not allowed with argument --again" in capsys.readouterr().err
+    code, out, err = cli("bills", "send", hooli, "--as", "sam", "--delivered")
+    assert (code, out, err) == (1, "", "error: Only Finance can mark a bill as sent\n")
+
+    code, out, err = cli("bills", "send", hooli, "--as", "fiona", "--delivered")
+
+    assert code == 0 and err == "" and f"Bill #{hooli} (Hooli Search) is now SENT." in out
+    assert (f"SEND     FINAL → SENT  confirmed delivered to billing@hooli.example.com without emailing it again;"
+            f" the interrupted send was started by fiona at {timestamp(started)}") in out
+    assert list((cli_env / "mail").glob(f"bill-{hooli}-*.eml")) == []
+    shown = cli("bills", "show", hooli)[1]
+    assert "Status:          SENT" in shown and "Sending:" not in shown
 
 
 def test_operator_refusals_are_one_line_and_change_nothing(cli):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -23,8 +23,9 @@ from bot.errors import (
     SendUncertain,
     WaitingForOther,
 )
+from bot.formatting import timestamp
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role
+from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, utcnow
 from db.models import Outbox as OutboxRow
 from tests.factories import add_customer, add_user
 
@@ -482,6 +483,103 @@ def test_an_unknown_outcome_keeps_the_bill_final_refuses_a_plain_send_and_undo_a
     assert outbox.sent == [(bill_id, "billing@acme.example", BillStatus.FINAL)]
     assert bill.status is BillStatus.SENT and bill.actions[-1].stakeholder_id == people["fred"].id
     assert (bill.sending_started_at, bill.sending_by_id, bill.sending_error) == (None, None, None)
+
+
+# --- marking as sent a bill whose interrupted email reached the customer -------------------------------
+
+
+def interrupt_send(db, bill_id, by, *, minutes_ago: float):
+    """Leave the bill as a send that started `minutes_ago` and never finished leaves it (the process died)."""
+    with db() as s, s.begin():
+        bill = s.get(Bill, bill_id)
+        bill.sending_started_at, bill.sending_by_id = utcnow() - timedelta(minutes=minutes_ago), by.id
+        return bill.sending_started_at
+
+
+def test_marking_an_uncertain_send_as_sent_records_the_send_without_an_email(db, session, people):
+    bill_id = make_bill(session, db, people)
+    act(db, workflow.approve, bill_id, people["sam"])
+
+    def unknown(bill: Bill) -> None:
+        raise DeliveryUncertain("the mail server did not answer after the email was handed over")
+
+    with pytest.raises(SendUncertain, match=f"`/bill send {bill_id} delivered`"):
+        act(db, workflow.send, bill_id, people["fiona"], deliver=unknown)
+    started = load(db, bill_id).sending_started_at
+    before = queued(db)
+
+    bill = act(db, workflow.mark_delivered, bill_id, people["fred"])
+
+    assert bill.status is BillStatus.SENT and kinds(bill) == ["DRAFT", "APPROVE", "SEND"]
+    send = bill.actions[-1]
+    assert (send.stakeholder_id, send.status_before, send.status_after) == (
+        people["fred"].id, BillStatus.FINAL, BillStatus.SENT
+    )
+    assert send.comment == (
+        "confirmed delivered to billing@acme.example without emailing it again; the interrupted send was started"
+        f" by fiona at {timestamp(started)} (the mail server did not answer after the email was handed over)"
+    )
+    assert (bill.sending_started_at, bill.sending_by_id, bill.sending_error) == (None, None, None)
+    # Committed with the SEND: the bill's message, its thread reply and the Homes, once each.
+    assert queued(db)[len(before):] == [("bill_message", bill_id), ("thread_reply", bill_id), ("homes", None)]
+    with db() as s:
+        reply = s.scalars(select(OutboxRow).order_by(OutboxRow.id.desc()).limit(2)).all()[1]
+        assert reply.payload == {"action_id": send.id}
+
+    outbox = Outbox()
+    for again in (False, True):
+        with pytest.raises(AlreadyDone, match=f"Bill #{bill_id} was already sent by fred at "):
+            act(db, workflow.send, bill_id, people["fiona"], deliver=outbox, again=again)
+    with pytest.raises(AlreadyDone, match=f"Bill #{bill_id} was already sent by fred at "):
+        act(db, workflow.mark_delivered, bill_id, people["fiona"])
+    assert outbox.sent == []
+    with pytest.raises(InvalidTransition, match="a sent bill cannot be undone"):
+        act(db, workflow.undo, bill_id, people["fiona"])
+
+
+def test_a_send_interrupted_by_a_dying_process_is_named_in_the_record(db, session, people):
+    bill_id = make_bill(session, db, people)
+    act(db, workflow.approve, bill_id, people["sam"])
+    started = interrupt_send(db, bill_id, people["fiona"], minutes_ago=5)
+
+    bill = act(db, workflow.mark_delivered, bill_id, people["fiona"])
+
+    assert bill.status is BillStatus.SENT
+    assert bill.actions[-1].comment == (
+        "confirmed delivered to billing@acme.example without emailing it again; the interrupted send was started"
+        f" by fiona at {timestamp(started)}"
+    )
+
+
+def test_marking_as_sent_is_refused_unless_finance_marks_a_final_bill_whose_send_is_uncertain(db, session, people):
+    bill_id = make_bill(session, db, people)
+
+    def refused(actor, error, message):
+        before = rows(db), queued(db)
+        with pytest.raises(error) as caught:
+            act(db, workflow.mark_delivered, bill_id, people[actor])
+        assert str(caught.value) == message
+        assert (rows(db), queued(db)) == before
+
+    refused("fiona", InvalidTransition,
+            f"Bill #{bill_id} is DRAFT; only a FINAL bill whose send was interrupted can be marked as sent")
+    act(db, workflow.approve, bill_id, people["sam"])
+    refused("fiona", InvalidTransition, f"Bill #{bill_id} has no interrupted send to confirm")
+    started = interrupt_send(db, bill_id, people["fiona"], minutes_ago=0)
+    refused("fred", SendInProgress,
+            f"Bill #{bill_id} is being sent by fiona since {timestamp(started)}; look at it again in a minute")
+    interrupt_send(db, bill_id, people["fiona"], minutes_ago=5)
+    refused("sam", NotAllowed, "Only Finance can mark a bill as sent")
+    refused("carol", NotAllowed, "Only Finance can mark a bill as sent")
+    assert load(db, bill_id).status is BillStatus.FINAL
+
+
+def test_a_written_off_bill_cannot_be_marked_as_sent(db, session, people):
+    bill_id = make_bill(session, db, people)
+    act(db, workflow.reject, bill_id, people["sam"], reason="waived")
+
+    with pytest.raises(InvalidTransition, match=f"Bill #{bill_id} is WRITEOFF; only a FINAL bill whose send"):
+        act(db, workflow.mark_delivered, bill_id, people["fiona"])
 
 
 # --- undoing -------------------------------------------------------------------------------------------

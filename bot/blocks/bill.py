@@ -177,19 +177,13 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
             _button("Reject", ActionId.REJECT, value, "danger"),
         ]
     if bill.status is BillStatus.FINAL and bill.sending_started_at is not None:
-        buttons.append(send_again_button(bill))
+        buttons += uncertain_send_buttons(bill)
     elif bill.status is BillStatus.FINAL:
-        confirm = ConfirmObject(
-            title="Send this bill?",
-            text=PlainTextObject(
-                text=clip(
-                    f"Bill #{bill.id} for {money(bill.overage_amount)} will be emailed to "
-                    f"{bill.customer.billing_email}. A sent bill cannot be undone.",
-                    300,
-                )
-            ),
-            confirm="Send",
-            deny="Cancel",
+        confirm = _confirm(
+            "Send this bill?",
+            f"Bill #{bill.id} for {money(bill.overage_amount)} will be emailed to {bill.customer.billing_email}."
+            " A sent bill cannot be undone.",
+            "Send",
         )
         buttons.append(_button("Send", ActionId.SEND, value, "primary", confirm=confirm))
     target = undo_target(bill)
@@ -198,22 +192,35 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     return buttons
 
 
-def send_again_button(bill: Bill) -> ButtonElement:
-    """Send a bill whose earlier send is not confirmed once more, after a confirmation that says so."""
-    confirm = ConfirmObject(
-        title="Send this bill again?",
-        text=PlainTextObject(
-            text=clip(
-                f"An earlier email of bill #{bill.id} may already have reached the customer. Send it again only"
-                f" once you know they do not have it: {money(bill.overage_amount)} is emailed to"
-                f" {bill.customer.billing_email} once more.",
-                300,
-            )
-        ),
-        confirm="Send again",
-        deny="Cancel",
+def uncertain_send_buttons(bill: Bill) -> list[ButtonElement]:
+    """For a bill whose earlier send is not confirmed: Send again, and Mark as sent (the customer has it)."""
+    return [_send_again_button(bill), _mark_sent_button(bill)]
+
+
+def _send_again_button(bill: Bill) -> ButtonElement:
+    confirm = _confirm(
+        "Send this bill again?",
+        f"An earlier email of bill #{bill.id} may already have reached the customer. Send it again only once you"
+        f" know they do not have it: {money(bill.overage_amount)} is emailed to {bill.customer.billing_email}"
+        " once more.",
+        "Send again",
     )
     return _button("Send again", ActionId.SEND_AGAIN, shown_value(bill), "danger", confirm=confirm)
+
+
+def _mark_sent_button(bill: Bill) -> ButtonElement:
+    confirm = _confirm(
+        "Mark this bill as sent?",
+        f"Bill #{bill.id} is recorded as sent to {bill.customer.billing_email}. No email will be sent: do this"
+        " only once you know the customer received the earlier email.",
+        "Mark as sent",
+    )
+    return _button("Mark as sent", ActionId.MARK_SENT, shown_value(bill), confirm=confirm)
+
+
+def _confirm(title: str, text: str, confirm: str) -> ConfirmObject:
+    """The dialog Slack shows before a click goes through; its text is clipped to Slack's 300 characters."""
+    return ConfirmObject(title=title, text=PlainTextObject(text=clip(text, 300)), confirm=confirm, deny="Cancel")
 
 
 def sending_text(bill: Bill) -> str | None:

@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.blocks import clip, context, escape, header, mention, message_blocks
-from bot.blocks.bill import send_again_button, sending_text, shown_value
+from bot.blocks.bill import sending_text, shown_value, uncertain_send_buttons
 from bot.formatting import OUTBOX_WHAT, bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillStatus, User
@@ -138,10 +138,11 @@ def finance_home(home: FinanceHome) -> list[Block]:
         ]
     if home.sending:
         blocks += [DividerBlock(), HeaderBlock(text="Sending not confirmed")]
-        blocks += [
-            SectionBlock(text=_text(f"{bill_summary(bill)}\n{sending_text(bill)}"), accessory=send_again_button(bill))
-            for bill in home.sending
-        ]
+        for bill in home.sending:
+            blocks += [
+                SectionBlock(text=_text(f"{bill_summary(bill)}\n{sending_text(bill)}")),
+                ActionsBlock(elements=uncertain_send_buttons(bill)),
+            ]
         blocks += _more(len(home.sending), home.sending_count, "`/bill list FINAL` lists them all.")
     blocks += [DividerBlock(), HeaderBlock(text="Approved, waiting to be sent")]
     if not home.to_send:

@@ -171,7 +171,7 @@ def test_a_final_bill_offers_send_with_a_confirmation_and_names_finance():
     assert "billing@acme.example" in send["confirm"]["text"]["text"]
 
 
-def test_a_send_on_its_way_is_shown_with_when_it_counts_as_interrupted_and_nothing_to_click_but_send_again():
+def test_a_send_on_its_way_is_shown_with_when_it_counts_as_interrupted_and_only_what_to_do_then():
     bill = make_bill()
     approval = act(bill, SAM, ActionType.APPROVE, BillStatus.FINAL)
     bill.sending_started_at, bill.sending_by = datetime.now(timezone.utc), FIONA
@@ -179,10 +179,14 @@ def test_a_send_on_its_way_is_shown_with_when_it_counts_as_interrupted_and_nothi
     started, deadline = bill.sending_started_at, bill.sending_started_at + SEND_IN_PROGRESS_FOR
     assert (f":hourglass_flowing_sand: Bill #12 is being emailed by fiona since {timestamp(started)}. If this is"
             f" still shown at {timestamp(deadline)}, the send was interrupted") in shown(blocks)
-    assert buttons(blocks) == [(ActionId.SEND_AGAIN.value, "Send again", bill_value(12, approval.id))]
+    # The message is not redrawn when the send turns out to be interrupted: its buttons are ready for then.
+    assert buttons(blocks) == [
+        (ActionId.SEND_AGAIN.value, "Send again", bill_value(12, approval.id)),
+        (ActionId.MARK_SENT.value, "Mark as sent", bill_value(12, approval.id)),
+    ]
 
 
-def test_a_send_whose_outcome_is_unknown_warns_and_offers_send_again_with_a_confirmation():
+def test_a_send_whose_outcome_is_unknown_warns_and_offers_send_again_and_mark_as_sent_with_confirmations():
     bill = make_bill()
     act(bill, SAM, ActionType.APPROVE, BillStatus.FINAL)
     bill.sending_started_at, bill.sending_by = AT, FIONA
@@ -192,11 +196,17 @@ def test_a_send_whose_outcome_is_unknown_warns_and_offers_send_again_with_a_conf
     assert (":warning: Sending of bill #12 is uncertain: fiona started emailing it at 2026-11-03 10:32 UTC and"
             " the outcome was never confirmed (the mail server at mail:25 did not answer within 30 seconds"
             " &lt;after&gt; &amp; so on). The customer may have received it.") in body
-    assert "`/bill send 12 again`" in body
-    [send_again] = next(block for block in blocks if block["type"] == "actions")["elements"]
+    assert "`/bill send 12 again`" in body and "`/bill send 12 delivered`" in body
+    [send_again, mark_sent] = next(block for block in blocks if block["type"] == "actions")["elements"]
     assert send_again["action_id"] == ActionId.SEND_AGAIN.value
     assert send_again["confirm"]["title"]["text"] == "Send this bill again?"
     assert "may already have reached the customer" in send_again["confirm"]["text"]["text"]
+    assert mark_sent["action_id"] == ActionId.MARK_SENT.value
+    assert mark_sent["confirm"]["title"]["text"] == "Mark this bill as sent?"
+    assert mark_sent["confirm"]["text"]["text"] == (
+        "Bill #12 is recorded as sent to billing@acme.example. No email will be sent: do this only once you know"
+        " the customer received the earlier email."
+    )
 
 
 def test_a_written_off_bill_shows_who_rejected_it_and_why_and_only_offers_undo():

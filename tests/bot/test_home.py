@@ -11,7 +11,7 @@ from bot import workflow
 from bot.billing import generate_month
 from bot.errors import DeliveryUncertain, SendUncertain
 from bot.bills import get_bill
-from bot.home import MAX_LISTED_BILLS, home_view, waiting_for
+from bot.home import MAX_LISTED_BILLS, MAX_LISTED_SENDING, home_view, waiting_for
 from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value, parse_bill_value
 from db.models import Bill, BillStatus, Customer, Role
@@ -112,7 +112,7 @@ def test_finance_no_longer_sees_a_sent_bill(db, people, bills):
     assert "*SENT* — sent to the customer\n1 bill · 2.00" in texts(view)
 
 
-def test_finance_sees_a_bill_whose_send_is_not_confirmed_apart_with_send_again(db, people, bills):
+def test_finance_sees_a_bill_whose_send_is_not_confirmed_apart_with_send_again_and_mark_as_sent(db, people, bills):
     with db() as s:
         with pytest.raises(SendUncertain):
             workflow.send(session=s, bill_id=bills["Delta"], actor=people["fiona"], deliver=unknown_outcome)
@@ -120,7 +120,10 @@ def test_finance_sees_a_bill_whose_send_is_not_confirmed_apart_with_send_again(d
     view = view_for(db, people["fiona"])
     text = texts(view)
 
-    assert buttons(view) == [(ActionId.SEND_AGAIN.value, shown_value(db, bills["Delta"]))]
+    assert buttons(view) == [
+        (ActionId.SEND_AGAIN.value, shown_value(db, bills["Delta"])),
+        (ActionId.MARK_SENT.value, shown_value(db, bills["Delta"])),
+    ]
     assert "Sending not confirmed" in text
     assert f"Bill #{bills['Delta']} · Delta" in text
     assert f"Sending of bill #{bills['Delta']} is uncertain: fiona started emailing it at " in text
@@ -208,6 +211,29 @@ def test_long_lists_are_capped_within_the_view_limit_and_say_how_many_more(sessi
     assert buttons(finance)[0] == (ActionId.SEND.value, shown_value(db, ids[0]))
     assert "…and 5 more. `/bill list FINAL` lists them all." in texts(finance)
     assert "*FINAL* — approved, to be sent\n35 bills · 350.00" in texts(finance)
+
+
+def test_finance_lists_with_many_uncertain_sends_and_bills_to_send_stay_within_the_view_limit(session, db, people):
+    for number in range(MAX_LISTED_BILLS + MAX_LISTED_SENDING + 10):
+        add_customer(session, f"Customer {number:02d}", usage={(PERIOD.year, PERIOD.month): 2000})
+    with db() as s:
+        generate_month(session=s, period=PERIOD, actor=people["fiona"], today=TODAY)
+    with db() as s:
+        ids = list(s.scalars(select(Bill.id).order_by(Bill.id)))
+    for bill_id in ids:
+        with db() as s:
+            workflow.approve(session=s, bill_id=bill_id, actor=people["carol"])
+    for bill_id in ids[: MAX_LISTED_SENDING + 4]:
+        with db() as s, pytest.raises(SendUncertain):
+            workflow.send(session=s, bill_id=bill_id, actor=people["fiona"], deliver=unknown_outcome)
+
+    view = view_for(db, people["fiona"])
+
+    assert len(view["blocks"]) <= 100
+    kinds = [action_id for action_id, _ in buttons(view)]
+    assert kinds.count(ActionId.SEND_AGAIN.value) == kinds.count(ActionId.MARK_SENT.value) == MAX_LISTED_SENDING
+    assert kinds.count(ActionId.SEND.value) == MAX_LISTED_BILLS
+    assert "…and 4 more. `/bill list FINAL` lists them all." in texts(view)
 
 
 def test_approver_list_is_capped_too(session, db, people):

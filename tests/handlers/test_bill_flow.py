@@ -496,10 +496,11 @@ def test_an_interrupted_send_is_refused_shown_as_uncertain_and_sent_again_only_o
     assert f"`/bill send {one_step} again`" in refusal
     bills.settle()
     assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
-    message = bills.message(one_step)  # refreshed by the refusal: the warning, and Send again instead of Send
+    message = bills.message(one_step)  # refreshed by the refusal: the warning, Send again and Mark as sent
     assert f"Sending of bill #{one_step} is uncertain" in texts(message)
-    assert set(button_values(message)) == {"Send again"}
-    [button] = [element for block in message["blocks"] if block["type"] == "actions" for element in block["elements"]]
+    assert set(button_values(message)) == {"Send again", "Mark as sent"}
+    [button] = [element for block in message["blocks"] if block["type"] == "actions" for element in block["elements"]
+                if element["text"]["text"] == "Send again"]
     assert button["confirm"]["title"]["text"] == "Send this bill again?"
 
     bills.click_button(FINANCE, one_step, "Send again")
@@ -514,6 +515,51 @@ def test_an_interrupted_send_is_refused_shown_as_uncertain_and_sent_again_only_o
     bills.settle()
     message = bills.message(one_step)
     assert button_values(message) == {} and "uncertain" not in texts(message)
+
+
+def test_mark_as_sent_records_an_interrupted_send_as_delivered_without_emailing_it(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+    interrupt_send(bills, one_step, minutes_ago=5)
+    started = timestamp(bills.bill(one_step).sending_started_at)
+    bills.click(FINANCE, ActionId.SEND, one_step)  # refused: the message is redrawn with the uncertain send
+    bills.told(FINANCE)
+    bills.settle()
+    [button] = [element for block in bills.message(one_step)["blocks"] if block["type"] == "actions"
+                for element in block["elements"] if element["text"]["text"] == "Mark as sent"]
+    assert button["confirm"]["title"]["text"] == "Mark this bill as sent?"
+    assert "No email will be sent" in button["confirm"]["text"]["text"]
+
+    bills.click_button(FINANCE, one_step, "Mark as sent")
+
+    _, sent = bills.wait_thread(one_step, 2)
+    assert texts(sent).startswith(
+        f":email: <@{FINANCE}> sent bill #{one_step} (confirmed delivered to billing@acme.example without emailing"
+        f" it again; the interrupted send was started by fiona at {started})"
+    )
+    bill = bills.bill(one_step)
+    assert bill.status is BillStatus.SENT and bill.sending_started_at is None
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.APPROVE, ActionType.SEND]
+    bills.settle()
+    assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
+    message = bills.message(one_step)
+    assert button_values(message) == {} and "uncertain" not in texts(message)
+    assert f"*Sent* by <@{FINANCE}> at " in texts(message)
+    assert bills.slack.responses(FINANCE)[1:] == []  # nothing to tell: the thread says it
+
+
+def test_mark_as_sent_on_a_bill_with_no_interrupted_send_is_refused_and_changes_nothing(bills, one_step):
+    bills.click(SALES, ActionId.APPROVE, one_step)
+    bills.wait_thread(one_step, 1)
+
+    bills.click(FINANCE, ActionId.MARK_SENT, one_step)  # a button from an earlier, uncertain, state
+    bills.click(SALES, ActionId.MARK_SENT, one_step)
+
+    assert bills.told(FINANCE) == [f":warning: Bill #{one_step} has no interrupted send to confirm"]
+    assert bills.told(SALES) == [":warning: Only Finance can mark a bill as sent"]
+    bills.settle()
+    assert bills.actions(one_step) == [ActionType.DRAFT, ActionType.APPROVE]
+    assert bills.bill(one_step).status is BillStatus.FINAL and len(bills.thread(one_step)) == 1
 
 
 def test_a_send_on_its_way_is_not_started_twice(bills, one_step):

@@ -378,7 +378,7 @@ def test_send_from_the_command_emails_the_bill(slack):
     assert bills(slack)[0].status is BillStatus.SENT
     assert list(slack.settings.mail_dir.rglob("*.eml"))
     slack.settle()
-    assert "sent" in thread_replies(slack, bill)[-1]["text"]
+    assert "sent" in thread_replies(slack, bill, 2)[-1]["text"]  # after the approval's reply
 
 
 def test_a_send_that_was_not_confirmed_is_shown_and_only_sent_again_with_again(slack):
@@ -405,6 +405,33 @@ def test_a_send_that_was_not_confirmed_is_shown_and_only_sent_again_with_again(s
     assert f"Bill #{bill.id} was sent to billing@customer-1.example" in answer
     assert len(list(slack.settings.mail_dir.rglob("*.eml"))) == 1
     assert bills(slack)[0].status is BillStatus.SENT
+
+
+def test_send_delivered_records_a_send_that_was_not_confirmed_as_sent_without_an_email(slack):
+    people = team(slack)
+    customers(slack, 1)
+    [bill] = generated(slack)
+    with slack.db() as session:
+        workflow.approve(session=session, bill_id=bill.id, actor=people["sam"])
+
+    refused = texts(slack.ask(FINANCE, f"send {bill.id} delivered"))
+    assert f"Bill #{bill.id} has no interrupted send to confirm" in refused
+    with slack.db() as session, session.begin():  # a send whose process died while the mail server had the email
+        session.get(Bill, bill.id).sending_started_at = utcnow() - timedelta(minutes=10)
+        session.get(Bill, bill.id).sending_by_id = people["fiona"].id
+    assert f"`/bill send {bill.id} delivered`" in texts(slack.ask(FINANCE, f"show {bill.id}"))
+
+    answer = texts(slack.ask(FINANCE, f"send {bill.id} Delivered"))
+
+    assert f"Bill #{bill.id} is recorded as sent to billing@customer-1.example; no email was sent." in answer
+    assert not list(slack.settings.mail_dir.rglob("*.eml"))
+    [sent] = bills(slack)
+    assert sent.status is BillStatus.SENT and sent.sending_started_at is None
+    assert "confirmed delivered to billing@customer-1.example without emailing it again" in (
+        thread_replies(slack, bill, 2)[-1]["text"]
+    )
+    again = texts(slack.ask(FINANCE, f"send {bill.id} delivered"))
+    assert f"Bill #{bill.id} was already sent by <@{FINANCE}> at " in again
 
 
 def test_undo_from_the_command_with_a_reason(slack):
@@ -450,7 +477,9 @@ def test_a_refused_change_says_why_and_changes_nothing(slack):
         ("edit 1", "`/bill edit` needs the new unit cost. Usage: `/bill edit <id> <unit cost>`"),
         ("edit 1 abc", "'abc' is not a unit cost; write a decimal number such as 0.0125. Usage: `/bill edit <id>"),
         ("edit 1 -1", "The unit cost cannot be negative. Usage: `/bill edit <id> <unit cost>`"),
-        ("send x1", "`x1` is not a bill number. Usage: `/bill send <id> [again]`"),
+        ("send x1", "`x1` is not a bill number. Usage: `/bill send <id> [again|delivered]`"),
+        ("send 1 again delivered",
+         "`/bill send` does not take `delivered`. Usage: `/bill send <id> [again|delivered]`"),
         ("undo", "`/bill undo` needs a bill number. Usage: `/bill undo <id> [reason]`"),
         ("generate 2025-13", "`2025-13` is not a month; write it as YYYY-MM"),
         ("generate 2025-10 now", "`/bill generate` does not take `now`. Usage: `/bill generate [YYYY-MM]`"),
