@@ -13,6 +13,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.mailer import Mailer
+from bot.outbox import JobRecorder
 from bot.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Services:
     sessions: sessionmaker[Session]
     client: WebClient | None
     mailer: Mailer
+    recorder: JobRecorder  # records clicks and commands before their acknowledgement
 
     def queue(self, write: Callable[[Session], object]) -> None:
         """Write outbox rows (bot/outbox.py) in a transaction of their own."""
@@ -69,7 +71,7 @@ def require(settings: Settings, *names: str) -> None:
 
 def build_services(settings: Settings, sessions: sessionmaker[Session]) -> Services:
     return Services(settings=settings, sessions=sessions, client=slack_client(settings),
-                    mailer=Mailer.from_settings(settings))
+                    mailer=Mailer.from_settings(settings), recorder=JobRecorder(sessions))
 
 
 def create_app(

@@ -23,11 +23,7 @@ class JobType(str, enum.Enum):
 
 def record_job(services, job_type: JobType, slack_user_id: str, bill_id: int | None, fields: dict) -> None:
     """Store the job durably; raises when the database cannot take it (the person is then told)."""
-    services.queue(
-        lambda session: outbox.record_job(
-            session, outbox.job_lane(slack_user_id, bill_id), slack_user_id, {"type": job_type.value, **fields}
-        )
-    )
+    services.recorder.record(outbox.job_lane(slack_user_id, bill_id), slack_user_id, {"type": job_type.value, **fields})
 
 
 def run_job(services, row: Outbox) -> None:
