@@ -81,6 +81,101 @@ def seed(cli: Cli, args) -> None:
 
 # --- Slack ------------------------------------------------------------------------------------
 
+STARTUP_TIMEOUT = 10  # seconds Slack has to answer the start-up checks
+# What Slack answers when it does not take a token (as opposed to being unwell).
+REFUSED_CREDENTIALS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type"}
+)
+
+
+def check_startup(settings: Settings, *, socket_mode: bool = False, port: int | None = None) -> None:
+    """Stop with one line before anything is logged as started: a missing setting, `port` taken,
+    Slack unreachable, or a token Slack refuses.
+
+    `serve` passes its port (HTTP mode also needs the signing secret), `socket` socket_mode=True (and
+    the app-level token), `worker` neither.
+    """
+    from handlers.app import require
+
+    needed = ["slack_bot_token"]
+    if socket_mode:
+        needed.append("slack_app_token")
+    if port is not None:
+        needed.append("slack_signing_secret")
+    require(settings, *needed)
+    if not settings.bills_channel:
+        raise SettingsError(
+            "BILLS_CHANNEL must be set to the ID of the channel bills are posted to (see README: Slack app)"
+        )
+    if port is not None:
+        _check_port(port)
+    _check_slack(settings, socket_mode=socket_mode)
+
+
+def _check_port(port: int) -> None:
+    import socket as sockets  # `socket` here is the Socket Mode command
+
+    with sockets.socket() as probe:
+        # As the HTTP server binds it: a port in TIME_WAIT is free, one another program listens on is not.
+        probe.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as error:  # in use, or reserved for root
+            raise BillProcessError(f"cannot listen on port {port} ({error.strerror}); set PORT to a free one") from None
+
+
+def _check_slack(settings: Settings, *, socket_mode: bool) -> None:
+    """Ask Slack once whether it takes the bot token (and, in Socket Mode, the app-level token)."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    # No retries, and no log lines of the client's own: a failure is the one `error:` line.
+    quiet = logging.getLogger("billprocess.startup")
+    quiet.disabled = True
+    client = WebClient(base_url=settings.slack_api_url, timeout=STARTUP_TIMEOUT, retry_handlers=[], logger=quiet)
+    checks = [("SLACK_BOT_TOKEN", lambda: client.auth_test(token=settings.slack_bot_token.get_secret_value()))]
+    if socket_mode:
+        app_token = settings.slack_app_token.get_secret_value()
+        checks.append(("SLACK_APP_TOKEN", lambda: client.apps_connections_open(app_token=app_token)))
+    for name, ask in checks:
+        try:
+            ask()
+        except (SlackApiError, OSError) as error:
+            raise _slack_failure(settings, name, error) from None
+
+
+def _slack_failure(settings: Settings, name: str, error: Exception) -> BillProcessError:
+    """The one line for a call to Slack, made with the token in setting `name`, that failed."""
+    from slack_sdk.errors import SlackApiError
+
+    url = settings.slack_api_url
+    if not isinstance(error, SlackApiError):  # refused, timed out, unknown host (URLError wraps them)
+        reason = getattr(error, "reason", error)
+        return BillProcessError(f"cannot reach Slack at {url}: {getattr(reason, 'strerror', None) or reason}")
+    answer = error.response
+    code = answer.get("error") if answer.status_code == 200 else None
+    if code not in REFUSED_CREDENTIALS:
+        return BillProcessError(f"cannot use Slack at {url}: it answered {code or f'HTTP {answer.status_code}'}")
+    hint = "; it must be the app-level token (xapp-…)" if code == "not_allowed_token_type" else ""
+    return BillProcessError(f"Slack did not accept the app's credentials: {name} was refused ({code}){hint}")
+
+
+def _connect_socket_mode(settings: Settings, app):
+    """Open the Socket Mode connection and return its handler, or stop with one line."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    try:
+        handler.connect()
+    except (SlackApiError, OSError) as error:
+        handler.close()
+        raise _slack_failure(settings, "SLACK_APP_TOKEN", error) from None
+    if not handler.client.is_connected():  # the client logs why and does not raise
+        handler.close()
+        raise BillProcessError("cannot open the Socket Mode connection to Slack (see the log above)")
+    return handler
+
 
 @contextmanager
 def _slack_app(cli: Cli, *, socket_mode: bool):
@@ -106,20 +201,25 @@ def _slack_app(cli: Cli, *, socket_mode: bool):
 def serve(cli: Cli, args) -> None:
     from handlers.web import serve as serve_http
 
+    check_startup(cli.settings, port=cli.settings.port)
     with _slack_app(cli, socket_mode=False) as app:
         serve_http(app, cli.engine, port=cli.settings.port)
 
 
 def socket(cli: Cli, args) -> None:
     import signal
+    import threading
 
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
+    check_startup(cli.settings, socket_mode=True)
     with _slack_app(cli, socket_mode=True) as app:
         # SIGTERM (how services are stopped) unwinds like Ctrl-C, so the worker process is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        handler = _connect_socket_mode(cli.settings, app)
         log.info("BillProcess connected to Slack in Socket Mode")
-        SocketModeHandler(app, cli.settings.slack_app_token.get_secret_value()).start()
+        try:
+            threading.Event().wait()  # the connection's own threads handle Slack's requests
+        finally:
+            handler.close()
 
 
 def worker(cli: Cli, args) -> None:
@@ -127,10 +227,9 @@ def worker(cli: Cli, args) -> None:
     import signal
     import threading
 
-    from handlers.app import require
     from handlers.worker import run_worker
 
-    require(cli.settings, "slack_bot_token")
+    check_startup(cli.settings)
     with cli.session():
         pass  # refuses to start on a missing or outdated schema
     stop = threading.Event()

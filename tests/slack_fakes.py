@@ -8,9 +8,16 @@ The other direction, Slack calling the app, is covered by the body builders
 (`slash_command_body`, `block_actions_body`, `view_submission_body`, `event_body`, ...), `sign()`
 and `SlackSender`, which posts a signed body to the app's `POST /slack/events`.
 
-The fake checks what Slack checks cheaply (the token, required arguments, Block Kit size limits,
-known users and uploaded files) and trusts references to messages and views it has not seen, so a
-test can click a button on a message that was created before the fake started.
+The fake checks what Slack checks cheaply (the token and its scopes, required arguments, Block Kit
+size limits, known users and uploaded files) and trusts references to messages and views it has not
+seen, so a test can click a button on a message that was created before the fake started. It keeps
+what was posted, threads and message metadata included, and answers `conversations.history` and
+`conversations.replies` from it.
+
+Slack's failures can be injected per method: an ok=false error (`fail`), HTTP 429 (`rate_limit`, or
+Slack's per-channel posting limit with `limit_posts`), HTTP 5xx (`server_error`), answers held past the
+client's timeout (`delay`, `hang`), and calls that Slack carried out but whose answer never reached the
+client (`lose_answer`). `clear_faults` ends them all.
 """
 
 from __future__ import annotations
@@ -20,12 +27,17 @@ import hmac
 import http.client
 import itertools
 import json
+import math
 import secrets
 import threading
 import time
+from base64 import b64decode, b64encode
+from binascii import Error as Base64Error
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import ThreadingMixIn
 from typing import Any, NamedTuple
@@ -36,6 +48,7 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
 TOKEN = "xoxb-test-bot-token"
+APP_TOKEN = "xapp-1-A0BILLS01-test-app-token"
 SIGNING_SECRET = "test-signing-secret"
 TEAM_ID = "T0BILLS01"
 TEAM_DOMAIN = "billprocess-test"
@@ -50,13 +63,38 @@ VERIFICATION_TOKEN = "legacy-verification-token"
 # response_url fails at once instead of reaching the internet.
 UNSET_RESPONSE_URL = "http://127.0.0.1:9/response_url/unset"
 SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
-DEFAULT_SCOPES = "chat:write,commands,files:write,im:write,users:read,users:read.email"
+DEFAULT_SCOPES = (
+    "channels:history,chat:write,commands,files:write,groups:history,im:history,im:write,users:read,users:read.email"
+)
+# The bot scope each method needs (Slack's method reference); methods not listed need none.
+SCOPE_BY_METHOD = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "conversations.open": "im:write",
+    "users.info": "users:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+# Reading a conversation needs the history scope of its kind, told here by the first letter of its id
+# (Slack gives private channels C ids too; the fake treats every C id as public).
+HISTORY_METHODS = ("conversations.history", "conversations.replies")
+HISTORY_SCOPE_BY_PREFIX = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
+# Called with an app-level token (xapp-...), not the bot token.
+APP_LEVEL_METHODS = ("apps.connections.open",)
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 MAX_TEXT_LENGTH = 40_000
 MAX_VIEW_TITLE_LENGTH = 24
 MAX_PRIVATE_METADATA_LENGTH = 3_000
+HISTORY_PAGE_SIZE = 100
+MAX_HISTORY_PAGE_SIZE = 999
+# Slack's own page for a server error (its edge answers 5xx with HTML, not JSON).
+SERVER_ERROR_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>Server Error | Slack</title></head>\n'
+    "<body><h1>{status} {reason}</h1><p>Slack is having trouble right now. Please try again.</p></body>\n</html>\n"
+)
 
 # Form-encoded calls carry these as JSON strings; they are decoded so that a test sees the same
 # params whichever encoding the client chose.
@@ -76,13 +114,16 @@ class Call:
     authorization: str | None
     at: float  # time.time() on arrival
     path: str
-    status: int
-    error: str | None  # the `error` of an ok=false answer (or of an injected failure)
+    status: int  # the HTTP status answered; 0: the connection was closed without an answer
+    error: str | None  # the `error` of an ok=false answer, or of an injected failure ("http_503", ...)
 
 
 @dataclass
 class _Fault:
-    """An injected failure for the next `times` calls of one method (None: every call)."""
+    """An injected failure for the next `times` calls of one method (None: every call).
+
+    status 200: ok=false `error`; 429: rate limited; 5xx: Slack's error page; 0: no answer at all.
+    """
 
     error: str
     status: int
@@ -115,13 +156,45 @@ class _Reply:
     def text(cls, status: int, text: str, error: str | None = None) -> _Reply:
         return cls(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8"}, error)
 
+    @classmethod
+    def server_error(cls, status: int) -> _Reply:
+        reason = http.client.responses.get(status, "Server Error")
+        page = SERVER_ERROR_PAGE.format(status=status, reason=reason)
+        return cls(status, page.encode(), {"Content-Type": "text/html; charset=utf-8"}, f"http_{status}")
+
+    @classmethod
+    def no_answer(cls) -> _Reply:
+        """The connection is closed without an HTTP answer."""
+        return cls(0, b"", error="connection_closed")
+
 
 class _ApiError(Exception):
-    """Raised by a method handler to answer ok=false with this error."""
+    """Raised by a method handler to answer ok=false with this error (and these extra fields)."""
 
-    def __init__(self, error: str):
+    def __init__(self, error: str, *, status: int = 200, headers: dict[str, str] | None = None, **fields: Any):
         super().__init__(error)
         self.error = error
+        self.status = status
+        self.headers = headers or {}
+        self.fields = fields
+
+
+@dataclass(eq=False)
+class _Hold:
+    """Answers to `method` wait `seconds` (None: until released), for the next `times` calls (None: all)."""
+
+    method: str
+    seconds: float | None
+    times: int | None
+    released: bool = False
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: `tokens` available at `at` (the fake's clock)."""
+
+    tokens: float
+    at: float
 
 
 def parse_params(content_type: str, body: bytes, query: str = "") -> dict[str, Any]:
@@ -154,6 +227,7 @@ def _require(params: dict[str, Any], *names: str, error: str = "invalid_argument
 def _check_message(params: dict[str, Any]) -> None:
     """The checks chat.postMessage / chat.update / chat.postEphemeral share."""
     _require(params, "channel", error="channel_not_found")
+    _check_metadata(params.get("metadata"))
     if not (params.get("text") or params.get("blocks") or params.get("attachments")):
         raise _ApiError("no_text")
     if len(params.get("text") or "") > MAX_TEXT_LENGTH:
@@ -174,6 +248,65 @@ def _check_view(view: Any) -> None:
         raise _ApiError("invalid_arguments")
 
 
+def _check_metadata(metadata: Any) -> None:
+    """Slack's message metadata: {"event_type": "...", "event_payload": {...}}."""
+    if metadata is None:
+        return
+    if not (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("event_type"), str)
+        and metadata["event_type"]
+        and isinstance(metadata.get("event_payload"), dict)
+    ):
+        raise _ApiError("invalid_metadata_format")
+
+
+def _flag(value: Any) -> bool:
+    """A boolean argument as form encoding or JSON carries it."""
+    return value is True or (isinstance(value, (str, int)) and str(value).lower() in ("1", "true"))
+
+
+def _ts_argument(params: dict[str, Any], name: str, default: Decimal) -> Decimal:
+    """The `oldest` / `latest` argument of a history call."""
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise _ApiError(f"invalid_ts_{name}") from None
+
+
+def _between(params: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a message lies between `oldest` and `latest` (bounds included with `inclusive`)."""
+    oldest = _ts_argument(params, "oldest", Decimal(0))
+    latest = _ts_argument(params, "latest", Decimal(str(time.time() + 1)))
+    if _flag(params.get("inclusive")):
+        return lambda message: oldest <= Decimal(message["ts"]) <= latest
+    return lambda message: oldest < Decimal(message["ts"]) < latest
+
+
+def _page(
+    messages: list[dict[str, Any]], params: dict[str, Any], *, newest_first: bool
+) -> tuple[list[dict[str, Any]], str]:
+    """One page of `messages` (already filtered and ordered) after `cursor`, and the next cursor ("" at the end)."""
+    try:
+        limit = int(params.get("limit") or HISTORY_PAGE_SIZE)
+    except (TypeError, ValueError):
+        raise _ApiError("invalid_limit") from None
+    limit = min(max(limit, 1), MAX_HISTORY_PAGE_SIZE)
+    if params.get("cursor"):
+        try:
+            start = Decimal(b64decode(params["cursor"], validate=True).decode().removeprefix("next_ts:"))
+        except (Base64Error, UnicodeDecodeError, InvalidOperation, ValueError):
+            raise _ApiError("invalid_cursor") from None
+        follows = (lambda ts: ts <= start) if newest_first else (lambda ts: ts >= start)
+        messages = [m for m in messages if follows(Decimal(m["ts"]))]
+    page, rest = messages[:limit], messages[limit:]
+    cursor = b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+    return page, cursor
+
+
 def _bearer_token(authorization: str | None) -> str | None:
     if authorization and authorization.startswith("Bearer "):
         return authorization.removeprefix("Bearer ")
@@ -189,20 +322,28 @@ class FakeSlack:
 
     Use as a context manager, or call start() and stop(). Thread-safe: the app calls it from
     Bolt's worker threads while the test reads it.
+
+    `post_rate` / `post_burst`: Slack's posting limit per channel (see limit_posts); None: no limit.
+    `clock`: what the limit measures time with (seconds, monotonic).
     """
 
     def __init__(
         self,
         token: str = TOKEN,
         *,
+        app_token: str = APP_TOKEN,
         team_id: str = TEAM_ID,
         team_domain: str = TEAM_DOMAIN,
         bot_user_id: str = BOT_USER_ID,
         bot_id: str = BOT_ID,
         app_id: str = APP_ID,
         scopes: str = DEFAULT_SCOPES,
+        post_rate: float | None = None,
+        post_burst: int = 3,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.token = token
+        self.app_token = app_token
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
@@ -212,7 +353,12 @@ class FakeSlack:
         self._state = threading.Condition()
         self._calls: list[Call] = []
         self._faults: dict[str, list[_Fault]] = {}
-        self._delays: dict[str, float] = {}
+        self._lost_answers: dict[str, list[_Fault]] = {}
+        self._holds: list[_Hold] = []
+        self._clock = clock
+        self._post_limit: tuple[float, int] | None = None
+        self._buckets: dict[str, _Bucket] = {}
+        self._posts: Counter[str] = Counter()
         self._users: dict[str, dict[str, Any]] = {}
         self._dm_channels: dict[str, str] = {}
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -220,17 +366,20 @@ class FakeSlack:
         self._home_views: dict[str, str] = {}
         self._files: dict[str, dict[str, Any]] = {}
         self._uploads: dict[str, bytes] = {}
-        self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
+        self._last_ts = 0  # microseconds
         self._ids = itertools.count(1)
         self._server: _FakeSlackServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
             "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
             "views.open": self._views_open,
             "views.update": self._views_update,
@@ -238,6 +387,7 @@ class FakeSlack:
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
         }
+        self.limit_posts(post_rate, post_burst)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -252,6 +402,7 @@ class FakeSlack:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._release_holds()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -325,17 +476,74 @@ class FakeSlack:
         """Answer the next `times` calls with HTTP 429, a Retry-After header and error "ratelimited"."""
         self._add_fault(method, _Fault(error="ratelimited", status=429, retry_after=retry_after, times=times))
 
-    def delay(self, method: str, seconds: float) -> None:
-        """Hold every answer to `method` for `seconds` (recording happens on arrival)."""
+    def server_error(self, method: str, status: int = 500, *, times: int | None = 1) -> None:
+        """Answer the next `times` calls (None: all, until clear_faults) with HTTP `status` and Slack's
+        HTML error page, doing nothing: Slack is down (500, 502, 503, 504)."""
+        if not 500 <= status <= 599:
+            raise ValueError(f"a server error is an HTTP 5xx status, not {status}")
+        self._add_fault(method, _Fault(error=f"http_{status}", status=status, retry_after=None, times=times))
+
+    def lose_answer(self, method: str, status: int | None = 500, *, times: int | None = 1) -> None:
+        """Carry out the next `times` successful calls (a message is stored), then answer HTTP `status`
+        with Slack's error page instead, or with None close the connection without an answer.
+
+        Slack did the work and the client cannot tell: its outcome is unknown. For an answer that comes
+        after the client has given up, use delay() (the call is carried out on arrival).
+        """
+        if status is not None and not 500 <= status <= 599:
+            raise ValueError(f"a lost answer is an HTTP 5xx status or None, not {status}")
+        error = "connection_closed" if status is None else f"http_{status}"
+        fault = _Fault(error=error, status=status or 0, retry_after=None, times=times)
         with self._state:
-            self._delays[method] = seconds
+            self._lost_answers.setdefault(method, []).append(fault)
+
+    def delay(self, method: str, seconds: float | None, *, times: int | None = None) -> None:
+        """Hold the answers to the next `times` calls of `method` (None: all) for `seconds` (None: until
+        released); `delay(method, 0)` ends the hold and releases the answers it holds.
+
+        The call is carried out and recorded on arrival; only its answer waits, so a hold longer than
+        the client's timeout is a call whose outcome the client cannot know. Other calls, of this method
+        too once `times` are used, are answered meanwhile. A new delay replaces the previous one.
+        """
+        with self._state:
+            self._release_holds(method)
+            if seconds != 0:
+                self._holds.append(_Hold(method, seconds, times))
+
+    def hang(self, method: str, *, times: int | None = None) -> None:
+        """Hold the answers to `method` until `delay(method, 0)`, clear_faults() or stop()."""
+        self.delay(method, None, times=times)
+
+    def limit_posts(self, rate: float | None = 1.0, burst: int = 3) -> None:
+        """Let chat.postMessage post `rate` messages a second per channel after a burst of `burst`, as
+        Slack does (about one a second, short bursts allowed); None: no limit.
+
+        Beyond it, HTTP 429 `ratelimited` with Retry-After in whole seconds (the time until the next
+        message may be posted, rounded up, at least 1), and no message is posted.
+        """
+        if rate is not None and (rate <= 0 or burst < 1):
+            raise ValueError("the posting rate must be positive and the burst at least 1")
+        with self._state:
+            self._post_limit = None if rate is None else (rate, burst)
+            self._buckets.clear()
+
+    def clear_faults(self, method: str | None = None) -> None:
+        """End every injected failure and hold of `method` (None: of all methods); Slack is well again.
+
+        The posting limit stays (limit_posts(None) lifts it)."""
+        with self._state:
+            for table in (self._faults, self._lost_answers):
+                for name in [name for name in table if method in (None, name)]:
+                    del table[name]
+            self._release_holds(method)
 
     def reset(self) -> None:
         """Forget calls, uploads, messages, views and injected faults; keep the registered users."""
         with self._state:
             self._calls.clear()
-            self._faults.clear()
-            self._delays.clear()
+            self.clear_faults()
+            self._buckets.clear()
+            self._posts.clear()
             self._messages.clear()
             self._views.clear()
             self._home_views.clear()
@@ -385,9 +593,22 @@ class FakeSlack:
             return dict(self._uploads)
 
     def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
-        """Messages as they stand now (after chat.update), in posting order, each with its channel."""
+        """Messages as they stand now (after chat.update), in posting order, each with its channel.
+
+        Thread replies are included (they carry `thread_ts`); `metadata` is there when one was posted.
+        """
         with self._state:
             return [dict(m) for (ch, _), m in self._messages.items() if channel is None or ch == channel]
+
+    def thread_replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The replies in the thread of the message `ts`, oldest first (without the message itself)."""
+        with self._state:
+            return [dict(m) for m in self._replies(channel, ts)]
+
+    def post_counts(self) -> Counter[str]:
+        """How many messages chat.postMessage created in each channel (thread replies included)."""
+        with self._state:
+            return Counter(self._posts)
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         with self._state:
@@ -416,7 +637,7 @@ class FakeSlack:
     # -- request handling (called from the server's threads) -------------------------------------
 
     def _handle(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Reply:
-        """Route one HTTP request; record it; hold the answer if a delay is set."""
+        """Route one HTTP request; record it; hold the answer while a delay says so."""
         kind, _, name = path.lstrip("/").partition("/")
         content_type = headers.get("content-type", FORM)
         authorization = headers.get("authorization")
@@ -437,8 +658,10 @@ class FakeSlack:
                 Call(method, params, authorization, time.time(), path, reply.status, reply.error)
             )
             self._state.notify_all()
-            pause = self._delays.get(method, 0)
-        time.sleep(pause)
+            hold = self._take_hold(method)
+            if hold is not None:
+                # Waiting releases the lock: other calls are answered meanwhile.
+                self._state.wait_for(lambda: hold.released, timeout=hold.seconds)
         return reply
 
     def _api_reply(self, method: str, params: dict[str, Any] | None, authorization: str | None) -> _Reply:
@@ -450,16 +673,35 @@ class FakeSlack:
         handler = self._methods.get(method)
         if handler is None:
             return _Reply.json(404, {"ok": False, "error": "unknown_method", "req_method": method})
-        token = _bearer_token(authorization) or params.get("token")
+        headers = {"X-OAuth-Scopes": self.scopes}
         try:
-            if not token:
-                raise _ApiError("not_authed")
-            if token != self.token:
-                raise _ApiError("invalid_auth")
+            self._check_token(method, _bearer_token(authorization) or params.get("token"))
+            self._check_scope(method, params)
             data = {"ok": True, **handler(params)}
         except _ApiError as exc:
-            data = {"ok": False, "error": exc.error}
-        return _Reply.json(200, data, {"X-OAuth-Scopes": self.scopes})
+            return _Reply.json(exc.status, {"ok": False, "error": exc.error, **exc.fields}, {**headers, **exc.headers})
+        lost = self._next_fault(self._lost_answers, method)
+        if lost is not None:
+            return _Reply.no_answer() if lost.status == 0 else _Reply.server_error(lost.status)
+        return _Reply.json(200, data, headers)
+
+    def _check_token(self, method: str, token: str | None) -> None:
+        """The bot token for Web API methods, the app-level token (xapp-...) for Socket Mode's."""
+        app_level = method in APP_LEVEL_METHODS
+        if not token:
+            raise _ApiError("not_authed")
+        if token.startswith("xapp-") != app_level:
+            raise _ApiError("not_allowed_token_type")
+        if token != (self.app_token if app_level else self.token):
+            raise _ApiError("invalid_auth")
+
+    def _check_scope(self, method: str, params: dict[str, Any]) -> None:
+        if method in HISTORY_METHODS:
+            needed = HISTORY_SCOPE_BY_PREFIX.get(str(params.get("channel", ""))[:1])
+        else:
+            needed = SCOPE_BY_METHOD.get(method)
+        if needed and needed not in self.scopes.split(","):
+            raise _ApiError("missing_scope", needed=needed, provided=self.scopes)
 
     def _upload_reply(self, file_id: str, body: bytes) -> _Reply:
         fault_reply = self._fault_reply("upload")
@@ -474,24 +716,67 @@ class FakeSlack:
         with self._state:
             self._faults.setdefault(method, []).append(fault)
 
-    def _fault_reply(self, method: str) -> _Reply | None:
-        """The reply of the next injected fault for `method`, if one is pending."""
-        faults = self._faults.get(method)
+    @staticmethod
+    def _next_fault(table: dict[str, list[_Fault]], method: str) -> _Fault | None:
+        """Use up the next pending fault for `method` in `table`, if there is one."""
+        faults = table.get(method)
         if not faults:
             return None
         fault = faults[0]
         if fault.take():
             faults.pop(0)
+        return fault
+
+    def _fault_reply(self, method: str) -> _Reply | None:
+        """The reply of the next injected fault for `method`, if one is pending."""
+        fault = self._next_fault(self._faults, method)
+        if fault is None:
+            return None
         if fault.status == 429:
             headers = {"Retry-After": str(fault.retry_after)}
             return _Reply.json(429, {"ok": False, "error": fault.error}, headers)
+        if fault.status >= 500:
+            return _Reply.server_error(fault.status)
         if method in ("upload", "response_url"):
             return _Reply.text(404, fault.error, error=fault.error)
         return _Reply.json(200, {"ok": False, "error": fault.error})
 
+    def _take_hold(self, method: str) -> _Hold | None:
+        """The hold the answer to this call of `method` waits on, if any; uses up one of its times."""
+        for hold in self._holds:
+            if hold.method == method and hold.times != 0:
+                if hold.times is not None:
+                    hold.times -= 1
+                return hold
+        return None
+
+    def _release_holds(self, method: str | None = None) -> None:
+        """End the holds of `method` (None: all) and send the answers they hold."""
+        with self._state:
+            for hold in self._holds:
+                if method in (None, hold.method):
+                    hold.released = True
+            self._holds = [hold for hold in self._holds if not hold.released]
+            self._state.notify_all()
+
+    def _take_post_token(self, channel: str) -> None:
+        """Slack's posting limit: a token bucket per channel; raises the 429 when it is empty."""
+        if self._post_limit is None:
+            return
+        rate, burst = self._post_limit
+        now = self._clock()
+        bucket = self._buckets.setdefault(channel, _Bucket(tokens=float(burst), at=now))
+        bucket.tokens, bucket.at = min(float(burst), bucket.tokens + (now - bucket.at) * rate), now
+        if bucket.tokens >= 1 - 1e-9:
+            bucket.tokens = max(bucket.tokens - 1, 0.0)
+            return
+        retry_after = max(1, math.ceil((1 - bucket.tokens) / rate))
+        raise _ApiError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
+
     def _next_ts(self) -> str:
-        micros = next(self._ts)
-        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+        """A message ts as Slack makes it: the time of posting in microseconds, each one later than the last."""
+        self._last_ts = max(time.time_ns() // 1_000, self._last_ts + 1)
+        return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):08d}"
@@ -513,6 +798,11 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A Socket Mode URL; nothing listens there (Socket Mode tests stop before connecting)."""
+        ws_origin = "ws" + self.origin.removeprefix("http")
+        return {"url": f"{ws_origin}/link/?ticket={secrets.token_hex(8)}&app_id={self.app_id}"}
+
     def _bot_message(self, params: dict[str, Any], ts: str) -> dict[str, Any]:
         message = {
             "type": "message",
@@ -526,13 +816,18 @@ class FakeSlack:
         }
         if params.get("thread_ts"):
             message["thread_ts"] = params["thread_ts"]
+        if params.get("metadata") is not None:
+            message["metadata"] = params["metadata"]
         return message
 
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_message(params)
-        channel, ts = self._channel_for(params["channel"]), self._next_ts()
+        channel = self._channel_for(params["channel"])
+        self._take_post_token(channel)
+        ts = self._next_ts()
         message = self._bot_message(params, ts)
         self._messages[(channel, ts)] = {**message, "channel": channel}
+        self._posts[channel] += 1
         return {"channel": channel, "ts": ts, "message": message}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -567,6 +862,73 @@ class FakeSlack:
         else:
             raise _ApiError("users_list_not_supplied" if not user_ids else "not_supported")
         return {"no_op": True, "already_open": True, "channel": {"id": channel}}
+
+    def _replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The stored replies to the message `ts` in `channel`, oldest first."""
+        found = [
+            m for (ch, _), m in self._messages.items() if ch == channel and m.get("thread_ts") == ts and m["ts"] != ts
+        ]
+        return sorted(found, key=lambda m: Decimal(m["ts"]))
+
+    def _listed(self, message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
+        """A stored message as the history methods show it: a parent with its thread's summary, and
+        the metadata only when include_all_metadata asked for it."""
+        listed = {k: v for k, v in message.items() if k != "channel" and (with_metadata or k != "metadata")}
+        if "thread_ts" not in message:
+            replies = self._replies(message["channel"], message["ts"])
+            if replies:
+                listed.update(
+                    thread_ts=message["ts"],
+                    reply_count=len(replies),
+                    reply_users=sorted({r["user"] for r in replies}),
+                    latest_reply=replies[-1]["ts"],
+                )
+        return listed
+
+    def _conversation(self, params: dict[str, Any]) -> str:
+        """The conversation a history call reads; a user id is not one (Slack wants the DM's id)."""
+        _require(params, "channel", error="channel_not_found")
+        if params["channel"][:1] in ("U", "W"):
+            raise _ApiError("channel_not_found")
+        return params["channel"]
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, between = self._conversation(params), _between(params)
+        top_level = [
+            m for (ch, _), m in self._messages.items()
+            if ch == channel and m.get("thread_ts", m["ts"]) == m["ts"] and between(m)
+        ]
+        top_level.sort(key=lambda m: Decimal(m["ts"]), reverse=True)
+        page, cursor = _page(top_level, params, newest_first=True)
+        with_metadata = _flag(params.get("include_all_metadata"))
+        return {
+            "messages": [self._listed(m, with_metadata) for m in page],
+            "has_more": bool(cursor),
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parent (first, on the first page) and its replies between oldest and latest, oldest first.
+
+        A parent the fake has not seen is trusted when replies to it were posted here."""
+        channel, between = self._conversation(params), _between(params)
+        _require(params, "ts", error="thread_not_found")
+        message = self._messages.get((channel, params["ts"]))
+        parent_ts = message.get("thread_ts", message["ts"]) if message else params["ts"]
+        parent, replies = self._messages.get((channel, parent_ts)), self._replies(channel, parent_ts)
+        if parent is None and not replies:
+            raise _ApiError("thread_not_found")
+        thread = [m for m in replies if between(m)]
+        if parent is not None and not params.get("cursor"):
+            thread.insert(0, parent)
+        page, cursor = _page(thread, params, newest_first=False)
+        with_metadata = _flag(params.get("include_all_metadata"))
+        return {
+            "messages": [self._listed(m, with_metadata) for m in page],
+            "has_more": bool(cursor),
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user = self._users.get(params.get("user", ""))
@@ -669,12 +1031,18 @@ class _FakeSlackRequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = self.server.fake._handle(url.path, url.query, headers, body)
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
+        if reply.status == 0:
+            self.close_connection = True
+            return
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up waiting (a held answer)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the fake's record is the log."""

@@ -46,6 +46,8 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     # or private) and in DMs (reminders, answers).
     "conversations_history": {"channels:history", "groups:history", "im:history"},
     "conversations_replies": {"channels:history", "groups:history", "im:history"},
+    # Socket Mode's connection URL: the app-level token's connections:write, not a bot scope.
+    "apps_connections_open": set(),
     # The app reads the profile email from users.info (LINK_BY_EMAIL), which needs users:read.email too.
     "users_info": {"users:read", "users:read.email"},
     "users_lookupByEmail": {"users:read", "users:read.email"},

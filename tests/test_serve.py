@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,7 +16,15 @@ from pathlib import Path
 import pytest
 
 import main
-from tests.slack_fakes import SIGNING_SECRET, TOKEN, FakeSlack, SlackSender, slash_command_body
+from tests.slack_fakes import (
+    APP_TOKEN,
+    CHANNEL_ID,
+    SIGNING_SECRET,
+    TOKEN,
+    FakeSlack,
+    SlackSender,
+    slash_command_body,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +53,7 @@ def test_a_refused_token_stops_the_app_without_showing_it(cli_env, monkeypatch, 
         monkeypatch.setenv("SLACK_API_URL", fake.url)
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-a-wrong-one")
         monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
+        monkeypatch.setenv("BILLS_CHANNEL", CHANNEL_ID)
         assert main.main(["serve"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Slack did not accept the app's credentials") and "invalid_auth" in err
@@ -54,6 +64,93 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _port_for_serve() -> int:
+    """A free port below the range the system hands out to other sockets, so none takes it before serve checks it."""
+    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(10_000, lowest_ephemeral), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port for serve")
+
+
+def _start(command: str, cwd: Path, env: dict[str, str | None]) -> subprocess.CompletedProcess:
+    """Run `billprocess COMMAND` until it stops by itself, with only the Slack settings in `env` (None: unset)."""
+    inherited = {
+        name: value for name, value in os.environ.items()
+        if not name.startswith("SLACK_") and name not in ("BILLS_CHANNEL", "PORT")
+    }
+    inherited.update({name: value for name, value in env.items() if value is not None})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), command], cwd=cwd, env=inherited, capture_output=True, text=True,
+        timeout=60,
+    )
+
+
+def _assert_stopped_with_one_line(result: subprocess.CompletedProcess, problem: str) -> None:
+    assert result.returncode != 0, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert problem in result.stderr
+    output = result.stdout + result.stderr
+    for never in ("Traceback", "listening", "connected", "started", TOKEN, APP_TOKEN, SIGNING_SECRET):
+        assert never not in output
+
+
+def _slack_settings(fake: FakeSlack) -> dict[str, str | None]:
+    return {
+        "SLACK_API_URL": fake.url,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "BILLS_CHANNEL": CHANNEL_ID,
+        "PORT": str(_port_for_serve()),
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "change", "problem"),
+    [
+        pytest.param("serve", {"SLACK_API_URL": "unreachable"}, "cannot reach Slack at http://127.0.0.1:",
+                     id="serve-slack-unreachable"),
+        pytest.param("socket", {"SLACK_API_URL": "unreachable"}, "cannot reach Slack at http://127.0.0.1:",
+                     id="socket-slack-unreachable"),
+        pytest.param("worker", {"SLACK_API_URL": "unreachable"}, "cannot reach Slack at http://127.0.0.1:",
+                     id="worker-slack-unreachable"),
+        pytest.param("serve", {"BILLS_CHANNEL": None}, "BILLS_CHANNEL must be set", id="serve-no-bills-channel"),
+        pytest.param("socket", {"BILLS_CHANNEL": None}, "BILLS_CHANNEL must be set", id="socket-no-bills-channel"),
+        pytest.param("worker", {"BILLS_CHANNEL": None}, "BILLS_CHANNEL must be set", id="worker-no-bills-channel"),
+        pytest.param("worker", {"SLACK_BOT_TOKEN": "xoxb-not-the-token"}, "SLACK_BOT_TOKEN was refused (invalid_auth)",
+                     id="worker-wrong-bot-token"),
+        pytest.param("serve", {"SLACK_BOT_TOKEN": "xoxb-not-the-token"}, "SLACK_BOT_TOKEN was refused (invalid_auth)",
+                     id="serve-wrong-bot-token"),
+        pytest.param("socket", {"SLACK_APP_TOKEN": "xapp-1-not-the-token"},
+                     "SLACK_APP_TOKEN was refused (invalid_auth)", id="socket-wrong-app-token"),
+        pytest.param("socket", {"SLACK_APP_TOKEN": TOKEN}, "SLACK_APP_TOKEN was refused (not_allowed_token_type)",
+                     id="socket-bot-token-as-app-token"),
+    ],
+)
+def test_a_start_up_problem_stops_the_app_with_one_line_before_it_says_it_started(
+    cli_env, command, change, problem
+):
+    with FakeSlack() as fake:
+        env = {**_slack_settings(fake), **change}
+        if env["SLACK_API_URL"] == "unreachable":
+            env["SLACK_API_URL"] = f"http://127.0.0.1:{_free_port()}/api/"  # nothing listens there
+        result = _start(command, cli_env, env)
+    _assert_stopped_with_one_line(result, problem)
+
+
+def test_a_port_in_use_stops_serve_with_one_line(cli_env):
+    with FakeSlack() as fake, socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = _start("serve", cli_env, {**_slack_settings(fake), "PORT": str(port)})
+        assert fake.calls("auth.test") == []  # the port is checked before Slack is asked
+    _assert_stopped_with_one_line(result, f"cannot listen on port {port}")
 
 
 def _wait_healthy(url: str, server: subprocess.Popen) -> dict:
@@ -77,7 +174,7 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
             "SLACK_API_URL": fake.url,
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "BILLS_CHANNEL": "C0BILLS01",
+            "BILLS_CHANNEL": CHANNEL_ID,
             "PORT": str(port),
         }
         server = subprocess.Popen(
@@ -108,19 +205,19 @@ def test_socket_mode_stops_on_sigterm_and_stops_its_worker_first(cli_env, monkey
     monkeypatch.setattr(WorkerProcess, "close", lambda worker: (close(worker), stopped_workers.append(True)))
     monkeypatch.setattr(SocketModeHandler, "__init__", lambda handler, app, app_token: None)
 
-    def start(handler) -> None:
+    def connect(handler) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # as a service manager stops the app
         time.sleep(10)
         raise AssertionError("SIGTERM did not stop Socket Mode")
 
-    monkeypatch.setattr(SocketModeHandler, "start", start)
+    monkeypatch.setattr(SocketModeHandler, "connect", connect)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with FakeSlack() as fake:
             monkeypatch.setenv("SLACK_API_URL", fake.url)
             monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
-            monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-test")
-            monkeypatch.setenv("BILLS_CHANNEL", "C0BILLS01")
+            monkeypatch.setenv("SLACK_APP_TOKEN", APP_TOKEN)
+            monkeypatch.setenv("BILLS_CHANNEL", CHANNEL_ID)
             with pytest.raises(SystemExit) as stopped:
                 main.main(["socket"])
     finally:

@@ -12,11 +12,12 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from tests.slack_fakes import (
+    APP_TOKEN,
     SIGNING_SECRET,
     TOKEN,
     FakeSlack,
@@ -35,6 +36,7 @@ from tests.slack_fakes import (
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*Acme* 2024-05"}}
 HOME = {"type": "home", "blocks": [SECTION]}
 MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Reject"}, "blocks": [SECTION]}
+BILL_METADATA = {"event_type": "bill_posted", "event_payload": {"bill_id": 7, "version": 3}}
 
 
 @pytest.fixture
@@ -236,6 +238,324 @@ def test_delay_holds_the_answer(fake, client):
     client.views_open(trigger_id="1.2.abc", view=MODAL)
 
     assert time.monotonic() - started >= 0.3
+
+
+# --- failures as Slack has them ------------------------------------------------------------------
+
+
+class InThread:
+    """A call made in another thread: whether it finished, and what it returned or raised."""
+
+    def __init__(self, call):
+        self._done = threading.Event()
+        self._value = self._error = None
+        threading.Thread(target=self._run, args=(call,), daemon=True).start()
+
+    def _run(self, call) -> None:
+        try:
+            self._value = call()
+        except Exception as error:  # handed to the test by result()
+            self._error = error
+        self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float):
+        assert self._done.wait(timeout), "the call did not finish"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def test_delay_of_zero_releases_a_held_answer_at_once(fake, client):
+    fake.delay("views.open", seconds=60)
+    opening = InThread(lambda: client.views_open(trigger_id="1.2.abc", view=MODAL))
+    fake.wait_for("views.open")
+
+    fake.delay("views.open", 0)
+
+    assert opening.result(timeout=5)["ok"]
+
+
+def test_server_error_answers_slacks_error_page_and_does_nothing(fake, client):
+    fake.server_error("chat.postMessage", 503, times=2)
+
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as raised:
+            client.chat_postMessage(channel="C1", text="bill")
+        assert raised.value.response.status_code == 503
+    client.chat_postMessage(channel="C1", text="bill")
+
+    assert [(call.status, call.error) for call in fake.recorded("chat.postMessage")] == [
+        (503, "http_503"), (503, "http_503"), (200, None)
+    ]
+    assert raised.value.response.headers["Content-Type"].startswith("text/html")
+    assert len(fake.messages("C1")) == 1
+
+
+def test_server_errors_last_until_cleared_and_a_retrying_client_gets_through(fake):
+    fake.server_error("chat.update", 500, times=None)
+    retrying = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[ServerErrorRetryHandler(max_retry_count=1)])
+
+    with pytest.raises(SlackApiError):
+        retrying.chat_update(channel="C1", ts="1700000000.000100", text="approved")
+    assert [call.status for call in fake.recorded("chat.update")] == [500, 500]
+
+    fake.server_error("chat.update", 502, times=1)
+    fake.clear_faults("chat.update")
+    retrying.chat_update(channel="C1", ts="1700000000.000100", text="approved")
+    assert fake.recorded("chat.update")[-1].status == 200
+
+    with pytest.raises(ValueError):
+        fake.server_error("chat.update", 404)
+
+
+def test_a_hang_holds_only_its_own_answer_until_released(fake, client):
+    fake.hang("chat.postMessage", times=1)
+    hung = InThread(lambda: client.chat_postMessage(channel="C1", text="first"))
+    fake.wait_for("chat.postMessage")
+
+    client.auth_test()
+    second = client.chat_postMessage(channel="C1", text="second")
+    assert not hung.done() and second["ok"]
+
+    fake.delay("chat.postMessage", 0)
+    assert hung.result(timeout=5)["ts"] == fake.messages("C1")[0]["ts"]
+
+
+def test_a_hang_past_the_clients_timeout_leaves_the_outcome_unknown(fake):
+    impatient = WebClient(base_url=fake.url, token=TOKEN, timeout=0.3, retry_handlers=[])
+    fake.hang("chat.postMessage")
+
+    with pytest.raises(OSError):
+        impatient.chat_postMessage(channel="C1", text="bill")
+
+    assert [m["text"] for m in fake.messages("C1")] == ["bill"]  # Slack posted it; the client cannot know
+    fake.clear_faults()
+    assert impatient.chat_postMessage(channel="C1", text="again")["ok"]
+
+
+def test_a_lost_answer_posts_the_message_but_the_client_sees_a_server_error(fake, client):
+    fake.lose_answer("chat.postMessage", 500)
+
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_postMessage(channel="C1", text="bill", metadata=BILL_METADATA)
+
+    assert raised.value.response.status_code == 500
+    [posted] = fake.messages("C1")
+    assert posted["metadata"] == BILL_METADATA and fake.post_counts() == {"C1": 1}
+    assert [(call.status, call.error) for call in fake.recorded("chat.postMessage")] == [(500, "http_500")]
+    client.chat_postMessage(channel="C1", text="next")
+    assert fake.recorded("chat.postMessage")[-1].status == 200
+
+
+def test_a_lost_answer_can_be_a_connection_closed_without_an_answer(fake):
+    no_retries = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
+    fake.lose_answer("chat.postMessage", None)
+
+    with pytest.raises(OSError):
+        no_retries.chat_postMessage(channel="C1", text="bill")
+
+    assert [m["text"] for m in fake.messages("C1")] == ["bill"]
+    assert [(call.status, call.error) for call in fake.recorded("chat.postMessage")] == [(0, "connection_closed")]
+
+
+def test_a_lost_answer_waits_for_a_call_that_succeeds(fake, client):
+    fake.lose_answer("chat.postMessage", 502)
+
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C1", text="x" * 40_001)
+    with pytest.raises(SlackApiError) as lost:
+        client.chat_postMessage(channel="C1", text="bill")
+
+    assert refused.value.response["error"] == "msg_too_long"
+    assert lost.value.response.status_code == 502 and len(fake.messages("C1")) == 1
+
+
+class _Clock:
+    """A monotonic clock that a test moves by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_posting_limit_is_per_channel_with_a_burst_and_a_whole_second_retry_after():
+    clock = _Clock()
+    with FakeSlack(post_rate=0.25, post_burst=2, clock=clock) as fake:
+        client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
+        first = client.chat_postMessage(channel="C1", text="1")
+        client.chat_postMessage(channel="C1", text="reply", thread_ts=first["ts"])  # replies count too
+
+        def refused_retry_after() -> str:
+            with pytest.raises(SlackApiError) as raised:
+                client.chat_postMessage(channel="C1", text="over")
+            assert (raised.value.response.status_code, raised.value.response["error"]) == (429, "ratelimited")
+            return raised.value.response.headers["Retry-After"]
+
+        assert refused_retry_after() == "4"  # one message per 4 s at 0.25/s
+        client.chat_postMessage(channel="C2", text="other channel")
+        clock.now += 1
+        assert refused_retry_after() == "3"
+        clock.now += 2.5
+        assert refused_retry_after() == "1"  # 0.5 s to go, in whole seconds
+        clock.now += 0.5
+        client.chat_postMessage(channel="C1", text="2")
+
+        assert [m["text"] for m in fake.messages("C1")] == ["1", "reply", "2"]
+        assert fake.post_counts() == {"C1": 3, "C2": 1}
+        assert [call.status for call in fake.recorded("chat.postMessage")].count(429) == 3
+
+
+def test_posting_limit_can_be_set_later_and_lifted(fake, client):
+    fake.limit_posts(rate=1.0, burst=1)
+    client.chat_postMessage(channel="C1", text="1")
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel="C1", text="2")
+
+    fake.limit_posts(None)
+
+    client.chat_postMessage(channel="C1", text="2")
+    assert fake.post_counts() == {"C1": 2}
+    with pytest.raises(ValueError):
+        fake.limit_posts(rate=0)
+
+
+def test_a_rate_limited_post_is_retried_by_slack_sdk_after_retry_after():
+    with FakeSlack(post_rate=10.0, post_burst=1) as fake:
+        retry = RateLimitErrorRetryHandler(max_retry_count=1)
+        client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[retry])
+
+        client.chat_postMessage(channel="C1", text="1")
+        client.chat_postMessage(channel="C1", text="2")
+
+        first, limited, retried = fake.recorded("chat.postMessage")
+        assert (limited.status, retried.status) == (429, 200)
+        assert retried.at - limited.at >= 1
+        assert fake.post_counts() == {"C1": 2}
+
+
+# --- what was posted, read back ------------------------------------------------------------------
+
+
+def test_history_lists_top_level_messages_newest_first_with_metadata_only_when_asked(fake, client):
+    bill = client.chat_postMessage(channel="C1", text="bill 7", metadata=BILL_METADATA)
+    client.chat_postMessage(channel="C1", text="approved", thread_ts=bill["ts"])
+    client.chat_postMessage(channel="C1", text="bill 8")
+    client.chat_postMessage(channel="C2", text="elsewhere")
+
+    plain = client.conversations_history(channel="C1")["messages"]
+    with_metadata = client.conversations_history(channel="C1", include_all_metadata=True)["messages"]
+
+    assert [m["text"] for m in plain] == ["bill 8", "bill 7"]
+    assert all("metadata" not in m for m in plain)
+    assert with_metadata[1]["metadata"] == BILL_METADATA and "metadata" not in with_metadata[0]
+    assert (plain[1]["reply_count"], plain[1]["thread_ts"]) == (1, bill["ts"])
+
+
+def test_history_pages_with_a_cursor_and_honours_oldest_and_latest(fake, client):
+    ts = [client.chat_postMessage(channel="C1", text=str(n))["ts"] for n in range(5)]
+
+    pages, cursor = [], None
+    while True:
+        answer = client.conversations_history(channel="C1", limit=2, cursor=cursor)
+        pages.append([m["text"] for m in answer["messages"]])
+        cursor = answer["response_metadata"]["next_cursor"]
+        assert answer["has_more"] == bool(cursor)
+        if not cursor:
+            break
+    between = client.conversations_history(channel="C1", oldest=ts[1], latest=ts[3])["messages"]
+    inclusive = client.conversations_history(channel="C1", oldest=ts[1], latest=ts[3], inclusive=True)["messages"]
+
+    assert pages == [["4", "3"], ["2", "1"], ["0"]]
+    assert [m["text"] for m in between] == ["2"]
+    assert [m["text"] for m in inclusive] == ["3", "2", "1"]
+    with pytest.raises(SlackApiError) as bad_cursor:
+        client.conversations_history(channel="C1", cursor="not a cursor")
+    assert bad_cursor.value.response["error"] == "invalid_cursor"
+
+
+def test_replies_give_the_parent_then_its_replies_oldest_first(fake, client):
+    bill = client.chat_postMessage(channel="C1", text="bill 7")
+    other = client.chat_postMessage(channel="C1", text="bill 8")
+    approved = client.chat_postMessage(channel="C1", text="approved", thread_ts=bill["ts"], metadata=BILL_METADATA)
+    client.chat_postMessage(channel="C1", text="other reply", thread_ts=other["ts"])
+    sent = client.chat_postMessage(channel="C1", text="sent", thread_ts=bill["ts"])
+
+    thread = client.conversations_replies(channel="C1", ts=bill["ts"])["messages"]
+    from_a_reply = client.conversations_replies(channel="C1", ts=sent["ts"], include_all_metadata=True)["messages"]
+    after_approval = client.conversations_replies(channel="C1", ts=bill["ts"], oldest=approved["ts"])["messages"]
+
+    assert [m["text"] for m in thread] == ["bill 7", "approved", "sent"]
+    assert "metadata" not in thread[1] and from_a_reply[1]["metadata"] == BILL_METADATA
+    assert [m["text"] for m in after_approval] == ["bill 7", "sent"]
+    assert [m["ts"] for m in fake.thread_replies("C1", bill["ts"])] == [approved["ts"], sent["ts"]]
+    with pytest.raises(SlackApiError) as unknown:
+        client.conversations_replies(channel="C1", ts="1600000000.000100")
+    assert unknown.value.response["error"] == "thread_not_found"
+
+
+def test_replies_to_a_message_posted_before_the_fake_started_are_found(client):
+    earlier = "1600000000.000100"  # a bill message from before this fake ran
+    client.chat_postMessage(channel="C1", text="approved", thread_ts=earlier)
+
+    [reply] = client.conversations_replies(channel="C1", ts=earlier)["messages"]
+
+    assert (reply["text"], reply["thread_ts"]) == ("approved", earlier)
+
+
+def test_a_message_to_a_user_is_read_back_from_their_dm_channel(fake, client):
+    client.chat_postMessage(channel="U1", text="3 bills wait for you", metadata=BILL_METADATA)
+
+    [reminder] = client.conversations_history(channel=fake.dm_channel("U1"), include_all_metadata=True)["messages"]
+    with pytest.raises(SlackApiError) as by_user_id:
+        client.conversations_history(channel="U1")
+
+    assert (reminder["text"], reminder["metadata"]) == ("3 bills wait for you", BILL_METADATA)
+    assert by_user_id.value.response["error"] == "channel_not_found"
+    assert fake.post_counts() == {fake.dm_channel("U1"): 1}
+
+
+def test_metadata_must_have_slacks_shape_and_an_update_keeps_it(fake, client):
+    with pytest.raises(SlackApiError) as malformed:
+        client.chat_postMessage(channel="C1", text="bill", metadata={"event_type": "bill_posted"})
+    posted = client.chat_postMessage(channel="C1", text="bill", metadata=BILL_METADATA)
+    client.chat_update(channel="C1", ts=posted["ts"], text="approved")
+
+    assert malformed.value.response["error"] == "invalid_metadata_format"
+    [message] = fake.messages("C1")
+    assert (message["text"], message["metadata"]) == ("approved", BILL_METADATA)
+
+
+def test_each_method_needs_its_scope():
+    with FakeSlack(scopes="chat:write,im:history") as fake:
+        client = WebClient(base_url=fake.url, token=TOKEN)
+        client.chat_postMessage(channel="U1", text="hello")
+        assert client.conversations_history(channel=fake.dm_channel("U1"))["messages"]
+
+        with pytest.raises(SlackApiError) as missing:
+            client.conversations_history(channel="C1")
+        with pytest.raises(SlackApiError) as no_users_read:
+            client.users_info(user="U1")
+
+    assert (missing.value.response["error"], missing.value.response["needed"]) == ("missing_scope", "channels:history")
+    assert no_users_read.value.response["needed"] == "users:read"
+
+
+def test_socket_mode_url_needs_the_app_level_token(fake, client):
+    url = client.apps_connections_open(app_token=APP_TOKEN)["url"]
+
+    assert url.startswith("ws://127.0.0.1:") and "/link/?ticket=" in url
+    for token, error in [("xapp-1-wrong", "invalid_auth"), (TOKEN, "not_allowed_token_type")]:
+        with pytest.raises(SlackApiError) as refused:
+            client.apps_connections_open(app_token=token)
+        assert refused.value.response["error"] == error
+    with pytest.raises(SlackApiError) as app_token_for_the_bot:
+        WebClient(base_url=fake.url, token=APP_TOKEN).auth_test()
+    assert app_token_for_the_bot.value.response["error"] == "not_allowed_token_type"
 
 
 def test_reset_forgets_calls_but_keeps_users(fake, client):

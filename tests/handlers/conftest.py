@@ -132,18 +132,20 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         """`deliver=False` leaves the outbox to the test (nothing is delivered until it says so)."""
         settings = load_settings(
             _env_file=None,
-            database_url=database_url,
-            slack_bot_token=TOKEN,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=fake.url,
-            bills_channel=CHANNEL_ID,
-            mail_dir=tmp_path / "mail",
-            bcrypt_rounds=4,
-            timezone="UTC",
-            delivery_poll_seconds=0.05,
-            delivery_max_backoff=0.5,
-            progress_seconds=0.1,
-            **overrides,
+            **{
+                "database_url": database_url,
+                "slack_bot_token": TOKEN,
+                "slack_signing_secret": SIGNING_SECRET,
+                "slack_api_url": fake.url,
+                "bills_channel": CHANNEL_ID,
+                "mail_dir": tmp_path / "mail",
+                "bcrypt_rounds": 4,
+                "timezone": "UTC",
+                "delivery_poll_seconds": 0.05,
+                "delivery_max_backoff": 0.5,
+                "progress_seconds": 0.1,
+                **overrides,  # may replace any of the above
+            },
         )
         app = create_app(settings, db)
         if deliver:

@@ -217,6 +217,16 @@ def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(s
     assert len(bill_posts(slack)) == 3
 
 
+def test_generate_without_a_bills_channel_never_names_none(make_slack):
+    slack = make_slack(bills_channel=None)
+    team(slack)
+    customers(slack, 1)
+
+    answer = texts(slack.ask(FINANCE, "generate"))
+
+    assert "The bills are being posted to the bills channel" in answer and "None" not in answer
+
+
 def test_generate_as_sales_is_refused(slack):
     team(slack)
     customers(slack)
