@@ -341,10 +341,11 @@ def test_approve_on_a_message_from_before_an_edit_is_refused_and_the_message_ref
 
 
 def test_reject_on_a_message_from_before_an_edit_opens_no_modal(bills, one_step):
+    _, seen = button_values(bills.message(one_step))["Reject"]
     with bills.slack.db() as session:
         workflow.edit(session=session, bill_id=one_step, actor=bills.fiona, unit_cost="0.02")
 
-    bills.click_button(CSM, one_step, "Reject")
+    bills.click(CSM, ActionId.REJECT, one_step, seen)  # on a copy of the message from before the edit
 
     [refusal] = bills.told(CSM)
     assert f"Bill #{one_step} changed since you saw it: edited by <@{FINANCE}>" in refusal
