@@ -5,7 +5,7 @@ What it does, on a temporary PostgreSQL database:
 - loads --clients Sales accounts linked to Slack users and --clicks one-step customers with an
   overage in PERIOD, and generates PERIOD's DRAFT bills with `bot.billing.generate_month`, which queues
   their messages;
-- starts the fake Slack Web API (tests/slack_faults.FaultySlack) in a process of its own, then
+- starts the fake Slack Web API (tests/slack_fakes.FakeSlack) in a process of its own, then
   `python main.py serve` until its delivery worker has posted every bill, and stops it;
 - serves, one after the other, (1) the floor: a Bolt app whose Approve listener only acknowledges,
   and (2) the real app, `python main.py serve` (with its delivery worker child); both are the same
@@ -171,9 +171,9 @@ def run_fake_slack(approvers: int, posts_per_second: float, burst: int) -> None:
     `final N`: wait until N bill messages show FINAL; print the time.time() when they did.
     `report`: print what reached it as JSON (see FakeSlackProcess.report).
     """
-    from tests.slack_faults import FaultySlack
+    from tests.slack_fakes import FakeSlack
 
-    with FaultySlack() as fake:
+    with FakeSlack() as fake:
         if posts_per_second:
             fake.limit_posts(posts_per_second, burst)
         for user_id in slack_user_ids(approvers):

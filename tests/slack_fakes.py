@@ -600,6 +600,10 @@ class FakeSlack:
         with self._state:
             return [dict(m) for (ch, _), m in self._messages.items() if channel is None or ch == channel]
 
+    def top_level(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's messages that are not thread replies, in posting order."""
+        return [message for message in self.messages(channel) if "thread_ts" not in message]
+
     def thread_replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
         """The replies in the thread of the message `ts`, oldest first (without the message itself)."""
         with self._state:

@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,8 +31,7 @@ from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxStatus, Role, ScheduledRun, User, utcnow
 from db.session import make_session_factory
 from tests.factories import add_customer, add_user
-from tests.slack_fakes import CHANNEL_ID, SIGNING_SECRET, TOKEN, SlackSender, block_actions_body, texts
-from tests.slack_faults import FaultySlack
+from tests.slack_fakes import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack, SlackSender, block_actions_body, texts
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD = Period(2026, 10)
@@ -150,7 +148,7 @@ class Process:
 class Site:
     """The fake Slack, the database and the processes of one test."""
 
-    def __init__(self, fake: FaultySlack, database_url: str, engine, workdir: Path, **settings: str):
+    def __init__(self, fake: FakeSlack, database_url: str, engine, workdir: Path, **settings: str):
         self.fake = fake
         self.sessions = make_session_factory(engine)
         self.engine = engine
@@ -258,7 +256,7 @@ class Site:
                 .where(BillAction.bill_id.in_(ids), BillAction.action == ActionType.APPROVE)).all())
         for bill in bills:
             assert self.shows_final_state(bill), self.fake.message(bill.slack_channel, bill.slack_ts)
-            replies = self.fake.replies(CHANNEL_ID, bill.slack_ts)
+            replies = self.fake.thread_replies(CHANNEL_ID, bill.slack_ts)
             expected = [actions[bill.id]] if bill.id in actions else []
             assert [m["metadata"]["event_payload"]["action_id"] for m in replies] == expected
         with self.sessions() as session:
@@ -271,7 +269,7 @@ def site(cli_env, database_url, engine) -> Iterator[Callable[..., Site]]:
     sites: list[Site] = []
 
     def make(**settings: str) -> Site:
-        fake = FaultySlack().start()
+        fake = FakeSlack().start()
         made = Site(fake, database_url, engine, cli_env, **settings)
         sites.append(made)
         return made
