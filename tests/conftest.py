@@ -97,3 +97,11 @@ def cli_env(monkeypatch, database_url, engine, tmp_path):
     monkeypatch.setenv("MAIL_DIR", str(tmp_path / "mail"))
     monkeypatch.setenv("TIMEZONE", "UTC")
     return tmp_path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked postgres_only run on PostgreSQL alone: their SQLite variants are not collected."""
+    sqlite_only = [item for item in items if item.get_closest_marker("postgres_only") and "[sqlite" in item.nodeid]
+    if sqlite_only:
+        config.hook.pytest_deselected(items=sqlite_only)
+        items[:] = [item for item in items if item not in sqlite_only]

@@ -280,11 +280,6 @@ def site(cli_env, database_url, engine) -> Iterator[Callable[..., Site]]:
         made.fake.stop()
 
 
-def _postgres(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several instances and dropped connections are PostgreSQL's (SQLite runs one instance)")
-
-
 # --- clicks, as people make them -------------------------------------------------------------------------
 
 
@@ -421,8 +416,8 @@ def test_slack_failing_then_recovering_leaves_slack_and_the_database_agreeing_wi
     assert "Traceback" not in server.log.read_text()
 
 
+@pytest.mark.postgres_only  # several instances and dropped connections: SQLite runs one instance
 def test_postgresql_dropping_every_connection_under_load_is_survived_without_a_restart(site, database_url):
-    _postgres(database_url)
     here = site()
     ids = here.one_step_bills(100)
     server = here.process("serve")
@@ -451,8 +446,8 @@ def test_postgresql_dropping_every_connection_under_load_is_survived_without_a_r
         assert json.loads(answer.read())["ok"] is True
 
 
+@pytest.mark.postgres_only  # several instances and dropped connections: SQLite runs one instance
 def test_three_workers_run_a_just_missed_occurrence_once(site, database_url):
-    _postgres(database_url)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=1)
     just_missed = f"{now.minute} {now.hour} * * *"
     here = site(GENERATE_CRON=just_missed, REMINDER_CRON=just_missed, REMINDER_AFTER_DAYS="0")
