@@ -114,7 +114,8 @@ def serve(cli: Cli, args) -> None:
     from handlers.web import serve as serve_http
 
     with _slack_app(cli, socket_mode=False) as app:
-        serve_http(app, cli.engine, port=cli.settings.port)
+        secret = cli.settings.slack_signing_secret.get_secret_value()
+        serve_http(app, cli.engine, signing_secret=secret, port=cli.settings.port)
 
 
 def socket(cli: Cli, args) -> None:

@@ -238,3 +238,12 @@ class SlackEvent(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SeenSignature(Base):
+    """The signature of a request from Slack already accepted, so that a replay of it is refused."""
+
+    __tablename__ = "seen_signatures"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex HMAC-SHA256
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import waitress
 from waitress import wasyncore
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings, load_settings
 from db.models import Role, User
 from handlers.app import create_app
-from handlers.web import wsgi_app
+from handlers.web import create_server
 from handlers.worker import ProcessWorker
 from tests.factories import add_user
 from tests.slack_fakes import (
@@ -124,7 +123,7 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         if worker is not None:
             workers.append(worker)
         app = create_app(settings, db, worker=worker)
-        server = waitress.create_server(wsgi_app(app, engine), host="127.0.0.1", port=0, threads=8)
+        server = create_server(app, engine, signing_secret=SIGNING_SECRET, host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
