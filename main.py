@@ -203,7 +203,8 @@ def serve(cli: Cli, args) -> None:
 
     check_startup(cli.settings, port=cli.settings.port)
     with _slack_app(cli, socket_mode=False) as app:
-        serve_http(app, cli.engine, port=cli.settings.port)
+        secret = cli.settings.slack_signing_secret.get_secret_value()
+        serve_http(app, cli.engine, signing_secret=secret, port=cli.settings.port)
 
 
 def socket(cli: Cli, args) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from bot.errors import InvalidInput, NotFound
 from bot.periods import Period
+from bot.text import shown
 from db.models import Bill, BillAction, BillStatus, Customer
+
+
+# ASCII digits only: str.isdigit() also takes "²", which int() refuses, and int() refuses over 4,300 digits.
+_ROW_ID = re.compile(r"[0-9]{1,10}")
+MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns; PostgreSQL refuses to compare them with a larger number
 
 
 def parse_status(text: str) -> BillStatus:
@@ -15,14 +23,21 @@ def parse_status(text: str) -> BillStatus:
         return BillStatus(text.strip().upper())
     except ValueError:
         choices = ", ".join(status.value for status in BillStatus)
-        raise InvalidInput(f"unknown status {text!r}; choose one of {choices}") from None
+        raise InvalidInput(f"unknown status {shown(text)}; choose one of {choices}") from None
+
+
+def row_id(text: str) -> int | None:
+    """The number of a stored row (a bill, an action) written in digits, or None when `text` cannot be one."""
+    if not _ROW_ID.fullmatch(text) or not 0 < int(text) <= MAX_ROW_ID:
+        return None
+    return int(text)
 
 
 def parse_bill_id(text: str | int) -> int:
-    digits = str(text).strip().removeprefix("#")
-    if not digits.isdigit() or not 0 < int(digits) < 2**63:
-        raise InvalidInput(f"{text!r} is not a bill number (bill numbers look like 12)")
-    return int(digits)
+    bill_id = row_id(str(text).strip().removeprefix("#"))
+    if bill_id is None:
+        raise InvalidInput(f"{shown(str(text))} is not a bill number (bill numbers look like 12)")
+    return bill_id
 
 
 def get_bill(*, session: Session, bill_id: int) -> Bill:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot.errors import InvalidInput, NotFound
+from bot.imports import NAME_MAX_LENGTH
 from bot.periods import Period
 from db.models import Bill, Customer, Usage
 
@@ -65,6 +66,8 @@ def find_customer(*, session: Session, name: str) -> Customer:
     wanted = _clean(name)
     if not wanted:
         raise InvalidInput("Which customer? Give its name, e.g. Acme")
+    if len(wanted) > NAME_MAX_LENGTH:
+        raise NotFound(f"There is no customer with a name that long; names have at most {NAME_MAX_LENGTH} characters.")
     customer = session.scalar(select(Customer).where(Customer.name == wanted).options(joinedload(Customer.csm)))
     if customer is not None:
         return customer

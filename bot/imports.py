@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS, MAX_UNIT_COST
 from bot.errors import InvalidInput
+from bot.text import shown
 from db.models import Customer, Role, Usage, User
 
 CUSTOMER_COLUMNS = (
@@ -90,7 +91,7 @@ def import_customers(*, session: Session, file: TextIO, source: str = "file") ->
     problems = _Problems(records.problems)
     rows = [row for row in (_parse_customer(record, problems) for record in records.rows) if row]
     # Names differing only in case are taken as the same customer typed twice, not as two customers.
-    _reject_duplicates(rows, lambda row: row.name.lower(), lambda row: f"customer {_shown(row.name)}", problems)
+    _reject_duplicates(rows, lambda row: row.name.lower(), lambda row: f"customer {shown(row.name)}", problems)
 
     with session.begin():
         _lock(session, CUSTOMERS_LOCK)
@@ -101,8 +102,8 @@ def import_customers(*, session: Session, file: TextIO, source: str = "file") ->
             if row.name not in existing and row.name.lower() in customer_hints:
                 problems.add(
                     row.number,
-                    f"name {_shown(row.name)} differs only in upper and lower case from the existing customer "
-                    f"{_shown(customer_hints[row.name.lower()])}; spell it the same way to update that customer",
+                    f"name {shown(row.name)} differs only in upper and lower case from the existing customer "
+                    f"{shown(customer_hints[row.name.lower()])}; spell it the same way to update that customer",
                 )
             if row.csm:
                 _check_csm(row, users, user_hints, problems)
@@ -136,7 +137,7 @@ def import_usage(*, session: Session, file: TextIO, source: str = "file") -> Imp
     _reject_duplicates(
         rows,
         lambda row: (row.customer, row.year, row.month),
-        lambda row: f"usage of {_shown(row.customer)} for {row.year:04d}-{row.month:02d}",
+        lambda row: f"usage of {shown(row.customer)} for {row.year:04d}-{row.month:02d}",
         problems,
     )
 
@@ -147,7 +148,7 @@ def import_usage(*, session: Session, file: TextIO, source: str = "file") -> Imp
             if row.customer not in customers:
                 problems.add(
                     row.number,
-                    f"customer {_shown(row.customer)} does not exist{_did_you_mean(hints, row.customer)}; "
+                    f"customer {shown(row.customer)} does not exist{_did_you_mean(hints, row.customer)}; "
                     "import it in a customers file first",
                 )
         problems.raise_if_any(source)
@@ -237,6 +238,9 @@ def _csv_records(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
                 "',' expected after '\"'": (
                     'a quoted value must be followed by a comma; write a " inside one as ""'
                 ),
+                f"field larger than field limit ({csv.field_size_limit()})": (
+                    f"a value is longer than {csv.field_size_limit():,} characters"
+                ),
             }.get(str(error), str(error))
             raise ImportRejected(
                 f"{source} rejected: not valid CSV, nothing imported", [f"row {number}: {reason}"]
@@ -256,7 +260,7 @@ def _check_header(number: int, header: list[str], columns: Sequence[str], source
     if missing:
         reasons.append("missing " + ", ".join(missing))
     if unexpected:
-        reasons.append("unexpected " + ", ".join(_shown(name) for name in unexpected))
+        reasons.append("unexpected " + ", ".join(shown(name) for name in unexpected))
     if repeated:
         reasons.append("repeated " + ", ".join(repeated))
     if not reasons:
@@ -386,19 +390,14 @@ def _reject_duplicates(
 def _check_csm(row: _CustomerRow, users: dict[str, User], hints: dict[str, str], problems: _Problems) -> None:
     user = users.get(row.csm)
     if user is None:
-        problems.add(row.number, f"csm {_shown(row.csm)} is not a user{_did_you_mean(hints, row.csm)}")
+        problems.add(row.number, f"csm {shown(row.csm)} is not a user{_did_you_mean(hints, row.csm)}")
     elif user.role != Role.CUSTOMER_SUCCESS:
         problems.add(
-            row.number, f"csm {_shown(row.csm)} is a {user.role.label} user, not {Role.CUSTOMER_SUCCESS.label}"
+            row.number, f"csm {shown(row.csm)} is a {user.role.label} user, not {Role.CUSTOMER_SUCCESS.label}"
         )
 
 
 # --- parsing values ---------------------------------------------------------------------------
-
-
-def _shown(value: str, limit: int = 40) -> str:
-    """A value quoted for a message, shortened when long."""
-    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
 
 
 def _required_text(max_length: int | None) -> Callable[[str, str], str]:
@@ -417,38 +416,40 @@ def _optional(parse: Callable[[str, str], T]) -> Callable[[str, str], T | None]:
 
 
 def _email(column: str, text: str) -> str:
-    if not _EMAIL.fullmatch(text) or len(text) > EMAIL_MAX_LENGTH:
-        raise _BadValue(f"{column} must be an email address such as billing@example.com, not {_shown(text)}")
+    if len(text) > EMAIL_MAX_LENGTH or not _EMAIL.fullmatch(text):
+        raise _BadValue(f"{column} must be an email address such as billing@example.com, not {shown(text)}")
     return text
 
 
 def _whole_number(column: str, text: str) -> int:
     if not _WHOLE_NUMBER.fullmatch(text):
-        raise _BadValue(f"{column} must be a whole number ≥ 0, not {_shown(text)}")
-    # Digits are counted before converting: int() refuses strings of thousands of digits.
-    if len(text.lstrip("0")) > len(str(MAX_COUNT)) or int(text) > MAX_COUNT:
-        raise _BadValue(f"{column} {_shown(text)} is too large; it can be at most {MAX_COUNT:,}")
-    return int(text)
+        raise _BadValue(f"{column} must be a whole number ≥ 0, not {shown(text)}")
+    # Leading zeros go and digits are counted before converting: int() refuses over 4,300 digits.
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
+        raise _BadValue(f"{column} {shown(text)} is too large; it can be at most {MAX_COUNT:,}")
+    return int(digits)
 
 
 def _unit_cost(column: str, text: str) -> Decimal:
     if not _DECIMAL.fullmatch(text):
-        raise _BadValue(f"{column} must be a number ≥ 0 such as 0.000125, not {_shown(text)}")
+        raise _BadValue(f"{column} must be a number ≥ 0 such as 0.000125, not {shown(text)}")
     value = Decimal(text)
     if value > MAX_UNIT_COST:
-        raise _BadValue(f"{column} {_shown(text)} is too large; it can be at most {MAX_UNIT_COST:,} per call")
-    if value != value.quantize(Decimal(1).scaleb(-UNIT_COST_PLACES)):
-        raise _BadValue(f"{column} {_shown(text)} has more than {UNIT_COST_PLACES} decimal places")
-    return value
+        raise _BadValue(f"{column} {shown(text)} is too large; it can be at most {MAX_UNIT_COST:,} per call")
+    places = Decimal(1).scaleb(-UNIT_COST_PLACES)
+    if value != value.quantize(places):
+        raise _BadValue(f"{column} {shown(text)} has more than {UNIT_COST_PLACES} decimal places")
+    return value.quantize(places)
 
 
 def _date(column: str, text: str) -> date:
     if not _DATE.fullmatch(text):
-        raise _BadValue(f"{column} must be a date written YYYY-MM-DD, not {_shown(text)}")
+        raise _BadValue(f"{column} must be a date written YYYY-MM-DD, not {shown(text)}")
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise _BadValue(f"{column} {_shown(text)} is not a real date") from None
+        raise _BadValue(f"{column} {shown(text)} is not a real date") from None
 
 
 def _boolean(column: str, text: str) -> bool:
@@ -457,12 +458,12 @@ def _boolean(column: str, text: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise _BadValue(f"{column} must be true or false, not {_shown(text)}")
+    raise _BadValue(f"{column} must be true or false, not {shown(text)}")
 
 
 def _year(column: str, text: str) -> int:
     if not _YEAR.fullmatch(text):
-        raise _BadValue(f"{column} must be a 4-digit year such as 2026, not {_shown(text)}")
+        raise _BadValue(f"{column} must be a 4-digit year such as 2026, not {shown(text)}")
     if int(text) < 1900:
         raise _BadValue(f"{column} {text} is out of range; it must be 1900 or later")
     return int(text)
@@ -470,7 +471,7 @@ def _year(column: str, text: str) -> int:
 
 def _month(column: str, text: str) -> int:
     if not _MONTH.fullmatch(text) or not 1 <= int(text) <= 12:
-        raise _BadValue(f"{column} must be a whole number from 1 to 12, not {_shown(text)}")
+        raise _BadValue(f"{column} must be a whole number from 1 to 12, not {shown(text)}")
     return int(text)
 
 
@@ -512,7 +513,7 @@ def _find_by_name(
 
 def _did_you_mean(hints: dict[str, str], name: str) -> str:
     close = hints.get(name.lower())
-    return f" (did you mean {_shown(close)}?)" if close else ""
+    return f" (did you mean {shown(close)}?)" if close else ""
 
 
 def _recorded_usage(session: Session, customer_ids: set[int], rows: list[_UsageRow]) -> list[Usage]:

@@ -9,8 +9,9 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from bot.errors import InvalidInput
+from bot.text import shown
 
-_MONTH_PATTERN = re.compile(r"(\d{4})-(\d{1,2})")
+_MONTH_PATTERN = re.compile(r"([0-9]{4})-([0-9]{1,2})")
 
 
 @dataclass(frozen=True, order=True)
@@ -29,7 +30,7 @@ class Period:
         """Read `YYYY-MM`, e.g. 2026-10."""
         match = _MONTH_PATTERN.fullmatch(text.strip())
         if not match:
-            raise InvalidInput(f"{text!r} is not a month; write it as YYYY-MM, e.g. 2026-10")
+            raise InvalidInput(f"{shown(text)} is not a month; write it as YYYY-MM, e.g. 2026-10")
         return cls(int(match[1]), int(match[2]))
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from bot.bills import parse_bill_id
+from bot.bills import parse_bill_id, row_id
 from bot.errors import InvalidInput
 
 
@@ -34,9 +34,10 @@ STALE_BUTTON = "That button is not for a bill any more. Use `/bill show <id>` to
 
 
 def _action_number(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2**63:
+    action_id = row_id(text)
+    if action_id is None:
         raise InvalidInput(STALE_BUTTON)
-    return int(text)
+    return action_id
 
 
 def bill_value(bill_id: int, seen_action_id: int | None = None) -> str:

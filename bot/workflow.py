@@ -39,6 +39,7 @@ from bot.errors import (
     WaitingForOther,
 )
 from bot.formatting import timestamp
+from bot.text import shown, storable
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, OutboxKind, Role, User, utcnow
 
 REASON_MAX_LENGTH = 2000
@@ -59,7 +60,7 @@ _PAST_TENSE = {
     ActionType.UNDO: "undone",
 }
 _NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
-_PLAIN_DECIMAL = re.compile(r"\d+(\.\d+)?|\.\d+")
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
 
 
 # --- approval progress, derived from the action log ---------------------------------------------
@@ -498,7 +499,7 @@ def available_actions(bill: Bill, user: User) -> set[ActionType]:
 
 def parse_reason(reason: str | None, *, required: bool) -> str | None:
     """A rejection or undo reason, trimmed; 1–2000 characters when required, else empty means none."""
-    text = (reason or "").strip()
+    text = storable((reason or "").strip(), "The reason")
     if not text:
         if required:
             raise InvalidInput("A reason is required to reject a bill")
@@ -517,7 +518,7 @@ def parse_unit_cost(value: Decimal | str) -> Decimal:
         if text.startswith("-") and _PLAIN_DECIMAL.fullmatch(text[1:]):
             raise InvalidInput("The unit cost cannot be negative")
         if not _PLAIN_DECIMAL.fullmatch(text):
-            raise InvalidInput(f"{value!r} is not a unit cost; write a decimal number such as 0.0125")
+            raise InvalidInput(f"{shown(value)} is not a unit cost; write a decimal number such as 0.0125")
         cost = Decimal(text)
     elif isinstance(value, (Decimal, int)):
         cost = Decimal(value)
@@ -528,9 +529,11 @@ def parse_unit_cost(value: Decimal | str) -> Decimal:
     if cost < 0:
         raise InvalidInput("The unit cost cannot be negative")
     if cost > MAX_UNIT_COST:
-        raise InvalidInput(f"The unit cost {value} is too large; it can be at most {MAX_UNIT_COST:,} per call")
+        raise InvalidInput(
+            f"The unit cost {shown(str(value))} is too large; it can be at most {MAX_UNIT_COST:,} per call"
+        )
     if cost != cost.quantize(UNIT_COST_STEP):
-        raise InvalidInput(f"The unit cost {value} has more than 6 decimal places")
+        raise InvalidInput(f"The unit cost {shown(str(value))} has more than 6 decimal places")
     return cost.quantize(UNIT_COST_STEP).copy_abs()  # copy_abs turns a -0 into 0; nothing else is negative here
 
 

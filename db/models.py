@@ -324,3 +324,12 @@ class ScheduledRun(Base):
     job: Mapped[str] = mapped_column(String(32), primary_key=True)
     fire_time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SeenSignature(Base):
+    """The signature of a request from Slack already accepted, so that a replay of it is refused."""
+
+    __tablename__ = "seen_signatures"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex HMAC-SHA256
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

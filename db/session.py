@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Delete, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Connections kept open per process on PostgreSQL: one per request thread of `serve` (waitress runs 16),
 # so that acknowledging a click never waits to open one; a few more for bursts, closed again after use.
@@ -40,3 +41,20 @@ def _sqlite_begin_immediate(connection) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def add_once(sessions: sessionmaker[Session], row: DeclarativeBase, *, prune: Delete | None = None) -> bool:
+    """Commit `row`; False when a row with its key was there already. `prune` then runs in a commit of its own.
+
+    The unique key decides, so that concurrent callers, in this process or another, each get one answer.
+    """
+    with sessions() as session:
+        try:
+            with session.begin():
+                session.add(row)
+        except IntegrityError:
+            return False
+        if prune is not None:
+            with session.begin():
+                session.execute(prune)
+    return True

@@ -6,7 +6,8 @@ from slack_bolt import App
 
 
 def register_all(app: App) -> None:
-    from handlers import actions, commands, errors, events, home, views
+    from handlers import actions, commands, errors, events, home, verification, views
 
-    for surface in (errors, events, commands, actions, views, home):
+    # verification refuses a replayed request before events records its delivery or a listener runs.
+    for surface in (errors, verification, events, commands, actions, views, home):
         surface.register(app)

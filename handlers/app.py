@@ -80,7 +80,8 @@ def create_app(
     *,
     socket_mode: bool = False,
 ) -> App:
-    """The Bolt app; HTTP mode verifies every request's signature, Socket Mode needs the app token instead.
+    """The Bolt app; in HTTP mode handlers/web.py verifies every request's signature before Bolt reads it,
+    Socket Mode needs the app token instead.
 
     What follows an acknowledgement is recorded in the outbox and done by the delivery workers.
     """
@@ -93,8 +94,8 @@ def create_app(
     services = build_services(settings, sessions)
     app = App(
         client=services.client,
-        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
-        request_verification_enabled=not socket_mode,
+        request_verification_enabled=False,  # done by handlers/web.py, before anything parses the body
+        raise_error_for_unhandled_request=True,  # to the error handler, which logs it without the body
         name="billprocess",
         # What follows ack() (waiting on Slack, charts, exports) runs here; Bolt's default of 5 threads
         # would let a few slow listeners hold up the acknowledgement of every further request.

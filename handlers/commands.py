@@ -32,6 +32,7 @@ from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import BillProcessError, Conflict, InvalidInput
 from bot.formatting import money, unit_cost
 from bot.periods import Period
+from bot.text import SHOWN_MAX, clip, storable
 from db.models import BillStatus, Role
 from handlers.customers import customer, customers, export, usage
 from handlers.errors import refuse
@@ -43,7 +44,7 @@ FINANCE = frozenset({Role.FINANCE})
 # An unknown subcommand is named back only when it is a short word of letters: anything with digits or
 # dashes could be a link code typed without `link`, and a code is never shown again.
 _ECHOABLE = re.compile(r"[a-z]{1,12}")
-_MONTH_LIKE = re.compile(r"\d")
+_MONTH_LIKE = re.compile(r"[0-9]")
 @dataclass(frozen=True)
 class Subcommand:
     run: Callable[[CommandRequest], None]
@@ -113,9 +114,13 @@ class RecordedCommand:
 
 def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, context) -> None:
     services = context["services"]
-    recorded = RecordedCommand(
-        command["user_id"], command.get("text") or "", command.get("channel_id", ""), command.get("response_url")
-    )
+    text = command.get("text") or ""
+    try:
+        storable(typed(text), "Your command")  # a NUL or a broken character never reaches the database
+    except InvalidInput:
+        ack()
+        raise
+    recorded = RecordedCommand(command["user_id"], text, command.get("channel_id", ""), command.get("response_url"))
     if recorded.subcommand in CHANGING:
         # Recorded before the acknowledgement: a command Slack shows as accepted is never lost.
         record_job(services, JobType.COMMAND, recorded.slack_user_id, recorded.bill_id, asdict(recorded))
@@ -169,6 +174,11 @@ def invalid(request: CommandRequest, message: str) -> InvalidInput:
     return InvalidInput(f"{message} Usage: `{SUBCOMMANDS[request.subcommand].usage}`")
 
 
+def echoed(text: str) -> str:
+    """What was typed, repeated in a refusal as code and cut short when long (the error handler escapes it)."""
+    return f"`{clip(text, SHOWN_MAX)}`"
+
+
 def arguments(request: CommandRequest, *names: str, optional: int = 0) -> list[str | None]:
     """The positional arguments `names` (the last `optional` of them may be left out), or a refusal."""
     given, required = request.args, len(names) - optional
@@ -177,7 +187,7 @@ def arguments(request: CommandRequest, *names: str, optional: int = 0) -> list[s
         raise invalid(request, f"`/bill {request.subcommand}` needs {missing}.")
     if len(given) > len(names):
         extra = " ".join(given[len(names) :])
-        raise invalid(request, f"`/bill {request.subcommand}` does not take `{escape(extra)}`.")
+        raise invalid(request, f"`/bill {request.subcommand}` does not take {echoed(extra)}.")
     return [*given, *([None] * (len(names) - len(given)))]
 
 
@@ -185,7 +195,7 @@ def bill_id_argument(request: CommandRequest, text: str) -> int:
     try:
         return parse_bill_id(text)
     except InvalidInput:
-        raise invalid(request, f"`{escape(text)}` is not a bill number.") from None
+        raise invalid(request, f"{echoed(text)} is not a bill number.") from None
 
 
 def month_argument(request: CommandRequest, text: str) -> Period:
@@ -193,7 +203,7 @@ def month_argument(request: CommandRequest, text: str) -> Period:
         return Period.parse(text)
     except InvalidInput:
         example = Period.previous(request.services.settings.zone)
-        raise invalid(request, f"`{escape(text)}` is not a month; write it as YYYY-MM, e.g. {example}.") from None
+        raise invalid(request, f"{echoed(text)} is not a month; write it as YYYY-MM, e.g. {example}.") from None
 
 
 def status_argument(request: CommandRequest, text: str) -> BillStatus:
@@ -201,14 +211,14 @@ def status_argument(request: CommandRequest, text: str) -> BillStatus:
         return parse_status(text)
     except InvalidInput:
         statuses = ", ".join(status.value for status in BillStatus)
-        raise invalid(request, f"`{escape(text)}` is neither a status ({statuses}) nor a month (YYYY-MM).") from None
+        raise invalid(request, f"{echoed(text)} is neither a status ({statuses}) nor a month (YYYY-MM).") from None
 
 
 def unit_cost_argument(request: CommandRequest, text: str) -> Decimal:
     try:
         return workflow.parse_unit_cost(text)
     except InvalidInput as error:
-        problem = escape(str(error))  # says what is wrong: not a number, negative, too many places
+        problem = str(error)  # says what is wrong: not a number, negative, too many places
         raise invalid(request, problem[:1].upper() + problem[1:] + ".") from None
 
 

@@ -26,7 +26,7 @@ USAGE = {
     "usage": "/bill usage <customer> [year]",
     "export": "/bill export [YYYY-MM]",
 }
-_YEAR = re.compile(r"\d{4}")
+_YEAR = re.compile(r"[0-9]{4}")
 
 
 def _usage_error(subcommand: str, problem: str) -> InvalidInput:

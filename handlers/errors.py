@@ -3,26 +3,75 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
+from slack_bolt import BoltResponse
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
+from sqlalchemy import exc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot import outbox
+from bot.blocks import escape
 from bot.blocks.bill import already_done_text
 from bot.errors import AlreadyDone, BillProcessError, SendUncertain
 
 log = logging.getLogger(__name__)
 
+DATABASE_UNAVAILABLE = (
+    ":hourglass: The database is unavailable right now, so this could not be done. Please try again in a minute."
+)
+
+
+class OutageLog:
+    """Logs that the database is unavailable once per outage, however many requests fail on it meanwhile.
+
+    An outage is over once no request has failed on it for `quiet_seconds`.
+    """
+
+    def __init__(self, quiet_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.quiet_seconds = quiet_seconds
+        self.clock = clock
+        self._last_failure: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, error: Exception) -> None:
+        now = self.clock()
+        with self._lock:
+            new = self._last_failure is None or now - self._last_failure > self.quiet_seconds
+            self._last_failure = now
+        if new:
+            # The driver's own words, first line only: SQLAlchemy's text repeats the statement and its values.
+            cause = getattr(error, "orig", None) or error
+            words = str(cause).strip()
+            reason = words.splitlines()[0] if words else type(cause).__name__
+            log.error("the database is unavailable (%s); requests fail until it is back", reason)
+
+
+database_outage = OutageLog()
+
+
+def is_database_outage(error: Exception) -> bool:
+    """True for the database being down, unreachable, restarting or too busy: worth trying again later."""
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+
 
 def message_for(error: Exception) -> str:
+    """What the person is told; domain errors are plain text, escaped here for Slack's mrkdwn."""
     if isinstance(error, AlreadyDone):
         return f":warning: {already_done_text(error)}"
     if isinstance(error, BillProcessError):
-        return f":warning: {error}"
+        return f":warning: {escape(str(error))}"
+    if is_database_outage(error):
+        database_outage.failed(error)
+        return DATABASE_UNAVAILABLE
     error_id = uuid.uuid4().hex[:8]
     log.error("unexpected error %s", error_id, exc_info=error)
     return f":x: Something went wrong on our side (error `{error_id}`). Please try again, or quote the error id."
@@ -36,13 +85,28 @@ def tell(client, slack_user_id: str | None, response_url: str | None, text: str)
         elif slack_user_id:
             # A modal, an event or a Home tab button has no response_url: the app's DM is the place.
             client.chat_postMessage(channel=slack_user_id, text=text)
-    except (SlackApiError, OSError):
-        log.warning("could not tell %s about an error", slack_user_id, exc_info=True)
+    except (SlackApiError, OSError) as failure:
+        log.warning("could not tell %s about an error: %s", slack_user_id, failure)
 
 
 def clicked_in_home(body: dict) -> bool:
     """True when the request came from a button in the App Home tab."""
-    return (body.get("view") or {}).get("type") == "home"
+    view = body.get("view")
+    return isinstance(view, dict) and view.get("type") == "home"
+
+
+def requester(body: dict) -> str | None:
+    """The Slack user a request comes from, wherever its kind of payload names them."""
+    for holder in (body, body.get("event")):
+        if not isinstance(holder, dict):
+            continue
+        user = holder.get("user")
+        if isinstance(user, dict):
+            user = user.get("id")
+        found = user or holder.get("user_id")
+        if isinstance(found, str) and found:
+            return found
+    return None
 
 
 def report(
@@ -91,6 +155,25 @@ def _refreshed(error: Exception, slack_user_id: str | None, from_home: bool) -> 
 def register(app) -> None:
     @app.error
     def handle_error(error, body, client, context):
-        user_id = (body.get("user") or {}).get("id") or body.get("user_id") or (body.get("event") or {}).get("user")
-        services = context["services"]
-        report(services, client, user_id, body.get("response_url"), error, from_home=clicked_in_home(body))
+        if isinstance(error, BoltUnhandledRequestError):
+            # Bolt would log the whole body; a request no listener takes is answered 404, as Bolt does.
+            log.warning("no listener takes a %s request", _kind(body))
+            return
+        response_url = body.get("response_url") if isinstance(body.get("response_url"), str) else None
+        services = context.get("services")
+        if services is None:  # it failed before the app's own middleware ran
+            tell(client, requester(body), response_url, message_for(error))
+        else:
+            report(services, client, requester(body), response_url, error, from_home=clicked_in_home(body))
+        if is_database_outage(error):
+            # Before an acknowledgement (a middleware's query), Slack then shows the request failed, and retries events.
+            return BoltResponse(status=503, body="")
+        return None
+
+
+def _kind(body: dict) -> str:
+    event = body.get("event")
+    kind = body.get("command") or body.get("type") or "untyped"
+    if isinstance(event, dict) and event.get("type"):
+        kind = f"{kind} {event['type']}"
+    return str(kind)[:60]

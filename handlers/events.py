@@ -14,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 
 from slack_bolt import App, BoltResponse
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SlackEvent
+from db.session import add_once
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ PRUNE_EVERY_SECONDS = 3600.0
 
 
 class PruneSchedule:
-    """Says when this process should next delete old event ids: at most once per interval."""
+    """Says when this process should next delete old rows (event ids, signatures): at most once per interval."""
 
     def __init__(self, every_seconds: float = PRUNE_EVERY_SECONDS):
         self.every_seconds = every_seconds
@@ -46,16 +46,8 @@ class PruneSchedule:
 def record_first_delivery(sessions: sessionmaker[Session], event_id: str, *, prune: bool = False) -> bool:
     """Record `event_id`; False when it was already recorded (this delivery is a repeat)."""
     now = datetime.now(timezone.utc)
-    with sessions() as session:
-        try:
-            with session.begin():
-                session.add(SlackEvent(event_id=event_id, received_at=now))
-        except IntegrityError:
-            return False
-        if prune:
-            with session.begin():
-                session.execute(delete(SlackEvent).where(SlackEvent.received_at < now - KEEP_EVENTS_FOR))
-    return True
+    old = delete(SlackEvent).where(SlackEvent.received_at < now - KEEP_EVENTS_FOR)
+    return add_once(sessions, SlackEvent(event_id=event_id, received_at=now), prune=old if prune else None)
 
 
 def register(app: App) -> None:

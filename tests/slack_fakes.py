@@ -581,6 +581,15 @@ class FakeSlack:
             )
         return self.calls(method)
 
+    def wait_quiet(self, quiet: float = 0.1, timeout: float = 5.0) -> None:
+        """Wait until no call has arrived for `quiet` seconds: the work that follows a request has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = len(self.recorded())
+            time.sleep(quiet)
+            if len(self.recorded()) == seen:
+                return
+
     def response_url_posts(self, name: str = "default") -> list[dict[str, Any]]:
         """The JSON bodies posted to `response_url(name)`."""
         path = f"/response_url/{quote(name)}"
@@ -1316,6 +1325,7 @@ class SlackSender:
     """Posts bodies to the app's Request URL the way Slack does: signed, with Slack's headers."""
 
     STALE_AGE = 6 * 60  # Slack's receivers reject timestamps more than 5 minutes away
+    RETRY_AFTER = 3  # seconds: Slack retries a delivery that got no answer within this time
 
     def __init__(self, base_url: str, secret: str = SIGNING_SECRET, path: str = "/slack/events"):
         self.base_url = base_url.rstrip("/")
@@ -1345,6 +1355,9 @@ class SlackSender:
         content_type = content_type or content_type_of(body)
         if stale and timestamp is None:
             timestamp = int(time.time()) - self.STALE_AGE
+        if retry_num is not None and timestamp is None:
+            # Slack signs a retry when it sends it, seconds after the delivery it repeats; a test sends it at once.
+            timestamp = int(time.time()) + self.RETRY_AFTER * retry_num
         secret = "forged-" + self.secret if forge else self.secret
         request_headers = {"Content-Type": content_type, "User-Agent": SLACK_USER_AGENT}
         if not unsigned:
@@ -1415,6 +1428,11 @@ def texts(node: Any) -> str:
 
     walk(node)
     return "\n".join(found)
+
+
+def displayed(node: Any) -> str:
+    """`texts(node)` as Slack shows it: with the &amp;, &lt; and &gt; that mrkdwn needs turned back into &, < and >."""
+    return texts(node).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def wait_until(read: Callable[[], list], count: int, what: str, timeout: float = 5.0) -> list:

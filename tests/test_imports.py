@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, select
 
 from bot.errors import InvalidInput
 from bot.imports import ImportRejected, ImportSummary, import_customers, import_usage
-from db.models import Customer, Role, Usage
+from db.models import Customer, Role, Usage, User
 from tests.factories import add_customer, add_user
 
 CUSTOMER_HEADER = [
@@ -660,3 +663,66 @@ def test_a_rejected_usage_file_changes_nothing(db, session):
 )
 def test_summary_line(created, updated, noun, line):
     assert ImportSummary(created=created, updated=updated).line(noun) == line
+
+
+# --- files made at random ---------------------------------------------------------------------------
+
+# Values a spreadsheet, a script or a person might put in any column; odd numbers get a branch of their own.
+ODD_NUMBERS = ["0" * 5000, "9" * 5000, "1" * 4301, "0." + "0" * 5000, "²", "١٢", "-1", "1e5", "NaN", "0.0000001"]
+ODD_VALUES = [
+    "x" * 200_000, "\x00", "Infinity", "1000.0000001", "2024-02-30", "2024-13-01", "0000-01-01", "9999-12-31",
+    "yes", "maybe", "", " ", "a,b", 'quote"d', "line\nbreak", "\r", "<!channel>", "carol", "Acme", "1900", "12", "13",
+]
+PROBLEM = re.compile(r"(row \d+: |line \d+ contains binary data; )")
+
+
+def odd_or(good: str) -> st.SearchStrategy[str]:
+    return st.just(good) | st.sampled_from(ODD_NUMBERS) | st.sampled_from(ODD_VALUES) | st.text(max_size=8)
+
+
+def random_file(header: list[str], good: dict[str, str]) -> st.SearchStrategy[str]:
+    """A CSV file with the right header, rows of good and odd values, and now and then a broken last line."""
+    row = st.fixed_dictionaries({column: odd_or(value) for column, value in good.items()}).map(
+        lambda values: [values[column] for column in header]
+    )
+    rows = st.lists(row | st.lists(st.sampled_from(ODD_VALUES), max_size=12), max_size=8)
+    tail = st.sampled_from(["", '"never closed\n', 'a"b,"c"d\n', "\x00\n", "\ufeff\n"])
+
+    def write(lines: list[list[str]], last: str) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([header, *lines])
+        return out.getvalue() + last
+
+    return st.builds(write, rows, tail)
+
+
+def check_import(db, importer, text: str) -> None:
+    """Imported, or rejected whole: every problem names its row and reason, and nothing changed."""
+    before = database_contents(db)
+    try:
+        run(db, importer, text)
+    except ImportRejected as rejection:
+        assert database_contents(db) == before
+        assert rejection.problems and all(PROBLEM.match(problem) for problem in rejection.problems), rejection.problems
+        assert all(len(problem) < 400 for problem in rejection.problems)
+
+
+FUZZ_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ_SETTINGS
+@given(text=random_file(CUSTOMER_HEADER, GOOD_CUSTOMER))
+def test_a_customers_file_of_anything_is_imported_or_rejected_row_by_row(db, text):
+    with db() as session:
+        if session.scalar(select(User).where(User.name == "carol")) is None:
+            add_user(session, "carol", Role.CUSTOMER_SUCCESS)
+    check_import(db, import_customers, text)
+
+
+@FUZZ_SETTINGS
+@given(text=random_file(USAGE_HEADER, {"customer": "Acme", "year": "2026", "month": "9", "api_usage": "700"}))
+def test_a_usage_file_of_anything_is_imported_or_rejected_row_by_row(db, text):
+    with db() as session:
+        if session.scalar(select(Customer).where(Customer.name == "Acme")) is None:
+            add_customer(session, "Acme")
+    check_import(db, import_usage, text)

@@ -19,6 +19,7 @@ import main
 from tests.slack_fakes import (
     APP_TOKEN,
     CHANNEL_ID,
+    FORM,
     SIGNING_SECRET,
     TOKEN,
     FakeSlack,
@@ -165,22 +166,26 @@ def _wait_healthy(url: str, server: subprocess.Popen) -> dict:
     raise AssertionError("serve never answered /healthz")
 
 
+def _start_serve(cli_env, database_url: str, fake: FakeSlack, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SLACK_API_URL": fake.url,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "BILLS_CHANNEL": CHANNEL_ID,
+        "PORT": str(port),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "serve"], cwd=cli_env, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
 def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cli_env, database_url):
     port = _free_port()
     with FakeSlack() as fake:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "SLACK_API_URL": fake.url,
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "BILLS_CHANNEL": CHANNEL_ID,
-            "PORT": str(port),
-        }
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "serve"], cwd=cli_env, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+        server = _start_serve(cli_env, database_url, fake, port)
         try:
             assert _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)["ok"] is True
             sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET)
@@ -193,6 +198,47 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
             server.send_signal(signal.SIGTERM)
             assert server.wait(timeout=30) == 0
     assert TOKEN not in server.stderr.read().decode()
+
+
+def _peak_memory_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+
+
+def _post_unsigned(port: int, size: int) -> bytes:
+    """Announce `size` bytes of body and send as much of it as the server takes; return its answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(
+            f"POST /slack/events HTTP/1.1\r\nHost: app\r\nContent-Type: {FORM}\r\n"
+            f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        chunk = b"text=" + b"x" * (1024 * 1024 - 5)
+        try:
+            for _ in range(size // len(chunk)):
+                connection.sendall(chunk)
+        except OSError:
+            pass  # the server answered and closed without reading the body, as it should
+        answer = b""
+        while data := connection.recv(65536):
+            answer += data
+        return answer
+
+
+def test_serve_refuses_a_100_mb_body_without_reading_or_logging_it(cli_env, database_url):
+    port = _free_port()
+    with FakeSlack() as fake:
+        server = _start_serve(cli_env, database_url, fake, port)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+            before = _peak_memory_kib(server.pid)
+            answer = _post_unsigned(port, 100 * 1024 * 1024)
+            grown = _peak_memory_kib(server.pid) - before
+        finally:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=30) == 0
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert grown < 20 * 1024, f"serve grew by {grown} KiB"
+    assert "xxxxxxxx" not in server.stderr.read().decode() + server.stdout.read().decode()
 
 
 def test_socket_mode_stops_on_sigterm_and_stops_its_worker_first(cli_env, monkeypatch):
@@ -288,7 +334,7 @@ def test_serve_starts_its_worker_again_when_it_dies(cli_env, database_url):
             first = _worker_of(server)
             os.kill(first, signal.SIGKILL)
             deadline = time.monotonic() + 30
-            while (second := _worker_of(server, wait=False)) in (None, first):
+            while _worker_of(server, wait=False) in (None, first):
                 assert time.monotonic() < deadline, "serve never started its worker again"
                 time.sleep(0.1)
         finally:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject
 
+from bot.text import clip  # builders clip text to Block Kit's limits: `from bot.blocks import clip`
 from db.models import User
 
 MAX_MESSAGE_BLOCKS = 50
@@ -43,11 +44,6 @@ def message_blocks(blocks: Sequence[Block]) -> list[dict]:
 def view_blocks(blocks: Sequence[Block]) -> list[dict]:
     """Validated blocks for a modal or the Home tab (≤ 100)."""
     return _checked(blocks, MAX_VIEW_BLOCKS, "view")
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, with an ellipsis when it was longer."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def header(text: str) -> HeaderBlock:

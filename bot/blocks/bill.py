@@ -312,10 +312,10 @@ def action_reply(
 
 
 def already_done_text(refusal: AlreadyDone) -> str:
-    """The refusal's sentence with the person who got there first as an @-mention, when they are linked."""
-    message = str(refusal)
+    """The refusal's sentence, escaped, with the person who got there first as an @-mention when they are linked."""
+    message = escape(str(refusal))
     if refusal.slack_user_id and refusal.user_name:
-        message = message.replace(f" by {refusal.user_name} ", f" by <@{refusal.slack_user_id}> ", 1)
+        message = message.replace(f" by {escape(refusal.user_name)} ", f" by <@{refusal.slack_user_id}> ", 1)
     return message
 
 

@@ -11,18 +11,16 @@ from dataclasses import dataclass
 
 import pytest
 from slack_bolt import App
-import waitress
-from waitress import wasyncore
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from waitress import wasyncore
 
-from bot.settings import Settings, load_settings
-from db.models import Role, User
 from bot.delivery import Delivery
-from db.models import Outbox, OutboxStatus
+from bot.settings import Settings, load_settings
+from db.models import Outbox, OutboxStatus, Role, User
 from handlers.app import build_services, create_app
 from handlers.jobs import run_job
-from handlers.web import wsgi_app
+from handlers.web import create_server
 from tests.factories import add_user
 from tests.slack_fakes import (
     CHANNEL_ID,
@@ -153,7 +151,7 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
             deliveries.append(
                 Delivery(sessions=db, settings=settings, jobs=lambda row: run_job(services, row), threads=2).start()
             )
-        server = waitress.create_server(wsgi_app(app, engine), host="127.0.0.1", port=0, threads=8)
+        server = create_server(app, engine, signing_secret=SIGNING_SECRET, host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from datetime import date
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -22,7 +21,7 @@ from db.models import Bill, Role
 from handlers import customers as customer_commands
 from handlers.requests import CommandRequest
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, TOKEN, texts
+from tests.slack_fakes import CHANNEL_ID, TOKEN, displayed, texts
 
 LAST_MONTH = Period.previous(ZoneInfo("UTC"))
 FINANCE, CSM, SALES = "UFIONA01", "UCAROL01", "USAM0001"
@@ -108,7 +107,7 @@ def test_an_unknown_customer_gets_suggestions_and_no_chart(slack, acme):
 def test_customer_without_a_name_gets_the_usage_line(slack, team):
     answer = slack.ask(SALES, "customer")
 
-    assert "Usage: `/bill customer <name>`" in answer["text"]
+    assert "Usage: `/bill customer <name>`" in displayed(answer)
 
 
 def test_customers_lists_every_customer(slack, acme):
@@ -130,7 +129,7 @@ def test_usage_with_a_year_shows_that_year(slack, acme):
 def test_usage_without_a_customer_gets_the_usage_line(slack, team):
     answer = slack.ask(SALES, "usage 2026")
 
-    assert "Usage: `/bill usage <customer> [year]`" in answer["text"]
+    assert "Usage: `/bill usage <customer> [year]`" in displayed(answer)
 
 
 def test_an_unlinked_user_is_told_to_link(slack, acme):

@@ -23,7 +23,7 @@ def test_health_check_answers_when_the_database_is_reachable(slack):
 
 def test_a_signed_payload_that_is_not_json_is_a_bad_request(slack):
     answer = slack.sender.post("payload=%7Bnot+json")
-    assert answer.status == 400 and answer.json() == {"ok": False, "error": "malformed payload"}
+    assert answer.status == 400 and answer.json() == {"ok": False, "error": "the payload is not valid JSON"}
     with slack.db() as session:
         assert session.scalar(select(func.count()).select_from(BillAction)) == 0
     assert slack.fake.methods_called() == ["auth.test"]  # only the app's start-up check reached Slack

@@ -1,0 +1,84 @@
+"""Requests in HTTP mode are Slack's: signed with the app's signing secret, recent, and new.
+
+handlers/web.py checks the signature and its timestamp before anything reads the body, as Slack's
+"Verifying requests from Slack" describes; the middleware here refuses a signature already seen (a
+replay), recorded in the database so that every `serve` process on it sees every other's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from slack_bolt import App, BoltResponse
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import SeenSignature
+from db.session import add_once
+from handlers.events import PruneSchedule
+
+log = logging.getLogger(__name__)
+
+# Slack's rule: a timestamp further than this from the receiver's clock, either way, is refused.
+MAX_SKEW = timedelta(minutes=5)
+# A signature older than MAX_SKEW is refused as stale anyway; the rest is margin for servers' clocks.
+KEEP_SIGNATURES_FOR = 2 * MAX_SKEW
+PRUNE_EVERY_SECONDS = 60.0
+SIGNED = "signed_request"  # the context key under which web.py hands the verified signature to Bolt
+
+_TIMESTAMP = re.compile(r"[0-9]{1,10}")  # seconds since 1970, until the year 2286
+_SIGNATURE = re.compile(r"v0=([0-9a-f]{64})")
+
+
+class Unverified(Exception):
+    """The request cannot be shown to come from Slack; the message says why, naming no secret."""
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    digest: str  # the hex HMAC-SHA256 of the request, as its X-Slack-Signature carried it
+    signed_at: datetime
+
+
+def verify(secret: str, timestamp: str | None, signature: str | None, body: bytes, *, now: datetime) -> SignedRequest:
+    """The request's signature, when `signature` is Slack's v0 signature of `timestamp` and `body`."""
+    if not timestamp or not signature:
+        raise Unverified("it is not signed")
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise Unverified("its timestamp is not a number of seconds")  # also when the header was sent twice
+    signed_at = datetime.fromtimestamp(int(timestamp), timezone.utc)
+    if signed_at < now - MAX_SKEW:
+        raise Unverified("its timestamp is more than five minutes old")
+    if signed_at > now + MAX_SKEW:
+        raise Unverified("its timestamp is more than five minutes ahead")
+    given = _SIGNATURE.fullmatch(signature)
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    if given is None or not hmac.compare_digest(given[1], expected):
+        raise Unverified("its signature does not match")
+    return SignedRequest(digest=expected, signed_at=signed_at)
+
+
+def first_use(sessions: sessionmaker[Session], signed: SignedRequest, *, prune: bool = False) -> bool:
+    """Record the signature; False when it was recorded before (this request is a replay)."""
+    old = delete(SeenSignature).where(SeenSignature.signed_at < datetime.now(timezone.utc) - KEEP_SIGNATURES_FOR)
+    row = SeenSignature(digest=signed.digest, signed_at=signed.signed_at)
+    return add_once(sessions, row, prune=old if prune else None)
+
+
+def register(app: App) -> None:
+    prune_schedule = PruneSchedule(PRUNE_EVERY_SECONDS)
+
+    @app.middleware
+    def refuse_replays(context, next):
+        signed = context.get(SIGNED)  # None in Socket Mode, where requests are not signed
+        if signed is not None and not first_use(context["services"].sessions, signed, prune=prune_schedule.due()):
+            log.warning("refused a request: its signature was used before (a replay)")
+            return BoltResponse(status=401, body={"ok": False, "error": "replayed request"})
+        next()
+        return None
