@@ -12,20 +12,17 @@ shows the bill's latest state, however late it goes out.
 from __future__ import annotations
 
 import contextvars
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, String, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
+from db.session import GroupCommit
 from db.types import UTCDateTime
-
-RECORD_BATCH = 200  # jobs written by one INSERT at most
 
 # The job being applied in this thread: the change it causes marks it done in the change's transaction.
 _current_job: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_job", default=None)
@@ -151,63 +148,25 @@ def reminder(session: Session, slack_user_id: str, day: str) -> bool:
     return True
 
 
-@dataclass
-class _Recording:
-    row: dict
-    done: threading.Event = field(default_factory=threading.Event)
-    error: Exception | None = None
-
-
 class JobRecorder:
-    """Records clicks and commands before their acknowledgement, committing concurrent ones together.
-
-    Every acknowledgement waits for its job's commit; requests that arrive together share one INSERT and
-    one commit (a group commit), so a burst of clicks costs the database a few commits, not one each.
-    """
+    """Records clicks and commands before their acknowledgement; concurrent ones share one commit."""
 
     def __init__(self, sessions: sessionmaker[Session]):
-        self.sessions = sessions
-        self._queue: queue.SimpleQueue[_Recording] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._commit = GroupCommit(sessions, _insert_jobs, name="job-recorder")
 
     def record(self, lane: str, slack_user_id: str, payload: dict) -> None:
         """Store the job durably; raises what the database raised when it could not."""
         now = utcnow()
-        recording = _Recording({
+        self._commit.submit({
             "kind": OutboxKind.JOB, "lane": lane, "slack_user_id": slack_user_id, "payload": payload,
             "status": OutboxStatus.PENDING, "attempts": 0, "outcome_unknown": False, "available_at": now,
             "created_at": now,
         })
-        self._start()
-        self._queue.put(recording)
-        recording.done.wait()
-        if recording.error is not None:
-            raise recording.error
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._write, name="job-recorder", daemon=True)
-                self._thread.start()
 
-    def _write(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < RECORD_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            error = None
-            try:
-                with self.sessions() as session, session.begin():
-                    session.execute(insert(Outbox), [recording.row for recording in batch])
-            except Exception as failure:  # handed to each waiting request, which reports it to its person
-                error = failure
-            for recording in batch:
-                recording.error = error
-                recording.done.set()
+def _insert_jobs(session: Session, rows: Sequence[dict]) -> list[None]:
+    session.execute(insert(Outbox), list(rows))
+    return [None] * len(rows)
 
 
 # --- jobs: the change a job causes and the job's completion commit together -----------------------

@@ -1,6 +1,13 @@
-"""Engines and sessions. Each caller opens its own session; nothing here is shared across threads."""
+"""Engines and sessions. Each caller opens its own session; nothing here is shared across threads
+(a GroupCommit writes from a thread of its own, with sessions of its own)."""
 
 from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Delete, Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError
@@ -58,3 +65,65 @@ def add_once(sessions: sessionmaker[Session], row: DeclarativeBase, *, prune: De
             with session.begin():
                 session.execute(prune)
     return True
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+GROUP_COMMIT_BATCH = 200  # writes committed together at the most
+
+
+@dataclass
+class _Waiting(Generic[Item]):
+    item: Item
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: Exception | None = None
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Writes that arrive together share one transaction; each caller waits for the commit of its own.
+
+    `write(session, items)` runs in one transaction for a batch of items and returns one result per item.
+    Many requests waiting on the database at once then cost it a few commits, not one each, and every
+    caller still returns only once its write is durable (or raises the error the batch met).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], write: Callable[[Session, Sequence[Item]], Sequence[Result]],
+                 *, name: str):
+        self.sessions = sessions
+        self.write = write
+        self.name = name
+        self._queue: queue.SimpleQueue[_Waiting[Item]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, item: Item) -> Result:
+        waiting = _Waiting(item)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+        self._queue.put(waiting)
+        waiting.done.wait()
+        if waiting.error is not None:
+            raise waiting.error
+        return waiting.result
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < GROUP_COMMIT_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            results: Sequence[Any] = [None] * len(batch)
+            error = None
+            try:
+                with self.sessions() as session, session.begin():
+                    results = self.write(session, [waiting.item for waiting in batch])
+            except Exception as failure:  # handed to every caller of the batch, each of which reports it
+                error = failure
+            for waiting, result in zip(batch, results):
+                waiting.result, waiting.error = result, error
+                waiting.done.set()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.mailer import Mailer
 from bot.outbox import JobRecorder
 from bot.settings import Settings, SettingsError
+from handlers.verification import ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Services:
     client: WebClient | None
     mailer: Mailer
     recorder: JobRecorder  # records clicks and commands before their acknowledgement
+    replays: ReplayGuard  # refuses a signed request seen before
 
     def queue(self, write: Callable[[Session], object]) -> None:
         """Write outbox rows (bot/outbox.py) in a transaction of their own."""
@@ -71,7 +73,8 @@ def require(settings: Settings, *names: str) -> None:
 
 def build_services(settings: Settings, sessions: sessionmaker[Session]) -> Services:
     return Services(settings=settings, sessions=sessions, client=slack_client(settings),
-                    mailer=Mailer.from_settings(settings), recorder=JobRecorder(sessions))
+                    mailer=Mailer.from_settings(settings), recorder=JobRecorder(sessions),
+                    replays=ReplayGuard(sessions))
 
 
 def create_app(

@@ -11,15 +11,18 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from slack_bolt import App, BoltResponse
 from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SeenSignature
-from db.session import add_once
+from db.session import GroupCommit
 from handlers.events import PruneSchedule
 
 log = logging.getLogger(__name__)
@@ -64,20 +67,39 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
     return SignedRequest(digest=expected, signed_at=signed_at)
 
 
-def first_use(sessions: sessionmaker[Session], signed: SignedRequest, *, prune: bool = False) -> bool:
-    """Record the signature; False when it was recorded before (this request is a replay)."""
-    old = delete(SeenSignature).where(SeenSignature.signed_at < datetime.now(timezone.utc) - KEEP_SIGNATURES_FOR)
-    row = SeenSignature(digest=signed.digest, signed_at=signed.signed_at)
-    return add_once(sessions, row, prune=old if prune else None)
+class ReplayGuard:
+    """Records the signature of every accepted request; requests that arrive together share one commit."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self._commit = GroupCommit(sessions, self._record, name="replay-guard")
+        self._prune = PruneSchedule(PRUNE_EVERY_SECONDS)
+
+    def first_use(self, signed: SignedRequest) -> bool:
+        """Record the signature; False when it was recorded before (this request is a replay)."""
+        return self._commit.submit(signed)
+
+    def _record(self, session: Session, requests: Sequence[SignedRequest]) -> list[bool]:
+        first: dict[str, SignedRequest] = {}
+        for signed in requests:  # the same signature twice in one batch: the second is a replay
+            first.setdefault(signed.digest, signed)
+        table = SeenSignature.__table__
+        insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+        stored = set(session.scalars(
+            insert.values([{"digest": s.digest, "signed_at": s.signed_at} for s in first.values()])
+            .on_conflict_do_nothing(index_elements=["digest"])
+            .returning(table.c.digest)
+        ))
+        if self._prune.due():
+            old = datetime.now(timezone.utc) - KEEP_SIGNATURES_FOR
+            session.execute(delete(SeenSignature).where(SeenSignature.signed_at < old))
+        return [signed.digest in stored and first[signed.digest] is signed for signed in requests]
 
 
 def register(app: App) -> None:
-    prune_schedule = PruneSchedule(PRUNE_EVERY_SECONDS)
-
     @app.middleware
     def refuse_replays(context, next):
         signed = context.get(SIGNED)  # None in Socket Mode, where requests are not signed
-        if signed is not None and not first_use(context["services"].sessions, signed, prune=prune_schedule.due()):
+        if signed is not None and not context["services"].replays.first_use(signed):
             log.warning("refused a request: its signature was used before (a replay)")
             return BoltResponse(status=401, body={"ok": False, "error": "replayed request"})
         next()
