@@ -159,13 +159,17 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         return SlackHarness(fake, SlackSender(base_url, SIGNING_SECRET), db, settings, base_url, app)
 
     yield start
-    for server, thread in servers:
-        # Close the sockets from the server's own loop thread: closing them from here races its select().
-        server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
-        thread.join(timeout=5)
-        server.task_dispatcher.shutdown()
+    # The workers first: one left running would take the next test's jobs with this test's settings.
     for delivery in deliveries:
         delivery.stop()
+    for server, thread in servers:
+        # Close the sockets from the server's own loop thread: closing them from here races its select().
+        try:
+            server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
+        except OSError:  # the server's loop had closed them already
+            pass
+        thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
 
 
 @pytest.fixture
