@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from slack_bolt import App, BoltResponse
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,6 +79,11 @@ class ReplayGuard:
         return self._commit.submit(signed)
 
     def _record(self, session: Session, requests: Sequence[SignedRequest]) -> list[bool]:
+        if session.get_bind().dialect.name == "postgresql":
+            # Visible to every instance as soon as it commits, without waiting for the disk: a crash can
+            # forget the last moment's signatures, not refuse a request wrongly. What the request asks
+            # for (a recorded job, a change) commits durably on its own.
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         first: dict[str, SignedRequest] = {}
         for signed in requests:  # the same signature twice in one batch: the second is a replay
             first.setdefault(signed.digest, signed)
