@@ -294,20 +294,14 @@ def test_the_worker_process_stops_when_serve_is_killed(cli_env, database_url):
     """SIGKILL gives serve no chance to stop its worker: the worker notices and stops by itself."""
     port = _free_port()
     with FakeSlack() as fake:
-        env = {**os.environ, "DATABASE_URL": database_url, "SLACK_API_URL": fake.url, "SLACK_BOT_TOKEN": TOKEN,
-               "SLACK_SIGNING_SECRET": SIGNING_SECRET, "BILLS_CHANNEL": "C0BILLS01", "PORT": str(port)}
-        server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve"], cwd=cli_env, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = _start_serve(cli_env, database_url, fake, port)
         try:
             _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
-            deadline = time.monotonic() + 30
-            while not (workers := [pid for pid in _children(server.pid) if "spawn_main" in _cmdline(pid)]):
-                assert time.monotonic() < deadline, "serve started no worker process"
-                time.sleep(0.1)
+            worker = _worker_of(server)
             server.kill()
             server.wait(timeout=10)
             deadline = time.monotonic() + 10
-            while _alive(workers[0]):
+            while _alive(worker):
                 assert time.monotonic() < deadline, "the worker outlived its server"
                 time.sleep(0.1)
         finally:
@@ -325,10 +319,7 @@ def _cmdline(pid: int) -> str:
 def test_serve_starts_its_worker_again_when_it_dies(cli_env, database_url):
     port = _free_port()
     with FakeSlack() as fake:
-        env = {**os.environ, "DATABASE_URL": database_url, "SLACK_API_URL": fake.url, "SLACK_BOT_TOKEN": TOKEN,
-               "SLACK_SIGNING_SECRET": SIGNING_SECRET, "BILLS_CHANNEL": "C0BILLS01", "PORT": str(port)}
-        server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve"], cwd=cli_env, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = _start_serve(cli_env, database_url, fake, port)
         try:
             _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
             first = _worker_of(server)
