@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot import outbox
@@ -53,8 +53,9 @@ TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavaila
 # chat.update's answers when the message the bill points to is gone: the bill is posted anew.
 MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 METADATA_TYPE = "billprocess_message"
-# Rows that still fail after this long are given up (marked failed and shown to Finance).
+# Rows that still fail after about this long are given up (marked failed and shown to Finance).
 GIVE_UP_AFTER = timedelta(hours=24)
+BACKOFF_DOUBLINGS = 16  # the backoff doubles from 1 s at most this often before its ceiling
 # A rate-limited row is released a moment after its hold is set; waking this much later finds it due.
 HELD_MARGIN = 0.02
 HISTORY_PAGES = 10  # pages of 200 messages searched for a post whose outcome is unknown
@@ -125,6 +126,8 @@ class Delivery:
         self._held_lock = threading.Lock()
         self._trouble: dict[str, bool] = {}  # "slack", "database": logged as down until they answer
         self._trouble_lock = threading.Lock()
+        self._in_hand: set[int] = set()  # the ids of the rows this process's threads are delivering
+        self._in_hand_lock = threading.Lock()
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -146,12 +149,6 @@ class Delivery:
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         self._workers.clear()
-
-    def drain(self, timeout: float = 30.0) -> None:
-        """Deliver in this thread until nothing is due (tests, one-off commands)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.work_once():
-            pass
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -175,11 +172,16 @@ class Delivery:
         while not self._stopping.wait(self.lease.total_seconds() / 3):
             try:
                 with self.sessions() as session, session.begin():
-                    session.execute(
-                        update(Outbox)
-                        .where(Outbox.claimed_by == self.name, Outbox.status == OutboxStatus.PENDING)
-                        .values(claimed_until=utcnow() + self.lease)
-                    )
+                    with self._in_hand_lock:
+                        in_hand = list(self._in_hand)
+                    if in_hand:
+                        # Only the rows being worked on: one whose release failed runs out its lease.
+                        session.execute(
+                            update(Outbox)
+                            .where(Outbox.id.in_(in_hand), Outbox.claimed_by == self.name,
+                                   Outbox.status == OutboxStatus.PENDING)
+                            .values(claimed_until=utcnow() + self.lease)
+                        )
             except DBAPIError:
                 pass  # the claim loop reports the outage
 
@@ -194,7 +196,13 @@ class Delivery:
         self._up("database", "database reachable again")
         if row is None:
             return False
-        self._deliver(row)
+        with self._in_hand_lock:
+            self._in_hand.add(row.id)
+        try:
+            self._deliver(row)
+        finally:
+            with self._in_hand_lock:
+                self._in_hand.discard(row.id)
         return True
 
     # --- claiming and recording outcomes -----------------------------------------------------------
@@ -244,6 +252,10 @@ class Delivery:
             self._down("database", f"database unavailable: {_first_line(error)}")
             # The row may have reached Slack before its outcome could be recorded: look before posting again.
             self._retry(row, Retry("database unavailable", quiet=True, unknown=True))
+        except Exception as error:  # a bug in rendering or the like: the row fails, and Finance sees it
+            error_id = uuid.uuid4().hex[:8]
+            log.error("outbox #%d: unexpected error %s", row.id, error_id, exc_info=error)
+            self._fail(row, f"unexpected error {error_id}")
         else:
             self._up("slack", "Slack answers again")
 
@@ -251,7 +263,7 @@ class Delivery:
         """Mark the row delivered, in the caller's transaction."""
         session.execute(
             update(Outbox)
-            .where(Outbox.id == row.id)
+            .where(Outbox.id == row.id, Outbox.claimed_by == self.name)  # not once another worker holds it
             .values(status=OutboxStatus.DONE, finished_at=utcnow(), claimed_by=None, claimed_until=None,
                     outcome_unknown=False, last_error=None, **values)
         )
@@ -265,7 +277,7 @@ class Delivery:
         with self.sessions() as session, session.begin():
             session.execute(
                 update(Outbox)
-                .where(Outbox.id == row.id)
+                .where(Outbox.id == row.id, Outbox.claimed_by == self.name)
                 .values(
                     available_at=utcnow() + after,
                     claimed_by=None,
@@ -276,12 +288,14 @@ class Delivery:
             )
 
     def _retry(self, row: Outbox, retry: Retry) -> None:
-        if utcnow() - row.created_at > GIVE_UP_AFTER:
+        # Failures are counted, rate limits are not: at the longest backoff, the count spans GIVE_UP_AFTER.
+        give_up_after = GIVE_UP_AFTER.total_seconds() / self.settings.delivery_max_backoff + BACKOFF_DOUBLINGS
+        if retry.delay is None and row.attempts >= give_up_after:
             self._fail(row, f"gave up after {row.attempts} attempts: {retry.reason}")
             return
         delay = retry.delay
         if delay is None:
-            delay = min(self.settings.delivery_max_backoff, 2 ** min(row.attempts - 1, 16)) * random.uniform(0.8, 1.2)
+            delay = min(self.settings.delivery_max_backoff, 2 ** min(row.attempts - 1, BACKOFF_DOUBLINGS)) * random.uniform(0.8, 1.2)
         if not retry.quiet and retry.delay is None:
             self._down("slack", f"Slack is failing ({retry.reason}); retrying with backoff")
         try:
@@ -297,15 +311,18 @@ class Delivery:
 
     def _fail(self, row: Outbox, reason: str) -> None:
         log.error("outbox #%d (%s%s) failed for good: %s", row.id, row.kind.value, _about(row), reason)
-        with self.sessions() as session, session.begin():
-            session.execute(
-                update(Outbox)
-                .where(Outbox.id == row.id)
-                .values(status=OutboxStatus.FAILED, finished_at=utcnow(), claimed_by=None, claimed_until=None,
-                        last_error=reason[:300])
-            )
-            if row.kind is not OutboxKind.HOMES:
-                outbox.add(session, OutboxKind.HOMES, "homes")  # Finance's Home lists failed messages
+        try:
+            with self.sessions() as session, session.begin():
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row.id, Outbox.claimed_by == self.name)
+                    .values(status=OutboxStatus.FAILED, finished_at=utcnow(), claimed_by=None, claimed_until=None,
+                            last_error=reason[:300])
+                )
+                if row.kind is not OutboxKind.HOMES:
+                    outbox.add(session, OutboxKind.HOMES, "homes")  # Finance's Home lists failed messages
+        except DBAPIError:
+            pass  # its lease runs out and it is tried again; the outage is reported by the claim loop
 
     def _down(self, what: str, message: str) -> None:
         with self._trouble_lock:
@@ -559,7 +576,7 @@ class Delivery:
         try:
             with outbox.applying(row.id):
                 self.jobs(row)
-        except (OperationalError, Retry):
+        except (DBAPIError, Retry):
             raise
         except Exception as error:  # a job's refusals are reported by the runner; anything else is a bug
             error_id = uuid.uuid4().hex[:8]

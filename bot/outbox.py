@@ -28,8 +28,11 @@ from db.types import UTCDateTime
 _current_job: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_job", default=None)
 
 
+BILL_LANE = "bill:"  # followed by the bill's id
+
+
 def bill_lane(bill_id: int) -> str:
-    return f"bill:{bill_id}"
+    return f"{BILL_LANE}{bill_id}"
 
 
 def job_lane(slack_user_id: str, bill_id: int | None) -> str:
@@ -88,7 +91,7 @@ def bills_created(session: Session, new_bill_ids: Select, *, period: str, summar
             ["kind", "lane", "bill_id", "status", "attempts", "outcome_unknown", "available_at", "created_at"],
             select(
                 literal(OutboxKind.BILL_MESSAGE.value, String),
-                literal("bill:", String) + cast(ids.c.id, String),
+                literal(BILL_LANE, String) + cast(ids.c.id, String),
                 ids.c.id,
                 literal(OutboxStatus.PENDING.value, String),
                 literal(0),

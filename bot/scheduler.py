@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import billing, outbox
+from bot.errors import BillProcessError
 from bot.home import reminders_due
 from bot.periods import Period
 from bot.settings import Settings
@@ -93,6 +94,9 @@ class Scheduler:
                 outcome = work(session, fire_time)
         except IntegrityError:
             log.info("scheduled %s of %s ran on another instance", name, fire_time.isoformat())
+            return False
+        except BillProcessError as refusal:  # e.g. the month to generate has not ended in this time zone
+            log.warning("scheduled %s of %s did not run: %s", name, fire_time.isoformat(), refusal)
             return False
         except DBAPIError as error:
             log.error("scheduled %s of %s could not run: database unavailable (%s)", name, fire_time.isoformat(),

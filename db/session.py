@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Delete, Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Connections kept open per process on PostgreSQL: one per request thread of `serve` (waitress runs 16),
@@ -70,6 +71,7 @@ def add_once(sessions: sessionmaker[Session], row: DeclarativeBase, *, prune: De
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 GROUP_COMMIT_BATCH = 200  # writes committed together at the most
+GROUP_COMMIT_TIMEOUT = 2.5  # seconds a caller waits for its commit
 
 
 @dataclass
@@ -104,7 +106,9 @@ class GroupCommit(Generic[Item, Result]):
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
         self._queue.put(waiting)
-        waiting.done.wait()
+        if not waiting.done.wait(GROUP_COMMIT_TIMEOUT):
+            # Slack gives up on the request at 3 s; the person is told the database did not answer.
+            raise DatabaseTimeout(f"the database did not commit within {GROUP_COMMIT_TIMEOUT:g} s")
         if waiting.error is not None:
             raise waiting.error
         return waiting.result

@@ -91,9 +91,9 @@ class RecordedCommand:
     @property
     def bill_id(self) -> int | None:
         """The bill a changing subcommand names, when it names one (jobs on one bill run in order)."""
-        words = self.text.split()
+        words = self.words
         try:
-            return parse_bill_id(words[1]) if len(words) > 1 else None
+            return parse_bill_id(words[1].split()[0]) if len(words) > 1 else None
         except InvalidInput:
             return None
 

@@ -131,9 +131,10 @@ def refuse(services, job_id: int, slack_user_id: str | None, response_url: str |
     """A recorded job was refused: the answer to the person and the job's end commit together."""
 
     def write(session: Session) -> None:
+        if not outbox.finish_job(session, job_id):
+            return  # the job's change had finished it (or another worker): nothing was refused
         outbox.respond(session, slack_user_id, response_url, message_for(error))
         _refreshed(error, slack_user_id, from_home)(session)
-        outbox.finish_job(session, job_id)
 
     services.queue(write)
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import outbox
 from db.models import Outbox
-from handlers.errors import refuse
+from handlers.errors import is_database_outage, refuse
 
 
 class JobType(str, enum.Enum):
@@ -38,7 +38,9 @@ def run_job(services, row: Outbox) -> None:
             actions.apply_click(services, row.id, actions.Click(**fields))
         else:
             commands.run_command(services, row.id, commands.RecordedCommand(**fields))
-    except DBAPIError:
-        raise  # the database is unavailable: the job is tried again once it is back
+    except DBAPIError as error:
+        if is_database_outage(error):
+            raise  # the job is tried again once the database is back
+        refuse(services, row.id, row.slack_user_id, fields.get("response_url"), error)
     except Exception as error:  # anything else is a bug: the person is told, with the id the log shows
         refuse(services, row.id, row.slack_user_id, fields.get("response_url"), error)

@@ -73,6 +73,7 @@ class WorkerProcess:
         self.settings = settings
         self._context = get_context("spawn")
         self._closing = threading.Event()
+        self._lock = threading.Lock()
         self._process = self._new_process()
         self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
 
@@ -88,14 +89,16 @@ class WorkerProcess:
 
     def _watch(self) -> None:
         while not self._closing.wait(RESTART_CHECK_SECONDS):
-            if not self._process.is_alive() and not self._closing.is_set():
-                log.error("the delivery worker process ended (exit code %s); starting it again",
-                          self._process.exitcode)
-                self._process = self._new_process()
-                self._process.start()
+            with self._lock:
+                if not self._process.is_alive() and not self._closing.is_set():
+                    log.error("the delivery worker process ended (exit code %s); starting it again",
+                              self._process.exitcode)
+                    self._process = self._new_process()
+                    self._process.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        self._closing.set()
+        with self._lock:  # no new child once closing has begun
+            self._closing.set()
         if self._process.pid is None:
             return
         if self._process.is_alive():
