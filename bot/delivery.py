@@ -394,7 +394,7 @@ class Delivery:
 
     def _find(self, row: Outbox, channel: str, thread_ts: str | None) -> Posted | None:
         """The message this row posted, found by its metadata in the channel's history or the thread."""
-        if channel.startswith("U"):
+        if channel.startswith(("U", "W")):  # a person (W: Enterprise Grid): look in the DM with them
             channel = self.call(self.client.conversations_open, users=channel)["channel"]["id"]
         oldest = f"{row.created_at.timestamp() - 60:.6f}"
         cursor = None
@@ -518,7 +518,9 @@ class Delivery:
                 )
             except OSError as error:
                 raise Retry(f"response_url: {type(error).__name__}") from None
-            if answer.status_code == 429 or answer.status_code >= 500:
+            if answer.status_code == 429:
+                raise Retry("response_url: ratelimited", delay=_retry_after(answer.headers), quiet=True)
+            if answer.status_code >= 500:
                 raise Retry(f"response_url: HTTP {answer.status_code}")
             if answer.status_code == 200:
                 self._finish(row)
