@@ -378,8 +378,11 @@ def bills_generate(cli: Cli, args) -> None:
     if summary.created:
         with cli.session() as session:
             queued = outbox.backlog(session=session).pending
-        where = "Slack" if cli.settings.slack_configured else "Slack (posted once Slack is configured and a worker runs)"
-        cli.out(f"{queued} message(s) queued for {where}.")
+        noun = "message" if queued == 1 else "messages"
+        if cli.settings.slack_configured:
+            cli.out(f"{queued} {noun} queued for Slack.")
+        else:
+            cli.out(f"{queued} {noun} queued for Slack (posted once Slack is configured and a worker runs).")
     if month_bills:
         cli.out()
         for bill in month_bills:

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import main
 from bot.accounts import secret_matches
 from bot.formatting import timestamp
-from db.models import Bill, BillStatus, LinkCode, User
+from db.models import Bill, BillStatus, LinkCode, Outbox, OutboxStatus, User
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -343,3 +343,23 @@ def test_a_database_from_a_newer_release_is_named_as_such(monkeypatch, tmp_path,
     code, out, err = run(capsys, "bills", "list")
     assert (code, out) == (1, "")
     assert err == "error: the database was migrated by a newer release of BillProcess (revision f00d)\n"
+
+
+def test_generate_commits_and_says_what_is_queued_without_waiting_on_slack(cli, db, monkeypatch):
+    from tests.slack_fakes import TOKEN, FakeSlack
+
+    assert cli("seed")[0] == 0
+    with FakeSlack() as fake:
+        fake.hang("chat.postMessage")  # were the command to post, it would wait on this
+        monkeypatch.setenv("SLACK_API_URL", fake.url)
+        monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
+        monkeypatch.setenv("BILLS_CHANNEL", "C0BILLS01")
+        code, out, err = cli("bills", "generate")
+        assert code == 0, err
+        assert fake.methods_called() == []  # the command never talks to Slack: the workers do
+        fake.clear_faults()
+    with db() as session:
+        queued = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.status == OutboxStatus.PENDING))
+        created = session.scalar(select(func.count()).select_from(Bill).where(Bill.slack_ts.is_(None)))
+    assert f"{queued} messages queued for Slack." in out
+    assert queued >= created + 1  # every bill's message and the month's summary, at least
