@@ -12,16 +12,15 @@ shows the bill's latest state, however late it goes out.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, String, cast, func, insert, literal, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
-from db.session import GroupCommit
 from db.types import UTCDateTime
 
 # The job being applied in this thread: the change it causes marks it done in the change's transaction.
@@ -149,27 +148,6 @@ def reminder(session: Session, slack_user_id: str, day: str) -> bool:
     add(session, OutboxKind.REMINDER, f"reminder:{slack_user_id}", slack_user_id=slack_user_id,
         payload={"day": day}, dedupe_key=key)
     return True
-
-
-class JobRecorder:
-    """Records clicks and commands before their acknowledgement; concurrent ones share one commit."""
-
-    def __init__(self, sessions: sessionmaker[Session]):
-        self._commit = GroupCommit(sessions, _insert_jobs, name="job-recorder")
-
-    def record(self, lane: str, slack_user_id: str, payload: dict) -> None:
-        """Store the job durably; raises what the database raised when it could not."""
-        now = utcnow()
-        self._commit.submit({
-            "kind": OutboxKind.JOB, "lane": lane, "slack_user_id": slack_user_id, "payload": payload,
-            "status": OutboxStatus.PENDING, "attempts": 0, "outcome_unknown": False, "available_at": now,
-            "created_at": now,
-        })
-
-
-def _insert_jobs(session: Session, rows: Sequence[dict]) -> list[None]:
-    session.execute(insert(Outbox), list(rows))
-    return [None] * len(rows)
 
 
 # --- jobs: the change a job causes and the job's completion commit together -----------------------

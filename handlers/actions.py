@@ -24,6 +24,7 @@ from bot.slack_ids import ActionId, parse_bill_value, parse_undo_value
 from db.models import ActionType, Bill, User
 from handlers.errors import clicked_in_home, refuse
 from handlers.identity import linked_user
+from handlers.job_requests import CLICK_JOBS
 from handlers.jobs import JobType, record_job
 
 
@@ -111,7 +112,7 @@ def apply_click(services, job_id: int, click: Click) -> None:
 def bill_button_clicked(ack: Ack, body: dict, context: BoltContext) -> None:
     """Record the click before acknowledging it: once Slack shows it as accepted, it cannot be lost."""
     click = Click.read(body)
-    record_job(context["services"], JobType.CLICK, click.slack_user_id, click.bill_id, asdict(click))
+    record_job(context["services"], JobType.CLICK, click.slack_user_id, click.bill_id, asdict(click), context)
     ack()
 
 
@@ -132,6 +133,7 @@ def reject_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext
 
 
 def register(app: App) -> None:
+    assert set(SERVICES) == CLICK_JOBS, "every button applied as a job is recorded as one"
     for action_id in SERVICES:
         app.action(action_id)(bill_button_clicked)
     app.action(ActionId.REJECT.value)(reject_clicked)

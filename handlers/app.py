@@ -13,8 +13,8 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.mailer import Mailer
-from bot.outbox import JobRecorder
 from bot.settings import Settings, SettingsError
+from handlers.jobs import JobRecorder
 from handlers.verification import ReplayGuard
 
 log = logging.getLogger(__name__)

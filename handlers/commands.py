@@ -37,6 +37,7 @@ from db.models import BillStatus, Role
 from handlers.customers import customer, customers, export, usage
 from handlers.errors import refuse
 from handlers.identity import current_user
+from handlers.job_requests import COMMAND_JOBS
 from handlers.jobs import JobType, record_job
 from handlers.requests import CommandRequest
 
@@ -123,7 +124,7 @@ def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, c
     recorded = RecordedCommand(command["user_id"], text, command.get("channel_id", ""), command.get("response_url"))
     if recorded.subcommand in CHANGING:
         # Recorded before the acknowledgement: a command Slack shows as accepted is never lost.
-        record_job(services, JobType.COMMAND, recorded.slack_user_id, recorded.bill_id, asdict(recorded))
+        record_job(services, JobType.COMMAND, recorded.slack_user_id, recorded.bill_id, asdict(recorded), context)
         ack()
         return
     ack()
@@ -392,7 +393,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "export": Subcommand(export, FINANCE, "/bill export [YYYY-MM]", "a month's bills as a CSV file"),
 }
 # Subcommands that change bills: recorded before their acknowledgement and run by the delivery workers.
-CHANGING = frozenset({"generate", "edit", "send", "undo"})
+CHANGING = COMMAND_JOBS
 # An unlinked caller is shown only how to link; a linked one is not offered linking again.
 HELP_FOR_UNLINKED = ("help", "link")
 ONLY_FOR_UNLINKED = ("link",)

@@ -20,6 +20,7 @@ from bot import outbox
 from bot.blocks import escape
 from bot.blocks.bill import already_done_text
 from bot.errors import AlreadyDone, BillProcessError, SendUncertain
+from handlers.verification import Replayed, replayed
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ def _refreshed(error: Exception, slack_user_id: str | None, from_home: bool) -> 
 def register(app) -> None:
     @app.error
     def handle_error(error, body, client, context):
+        if isinstance(error, Replayed):
+            return replayed()
         if isinstance(error, BoltUnhandledRequestError):
             # Bolt would log the whole body; a request no listener takes is answered 404, as Bolt does.
             log.warning("no listener takes a %s request", _kind(body))

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SeenSignature
 from db.session import GroupCommit
+from handlers.job_requests import records_a_job
 from handlers.events import PruneSchedule
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ MAX_SKEW = timedelta(minutes=5)
 KEEP_SIGNATURES_FOR = 2 * MAX_SKEW
 PRUNE_EVERY_SECONDS = 60.0
 SIGNED = "signed_request"  # the context key under which web.py hands the verified signature to Bolt
+UNSTORED_SIGNATURE = "unstored_signature"  # a job request's signature, stored when its job is recorded
 
 _TIMESTAMP = re.compile(r"[0-9]{1,10}")  # seconds since 1970, until the year 2286
 _SIGNATURE = re.compile(r"v0=([0-9a-f]{64})")
@@ -84,28 +86,45 @@ class ReplayGuard:
             # forget the last moment's signatures, not refuse a request wrongly. What the request asks
             # for (a recorded job, a change) commits durably on its own.
             session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        first: dict[str, SignedRequest] = {}
-        for signed in requests:  # the same signature twice in one batch: the second is a replay
-            first.setdefault(signed.digest, signed)
-        table = SeenSignature.__table__
-        insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
-        stored = set(session.scalars(
-            insert.values([{"digest": s.digest, "signed_at": s.signed_at} for s in first.values()])
-            .on_conflict_do_nothing(index_elements=["digest"])
-            .returning(table.c.digest)
-        ))
+        first_uses = store_signatures(session, requests)
         if self._prune.due():
             old = datetime.now(timezone.utc) - KEEP_SIGNATURES_FOR
             session.execute(delete(SeenSignature).where(SeenSignature.signed_at < old))
-        return [signed.digest in stored and first[signed.digest] is signed for signed in requests]
+        return first_uses
+
+
+class Replayed(Exception):
+    """A request whose signature was seen before: answered 401, nothing done."""
+
+
+def store_signatures(session: Session, requests: Sequence[SignedRequest]) -> list[bool]:
+    """Record the signatures in the caller's transaction; for each, False when it was seen before."""
+    first: dict[str, SignedRequest] = {}
+    for signed in requests:  # the same signature twice in one batch: the second is a replay
+        first.setdefault(signed.digest, signed)
+    table = SeenSignature.__table__
+    insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+    stored = set(session.scalars(
+        insert.values([{"digest": s.digest, "signed_at": s.signed_at} for s in first.values()])
+        .on_conflict_do_nothing(index_elements=["digest"])
+        .returning(table.c.digest)
+    ))
+    return [signed.digest in stored and first[signed.digest] is signed for signed in requests]
 
 
 def register(app: App) -> None:
     @app.middleware
-    def refuse_replays(context, next):
+    def refuse_replays(body, context, next):
         signed = context.get(SIGNED)  # None in Socket Mode, where requests are not signed
-        if signed is not None and not context["services"].replays.first_use(signed):
-            log.warning("refused a request: its signature was used before (a replay)")
-            return BoltResponse(status=401, body={"ok": False, "error": "replayed request"})
+        if signed is not None and records_a_job(body):
+            # Its signature is stored with its job, in the one commit its acknowledgement waits for.
+            context[UNSTORED_SIGNATURE] = signed
+        elif signed is not None and not context["services"].replays.first_use(signed):
+            return replayed()
         next()
         return None
+
+
+def replayed() -> BoltResponse:
+    log.warning("refused a request: its signature was used before (a replay)")
+    return BoltResponse(status=401, body={"ok": False, "error": "replayed request"})
