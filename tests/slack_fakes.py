@@ -581,15 +581,6 @@ class FakeSlack:
             )
         return self.calls(method)
 
-    def wait_quiet(self, quiet: float = 0.1, timeout: float = 5.0) -> None:
-        """Wait until no call has arrived for `quiet` seconds: the work that follows a request has ended."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            seen = len(self.recorded())
-            time.sleep(quiet)
-            if len(self.recorded()) == seen:
-                return
-
     def response_url_posts(self, name: str = "default") -> list[dict[str, Any]]:
         """The JSON bodies posted to `response_url(name)`."""
         path = f"/response_url/{quote(name)}"

@@ -125,6 +125,7 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
     """Start the app and its delivery workers with settings overrides (e.g. link_by_email=True)."""
     servers = []
     deliveries = []
+    harnesses = []
 
     def start(*, deliver: bool = True, **overrides) -> SlackHarness:
         """`deliver=False` leaves the outbox to the test (nothing is delivered until it says so)."""
@@ -156,10 +157,15 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
         thread.start()
         servers.append((server, thread))
         base_url = f"http://127.0.0.1:{server.effective_port}"
-        return SlackHarness(fake, SlackSender(base_url, SIGNING_SECRET), db, settings, base_url, app)
+        harness = SlackHarness(fake, SlackSender(base_url, SIGNING_SECRET), db, settings, base_url, app)
+        harnesses.append(harness)
+        return harness
 
     yield start
-    # The workers first: one left running would take the next test's jobs with this test's settings.
+    # Requests already answered run to their end while the fake Slack is still there, then the workers
+    # stop: one left running would take the next test's jobs with this test's settings.
+    for harness in harnesses:
+        harness.app.listener_runner.listener_executor.shutdown(wait=True)
     for delivery in deliveries:
         delivery.stop()
     for server, thread in servers:

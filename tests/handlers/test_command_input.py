@@ -35,8 +35,7 @@ def finance(slack):
         add_customer(session, "Acme Corp", start=date(2024, 1, 1), usage={(MONTH.year, MONTH.month): 5000})
     with slack.db() as session:
         generate_month(session=session, period=MONTH, actor=fiona, today=date(2025, 11, 5))
-    yield slack
-    slack.fake.wait_quiet()
+    return slack
 
 
 def state(slack) -> tuple:

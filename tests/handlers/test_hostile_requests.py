@@ -19,19 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.web import EVENTS_PATH, MAX_BODY_BYTES
 from tests.slack_fakes import APP_ID, CHANNEL_ID, SIGNING_SECRET, TEAM_ID
-
-@pytest.fixture(autouse=True)
-def background_work_finishes(fake):
-    """Let the work that follows the requests (answers, Home tabs) reach Slack before the fake Slack stops."""
-    yield
-    fake.wait_quiet()
-
 
 MARK = "MARKER"  # replaced in each body by that row's own marker
 RESPONSE_URL = "RESPONSE-URL"  # replaced by a response_url on the fake Slack

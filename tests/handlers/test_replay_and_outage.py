@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
@@ -22,13 +21,6 @@ from handlers.errors import DATABASE_UNAVAILABLE, OutageLog
 from handlers.verification import KEEP_SIGNATURES_FOR
 from tests.factories import add_customer
 from tests.slack_fakes import app_home_opened_event, block_actions_body, event_body, slash_command_body, texts
-
-@pytest.fixture(autouse=True)
-def background_work_finishes(fake):
-    """Let the work that follows each test's requests reach Slack before the fake Slack stops."""
-    yield
-    fake.wait_quiet()
-
 
 FINANCE = "UFIONA01"
 SALES = "USAM0001"
