@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot import accounts, billing, bills, outbox, workflow
+from bot import accounts, approval, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
 from bot.formatting import action_line, bill_details, bill_row, outbox_line, timestamp
 from bot.imports import import_customers, import_usage
@@ -53,7 +53,7 @@ class Cli:
             yield session
 
     def today(self):
-        return datetime.now(self.settings.zone).date()
+        return self.settings.today()
 
     def actor(self, session: Session, name: str):
         return accounts.get_user(session=session, name=name)
@@ -403,7 +403,8 @@ def bills_list(cli: Cli, args) -> None:
 def bills_show(cli: Cli, args) -> None:
     with cli.session() as session:
         bill = bills.get_bill(session=session, bill_id=bills.parse_bill_id(args.id))
-    for line in bill_details(bill):
+        progress = approval.progress(bill, cli.settings.today())
+    for line in bill_details(bill, progress):
         cli.out(line)
     current = workflow.sending(bill)
     if current is not None:
@@ -539,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        approval.configure(settings)
         configure_logging(settings, server=args.run in (serve, socket, worker))
         args.run(Cli(settings), args)
     except (SettingsError, BillProcessError, migrate.NewerSchema) as error:

@@ -26,10 +26,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import approval, outbox
 from bot.errors import MonthNotEnded, NotAllowed
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User, utcnow
+from db.models import (
+    ActionType,
+    Bill,
+    BillAction,
+    BillStatus,
+    Customer,
+    Role,
+    Usage,
+    User,
+    utcnow,
+)
 from db.types import AMOUNT, UNIT_COST, UTCDateTime
 
 FREE_MONTHS = 3
@@ -67,6 +77,7 @@ class GenerationSummary:
     created: int = 0
     total: Decimal = Decimal("0.00")
     skipped: dict[SkipReason, int] = field(default_factory=lambda: {reason: 0 for reason in SkipReason})
+    auto_approved: int = 0  # created bills the approval policy approved when drafted
 
     @property
     def skipped_total(self) -> int:
@@ -76,6 +87,8 @@ class GenerationSummary:
         """The summary as a person reads it."""
         bills = "bill" if self.created == 1 else "bills"
         head = f"{self.period.label}: {self.created} {bills} created, total {self.total:,.2f}"
+        if self.auto_approved:
+            head += f" ({self.auto_approved} approved automatically by the approval policy)"
         if not self.skipped_total:
             return [head]
         customers = "customer" if self.skipped_total == 1 else "customers"
@@ -144,11 +157,14 @@ def _candidates(dialect: str, period: Period):
     )
 
 
-def _draft_actions(new_bills, actor: User | None, now):
-    """INSERT the DRAFT action of every bill that `new_bills` (a one-column SELECT of ids) yields."""
+def _draft_actions(new_bills, actor: User | None, now, policy: approval.Policy):
+    """INSERT the DRAFT action of every bill that `new_bills` (a one-column SELECT of ids) yields.
+
+    Each records the approval policy the bill follows from now on.
+    """
     bill_ids = new_bills.subquery("new_bill_ids")
     return insert(BillAction).from_select(
-        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
+        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "policy", "created_at"],
         select(
             bill_ids.c.id,
             literal(actor.id if actor else None, Integer),
@@ -156,9 +172,39 @@ def _draft_actions(new_bills, actor: User | None, now):
             null(),
             null(),
             literal(BillStatus.DRAFT.value, String),
+            literal(policy.to_json(), BillAction.policy.type),
             literal(now, UTCDateTime),
         ),
     )
+
+
+def _auto_approve(session: Session, period: Period, now, policy: approval.Policy) -> None:
+    """Approve, as the policy, the month's bills drafted at `now` below its auto-approval amount."""
+    if policy.auto_approve_below is None:
+        return 0
+    bills = session.scalars(
+        select(Bill).where(
+            Bill.year == period.year,
+            Bill.month == period.month,
+            Bill.created_at == now,
+            Bill.status == BillStatus.DRAFT,
+            Bill.overage_amount < policy.auto_approve_below,
+        )
+    ).all()
+    for bill in bills:
+        bill.status = BillStatus.FINAL
+        entry = BillAction(
+            bill_id=bill.id,
+            stakeholder_id=None,
+            action=ActionType.APPROVE,
+            comment=approval.auto_approval_comment(policy, bill.overage_amount),
+            status_before=BillStatus.DRAFT,
+            status_after=BillStatus.FINAL,
+            created_at=now,
+        )
+        session.add(entry)
+        session.flush()
+        outbox.bill_changed(session, bill.id, entry.id)
 
 
 def check_month_ended(period: Period, today: date) -> None:
@@ -209,6 +255,7 @@ def generate_month(
             return summary
 
         now = utcnow()
+        policy = approval.in_force()
         insert_bills = insert(Bill).from_select(
             [
                 "customer_id", "year", "month", "api_usage", "monthly_api_limit", "overage_units",
@@ -228,13 +275,21 @@ def generate_month(
                 literal(now, UTCDateTime),
             ).where(candidates.c.reason == BILLABLE),
         )
+        if policy.auto_approve_below is not None:
+            summary.auto_approved = session.scalar(
+                select(func.count()).where(
+                    candidates.c.reason == BILLABLE, candidates.c.overage_amount < policy.auto_approve_below
+                )
+            )
         announce = {"period": str(period), "summary": summary.lines(), "created": summary.created}
         if dialect == "postgresql":
             # One statement: the actions come from the bills insert's RETURNING, and the messages to post
             # from the actions insert's. (A NOT EXISTS over bill_actions is planned as a nested loop while
             # the table's statistics say it is empty.)
             new_bill_ids = insert_bills.returning(Bill.id).cte("new_bills")
-            drafted = _draft_actions(select(new_bill_ids.c.id), actor, now).returning(BillAction.bill_id).cte("drafted")
+            drafted = (
+                _draft_actions(select(new_bill_ids.c.id), actor, now, policy).returning(BillAction.bill_id).cte("drafted")
+            )
             outbox.bills_created(session, select(drafted.c.bill_id.label("id")), **announce)
         else:
             # SQLite has no INSERT inside WITH: find the new bills by their missing DRAFT action.
@@ -245,7 +300,8 @@ def generate_month(
                 ~exists().where(BillAction.bill_id == Bill.id),
             )
             outbox.bills_created(session, new_bills, **announce)
-            session.execute(_draft_actions(new_bills, actor, now))
+            session.execute(_draft_actions(new_bills, actor, now, policy))
+        _auto_approve(session, period, now, policy)
         if before_commit is not None:
             before_commit()
     return summary

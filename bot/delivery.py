@@ -33,7 +33,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from bot import outbox
+from bot import approval, outbox
 from bot.bills import get_bill
 from bot.blocks.bill import action_reply, bill_message
 from bot.blocks.commands import generation_text
@@ -43,7 +43,6 @@ from bot.home import home_view, reminders_due
 from bot.periods import Period
 from bot.settings import Settings
 from bot.team import linked, load_team
-from bot.workflow import approval_state
 from db.models import Bill, Outbox, OutboxKind, OutboxStatus, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -431,7 +430,7 @@ class Delivery:
         if bill is None:
             self._finish(row)
             return
-        text, blocks = bill_message(bill, approval_state(bill), team)
+        text, blocks = bill_message(bill, approval.progress(bill), team)
         if bill.slack_ts is not None:
             try:
                 self.call(self.client.chat_update, channel=bill.slack_channel, ts=bill.slack_ts, text=text, blocks=blocks)
@@ -462,7 +461,7 @@ class Delivery:
             return
         if bill.slack_ts is None:
             raise Permanent(f"bill #{bill.id} has no Slack message to reply to")
-        text, blocks = action_reply(action, bill, approval_state(bill), team)
+        text, blocks = action_reply(action, bill, approval.progress(bill), team)
         posted = self._post(row, bill.slack_channel, text, blocks, thread_ts=bill.slack_ts, action_id=action.id)
         self._finish(row, slack_channel=posted.channel, slack_ts=posted.ts)
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind
+from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind
+
+if TYPE_CHECKING:
+    from bot.approval import Progress
 
 
 def money(amount: Decimal) -> str:
@@ -40,7 +44,37 @@ def bill_row(bill: Bill) -> str:
     )
 
 
-def bill_details(bill: Bill) -> list[str]:
+def actor_name(action: BillAction) -> str:
+    """Who took an action: the account's name, or the approval policy or the scheduler when nobody did."""
+    if action.stakeholder is not None:
+        return action.stakeholder.name
+    return "the approval policy" if action.action is ActionType.APPROVE else "the scheduler"
+
+
+def approval_lines(progress: Progress) -> list[str]:
+    """The bill's approval steps, each with its reason and how far it got, as plain text."""
+    if progress.auto_approval is not None and progress.status is not BillStatus.DRAFT:
+        return [progress.auto_approval.comment or "approved automatically by the approval policy"]
+    lines = []
+    for step in progress.steps:
+        number = f"{step.number}. " if progress.numbered else ""
+        if step.approvals:
+            given = ", ".join(
+                f"{approval.stakeholder.name if approval.stakeholder else 'the approval policy'}"
+                f" at {timestamp(approval.created_at)}"
+                for approval in step.approvals
+            )
+            state = f"approved by {given}" + ("" if step.done else f" ({len(step.approvals)} of {step.approvers})")
+        elif step is progress.waiting_for:
+            state = "waiting"
+        else:
+            state = "not yet"
+        lines.append(f"{number}{step.label}: {state}")
+    lines += [absence.text for absence in progress.absences()]
+    return lines
+
+
+def bill_details(bill: Bill, progress: Progress) -> list[str]:
     customer = bill.customer
     return [
         f"Bill #{bill.id} — {customer.name}, {bill_period(bill).label}",
@@ -48,14 +82,14 @@ def bill_details(bill: Bill) -> list[str]:
         f"API usage:       {calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
         f"Overage:         {calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}",
         f"Amount:          {money(bill.overage_amount)}",
-        f"Approval:        {'two-step (CSM, then Sales)' if customer.require_csm_approval else 'one-step'}"
-        + (f", CSM {customer.csm.name}" if customer.csm else ""),
+        *(f"Approval:        {line}" if index == 0 else f"                 {line}"
+          for index, line in enumerate(approval_lines(progress))),
         f"Billing email:   {customer.billing_email}",
     ]
 
 
 def action_line(action: BillAction) -> str:
-    who = action.stakeholder.name if action.stakeholder else "scheduler"
+    who = actor_name(action)
     before = action.status_before.value if action.status_before else "—"
     line = (
         f"#{action.id:<5} {timestamp(action.created_at)}  {who:<12} {action.action.value:<8}"

@@ -7,13 +7,25 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, type_coerce
-from sqlalchemy.orm import Session, aliased, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
+from bot import approval
+from bot.approval import Progress
 from bot.blocks import home as home_blocks
 from bot.blocks import view_blocks
 from bot.periods import Period
-from bot.workflow import APPROVER_ROLES, ApprovalState, approval_state, available_actions, latest_change
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Outbox, OutboxStatus, Role, User
+from bot.workflow import available_actions, latest_change
+from db.models import (
+    ActionType,
+    Bill,
+    BillAction,
+    BillStatus,
+    Customer,
+    Outbox,
+    OutboxStatus,
+    Role,
+    User,
+)
 from db.types import AMOUNT
 
 # Each listed bill takes one or two blocks; Slack allows 100 per view.
@@ -37,7 +49,7 @@ class ListedBill:
     """A bill on someone's Home, with its approval progress and the buttons to offer for it."""
 
     bill: Bill
-    state: ApprovalState
+    state: Progress
     actions: frozenset[ActionType]
 
 
@@ -136,45 +148,19 @@ def reminders_due(*, session: Session, user: User, now: datetime, after_days: in
 
 
 def waiting_for(*, session: Session, user: User) -> list[int]:
-    """The ids of the DRAFT bills waiting for an approval `user` may give, oldest first.
-
-    Whom a two-step bill waits for depends on its action log, which the workflow's `approval_state`
-    reads; only those bills are loaded with their history. The others are decided by the customer's
-    terms alone: a one-step DRAFT waits for any Customer Success or Sales user, and a two-step bill of a
-    customer whose CSM is someone else never waits for another Customer Success user.
-    """
-    if user.role not in APPROVER_ROLES:
-        return []
-    csm = aliased(User)
-    drafts = session.execute(
-        select(Bill.id, Customer.require_csm_approval, Customer.csm_id, csm.role.label("csm_role"))
-        .join(Bill.customer)
-        .outerjoin(csm, csm.id == Customer.csm_id)
-        .where(Bill.status == BillStatus.DRAFT)
-        .order_by(Bill.year, Bill.month, Bill.id)
+    """The ids of the DRAFT bills waiting for an approval `user` may give, oldest first."""
+    today = approval.today()
+    drafts = session.scalars(
+        select(Bill.id).where(Bill.status == BillStatus.DRAFT).order_by(Bill.year, Bill.month, Bill.id)
     ).all()
-    decided: dict[int, bool] = {}
-    for draft in drafts:
-        if not draft.require_csm_approval:
-            decided[draft.id] = True
-        elif (
-            user.role is Role.CUSTOMER_SUCCESS
-            and draft.csm_role is Role.CUSTOMER_SUCCESS
-            and draft.csm_id != user.id
-        ):
-            decided[draft.id] = False
-    undecided = [draft.id for draft in drafts if draft.id not in decided]
-    for start in range(0, len(undecided), _CHUNK):
-        chunk = undecided[start : start + _CHUNK]
-        bills = session.scalars(
-            select(Bill)
-            .where(Bill.id.in_(chunk))
-            .options(joinedload(Bill.customer).joinedload(Customer.csm), selectinload(Bill.actions))
-        ).all()
-        for bill in bills:
-            step = approval_state(bill).waiting_for
-            decided[bill.id] = step is not None and step.accepts(user)
-    return [draft.id for draft in drafts if decided.get(draft.id)]
+    waiting = []
+    for start in range(0, len(drafts), _CHUNK):
+        chunk = drafts[start : start + _CHUNK]
+        bills = {bill.id: bill for bill in session.scalars(_with_history(select(Bill).where(Bill.id.in_(chunk))))}
+        waiting += [
+            bill_id for bill_id in chunk if bill_id in bills and approval.progress(bills[bill_id], today).may_approve(user)
+        ]
+    return waiting
 
 
 def latest_billed_period(*, session: Session) -> Period | None:
@@ -196,12 +182,12 @@ def status_totals(*, session: Session, period: Period) -> list[StatusTotal]:
 
 
 def _with_history(query):
-    """Load what approval_state and available_actions read, in a fixed number of queries."""
+    """Load what the approval progress and available_actions read, in a fixed number of queries."""
     return query.options(
-        joinedload(Bill.customer).joinedload(Customer.csm),
+        joinedload(Bill.customer).joinedload(Customer.csm).joinedload(User.delegate),
         selectinload(Bill.actions).joinedload(BillAction.stakeholder),
     )
 
 
 def _listed(bill: Bill, user: User, offered: frozenset[ActionType]) -> ListedBill:
-    return ListedBill(bill, approval_state(bill), frozenset(available_actions(bill, user) & offered))
+    return ListedBill(bill, approval.progress(bill), frozenset(available_actions(bill, user) & offered))

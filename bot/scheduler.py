@@ -19,12 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import billing, outbox
+from bot import approval, billing, outbox
 from bot.errors import BillProcessError
 from bot.home import reminders_due
 from bot.periods import Period
 from bot.settings import Settings
-from bot.workflow import APPROVER_ROLES
 from db.models import ScheduledRun, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -119,15 +118,18 @@ class Scheduler:
         return "; ".join(summary.lines())
 
     def _remind(self, session: Session, fire_time: datetime) -> str:
-        """Queue one reminder for each approver with bills waiting on them longer than REMINDER_AFTER_DAYS."""
+        """Queue one reminder for each person with bills waiting on them longer than REMINDER_AFTER_DAYS.
+
+        Someone away that day is not reminded: whoever approves for them is.
+        """
         day = fire_time.date().isoformat()
         queued = 0
         with session.begin():
             self._claim(session, REMIND, fire_time)
-            approvers = session.scalars(
-                select(User).where(User.slack_user_id.is_not(None), User.role.in_(APPROVER_ROLES)).order_by(User.name)
-            ).all()
-            for user in approvers:
+            linked = session.scalars(select(User).where(User.slack_user_id.is_not(None)).order_by(User.name)).all()
+            for user in linked:
+                if approval.absence(user, fire_time.date()) is not None:
+                    continue
                 due = reminders_due(session=session, user=user, now=utcnow(),
                                     after_days=self.settings.reminder_after_days)
                 if due and outbox.reminder(session, user.slack_user_id, day):

@@ -39,7 +39,7 @@ class DemoCustomer:
     name: str
     limit: int
     unit_cost: str
-    two_step: bool
+    csm_then_sales: bool
     csm: str | None
     months_before_p: int  # how long before P the contract started
     start_day: int = 1
@@ -94,7 +94,7 @@ def _add_customers(session: Session, users: dict[str, User], p: Period) -> int:
                 overage_unit_cost=Decimal(demo.unit_cost),
                 start_date=start,
                 end_date=end,
-                require_csm_approval=demo.two_step,
+                require_csm_approval=demo.csm_then_sales,
                 csm_id=users[demo.csm].id if demo.csm else None,
             )
             session.add(customer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,6 +48,8 @@ class Settings(BaseSettings):
     delivery_max_backoff: float = Field(default=60.0, ge=0.1, le=3600)
     delivery_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     progress_seconds: float = Field(default=2.0, gt=0, le=600)  # how often a month's summary shows progress
+    # The approval policy file (bot/approval.py); without the default file, the customers' usual steps alone.
+    approval_policy: Path = Path("approval-policy.yml")
 
     @field_validator("database_url")
     @classmethod
@@ -68,7 +71,9 @@ class Settings(BaseSettings):
     def _usable_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        from bot.mailer import parse_smtp_url  # the mailer owns the format; it imports this module
+        from bot.mailer import (
+            parse_smtp_url,  # the mailer owns the format; it imports this module
+        )
 
         try:
             parse_smtp_url(value.get_secret_value())
@@ -135,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def today(self) -> date:
+        """Today's date in TIMEZONE."""
+        return datetime.now(self.zone).date()
 
 
 def load_settings(**overrides) -> Settings:

@@ -5,16 +5,15 @@ rules, changes the bill and writes exactly one bill action, all in one commit; a
 domain error and changes nothing. `send` alone takes three short transactions, so that no lock is
 held while the mail server answers (see there). Call a service with a session that has no transaction in progress.
 
-Approval progress is never stored: it is derived from the action log (`approval_state`). An action
-counts while it is effective, that is, not an UNDO and not undone by one; approvals count when they
-come after the latest effective EDIT (or the DRAFT), so an edit asks for every approval again and
-undoing the edit brings the earlier approvals back.
+Which approvals a bill needs, who may give them and how far it got is the approval policy's to say
+(bot/approval.py): this module asks it. An action counts while it is effective, that is, not an UNDO
+and not undone by one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,7 +21,8 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from bot import outbox
+from bot import approval, outbox
+from bot.approval import effective_actions
 from bot.billing import MAX_UNIT_COST, overage_amount
 from bot.errors import (
     AlreadyDone,
@@ -32,15 +32,22 @@ from bot.errors import (
     InvalidInput,
     InvalidTransition,
     NotAllowed,
-    NotApprover,
     NotFound,
     SendInProgress,
     SendUncertain,
-    WaitingForOther,
 )
 from bot.formatting import timestamp
 from bot.text import shown, storable
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, OutboxKind, Role, User, utcnow
+from db.models import (
+    ActionType,
+    Bill,
+    BillAction,
+    BillStatus,
+    OutboxKind,
+    Role,
+    User,
+    utcnow,
+)
 
 REASON_MAX_LENGTH = 2000
 UNIT_COST_STEP = Decimal("0.000001")
@@ -48,7 +55,6 @@ UNIT_COST_STEP = Decimal("0.000001")
 # at most); an older one whose outcome was never recorded was interrupted.
 SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 
-APPROVER_ROLES = frozenset({Role.CUSTOMER_SUCCESS, Role.SALES})
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
 
 _PAST_TENSE = {
@@ -63,103 +69,7 @@ _NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionT
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
 
 
-# --- approval progress, derived from the action log ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApprovalStep:
-    """One approval a bill needs, and the action that gave it, if any."""
-
-    number: int
-    roles: frozenset[Role]
-    # The one person who may take this step (the customer's CSM); None lets anyone with one of `roles`.
-    user: User | None
-    approval: BillAction | None
-
-    @property
-    def done(self) -> bool:
-        return self.approval is not None
-
-    @property
-    def approved_by(self) -> User | None:
-        return self.approval.stakeholder if self.approval else None
-
-    @property
-    def approved_at(self) -> datetime | None:
-        return self.approval.created_at if self.approval else None
-
-    @property
-    def label(self) -> str:
-        """Who takes this step, as a person reads it: "Carol (the customer's CSM)", "Sales"."""
-        if self.user is not None:
-            return f"{self.user.name} (the customer's CSM)"
-        return " or ".join(role.label for role in Role if role in self.roles)
-
-    def accepts(self, user: User) -> bool:
-        """True when `user` is someone who may take this step."""
-        if user.role not in self.roles:
-            return False
-        return self.user is None or self.user.id == user.id
-
-
-@dataclass(frozen=True)
-class ApprovalState:
-    """The approvals a bill needs (one step, or CSM then Sales), which are done, and whom it waits for."""
-
-    bill_id: int
-    status: BillStatus
-    two_step: bool
-    steps: tuple[ApprovalStep, ...]
-
-    @property
-    def waiting_for(self) -> ApprovalStep | None:
-        """The step to be taken next; None unless the bill is a DRAFT."""
-        if self.status is not BillStatus.DRAFT:
-            return None
-        return next((step for step in self.steps if not step.done), None)
-
-    @property
-    def done_steps(self) -> tuple[ApprovalStep, ...]:
-        return tuple(step for step in self.steps if step.done)
-
-
-def effective_actions(bill: Bill) -> list[BillAction]:
-    """The bill's actions that still count: not UNDO rows, and not undone by one; oldest first."""
-    undone = {action.undone_action_id for action in bill.actions if action.action is ActionType.UNDO}
-    return [action for action in bill.actions if action.action is not ActionType.UNDO and action.id not in undone]
-
-
-def _counted_approvals(effective: Sequence[BillAction]) -> list[BillAction]:
-    start = 0
-    for index, action in enumerate(effective):
-        if action.action in (ActionType.DRAFT, ActionType.EDIT):
-            start = index + 1
-    return [action for action in effective[start:] if action.action is ActionType.APPROVE]
-
-
-def _customer_csm(customer: Customer) -> User | None:
-    """The customer's CSM, when it has one who is (still) a Customer Success user."""
-    csm = customer.csm
-    return csm if csm is not None and csm.role is Role.CUSTOMER_SUCCESS else None
-
-
-def approval_state(bill: Bill) -> ApprovalState:
-    """Where the bill's approval stands, derived from its actions and its customer's settings."""
-    customer = bill.customer
-    if customer.require_csm_approval:
-        required = [(frozenset({Role.CUSTOMER_SUCCESS}), _customer_csm(customer)), (frozenset({Role.SALES}), None)]
-    else:
-        required = [(APPROVER_ROLES, None)]
-    approvals = _counted_approvals(effective_actions(bill))
-    if bill.status is BillStatus.DRAFT:
-        # A DRAFT always lacks its last approval; more could be counted only after the customer's
-        # approval setting changed mid-way, and then the bill still waits for its final step.
-        approvals = approvals[: len(required) - 1]
-    steps = tuple(
-        ApprovalStep(number, roles, user, approvals[number - 1] if number <= len(approvals) else None)
-        for number, (roles, user) in enumerate(required, start=1)
-    )
-    return ApprovalState(bill.id, bill.status, customer.require_csm_approval, steps)
+# --- the bill's history -------------------------------------------------------------------------------
 
 
 def undo_target(bill: Bill) -> BillAction | None:
@@ -268,52 +178,20 @@ def _moved_on(bill: Bill) -> BillProcessError:
     return _already_done(bill, latest)
 
 
-def _check_approve(bill: Bill, actor: User) -> ApprovalStep:
-    if actor.role not in APPROVER_ROLES:
-        raise NotAllowed("Only Customer Success and Sales can approve bills")
+def _check_approve(bill: Bill, actor: User) -> approval.Step:
+    today = approval.today()
+    approval.check_approver(bill, actor, today, "approve")
     if bill.status is not BillStatus.DRAFT:
         raise _moved_on(bill)
-    state = approval_state(bill)
-    pending = state.waiting_for
-    assert pending is not None  # a DRAFT always lacks its last approval
-    if pending.accepts(actor):
-        return pending
-    for step in state.done_steps:
-        if step.accepts(actor):
-            approval = step.approval
-            assert approval is not None
-            raise _already_done(
-                bill,
-                approval,
-                f"Bill #{bill.id} was already approved by {_name(approval.stakeholder)}"
-                f" at {timestamp(approval.created_at)}; it is waiting for {pending.label} now",
-            )
-    if any(step.accepts(actor) for step in state.steps[pending.number :]):
-        raise WaitingForOther(f"Bill #{bill.id} is waiting for {pending.label} to approve first")
-    if state.done_steps and actor.role not in pending.roles:
-        # A Customer Success user who is not the CSM, once the CSM has approved: the bill is with Sales now.
-        done = state.done_steps[-1].approval
-        assert done is not None
-        raise WaitingForOther(
-            f"Bill #{bill.id} was approved by {_name(done.stakeholder)} for Customer Success;"
-            f" it is waiting for {pending.label} now"
-        )
-    csm = _customer_csm(bill.customer)
-    assert csm is not None  # only a named CSM keeps a user of an approving role out of every step
-    raise NotApprover(
-        f"Only {csm.name} ({bill.customer.name}'s CSM) can approve bill #{bill.id} for Customer Success"
-    )
+    return approval.check_approve(bill, actor, today)
 
 
 def _check_reject(bill: Bill, actor: User) -> None:
-    if actor.role not in APPROVER_ROLES:
-        raise NotAllowed("Only Customer Success and Sales can reject bills")
+    today = approval.today()
+    approval.check_approver(bill, actor, today, "reject")
     if bill.status is not BillStatus.DRAFT:
         raise _moved_on(bill)
-    if not any(step.accepts(actor) for step in approval_state(bill).steps):
-        csm = _customer_csm(bill.customer)
-        assert csm is not None
-        raise NotApprover(f"Only {csm.name} ({bill.customer.name}'s CSM) or Sales can reject bill #{bill.id}")
+    approval.check_reject(bill, actor, today)
 
 
 def _check_edit(bill: Bill, actor: User) -> None:
@@ -336,7 +214,7 @@ def _check_send(bill: Bill, actor: User, again: bool = False) -> None:
     if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
         raise _already_done(bill, latest)
     if bill.status is BillStatus.DRAFT:
-        pending = approval_state(bill).waiting_for
+        pending = approval.progress(bill).waiting_for
         waiting = f", waiting for {pending.label} to approve" if pending else ""
         raise InvalidTransition(f"Bill #{bill.id} is still a DRAFT{waiting}; only a FINAL bill can be sent")
     if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.REJECT:
@@ -405,7 +283,7 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
     if target is None:
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
     if actor.role is not Role.FINANCE and target.stakeholder_id != actor.id:
-        who = _name(target.stakeholder)
+        who = _name(target.stakeholder) if target.stakeholder else "the approval policy"
         raise NotAllowed(f"Only {who} or Finance can undo {who}'s {_NOUN[target.action]} of bill #{bill.id}")
     return target
 
@@ -550,14 +428,14 @@ def approve(*, session: Session, bill_id: int, actor: User, seen_action_id: int 
         bill, user = _lock(session, bill_id, actor)
         step = _check_approve(bill, user)
         check_unchanged(bill, seen_action_id, "approving")
-        state = approval_state(bill)
-        last = step.number == len(state.steps)
+        steps = approval.progress(bill).steps
+        last = step.number == len(steps) and len(step.approvals) + 1 >= step.approvers
         _record(
             bill,
             user,
             ActionType.APPROVE,
             BillStatus.FINAL if last else BillStatus.DRAFT,
-            comment=f"step {step.number} of {len(state.steps)}" if state.two_step else None,
+            comment=approval.approval_comment(step, len(steps), user),
         )
         _load_for_display(bill)
     return bill
@@ -766,6 +644,7 @@ def _record(
         stakeholder=user,
         action=action,
         comment=comment,
+        policy=approval.in_force().to_json() if action in approval.RESETS else None,
         status_before=bill.status,
         status_after=status_after,
         unit_cost_before=unit_cost_before,

@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Date,
@@ -14,7 +15,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    JSON,
     MetaData,
     String,
     Text,
@@ -92,8 +92,18 @@ class User(Base):
     session_token: Mapped[str] = mapped_column(String(64), unique=True)
     slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Away until this day (inclusive): the steps that name this person may be taken by their delegate,
+    # or by anyone of their role when they named none (bot/approval.py).
+    away_until: Mapped[date | None] = mapped_column(Date)
+    delegate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    __table_args__ = (CheckConstraint("length(name) > 0", name="name_not_empty"),)
+    delegate: Mapped[User | None] = relationship(remote_side="User.id")
+
+    __table_args__ = (
+        CheckConstraint("length(name) > 0", name="name_not_empty"),
+        CheckConstraint("delegate_id IS NULL OR away_until IS NOT NULL", name="delegate_only_when_away"),
+        CheckConstraint("delegate_id IS NULL OR delegate_id <> id", name="delegate_not_self"),
+    )
 
 
 class LinkCode(Base):
@@ -214,6 +224,8 @@ class BillAction(Base):
     unit_cost_before: Mapped[Decimal | None] = mapped_column(UNIT_COST)
     unit_cost_after: Mapped[Decimal | None] = mapped_column(UNIT_COST)
     undone_action_id: Mapped[int | None] = mapped_column(ForeignKey("bill_actions.id"), unique=True)
+    # The approval policy a DRAFT or EDIT set for the bill (bot/approval.py); empty: the default policy.
+    policy: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     bill: Mapped[Bill] = relationship(back_populates="actions")

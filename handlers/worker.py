@@ -28,11 +28,13 @@ WORKER_NICENESS = 10
 
 def run_worker(settings: Settings, stop: threading.Event, *, parent_pid: int | None = None) -> None:
     """Deliver and run scheduled jobs until `stop` is set (or the parent process is gone)."""
+    from bot import approval
     from bot.scheduler import Scheduler
     from db.session import make_engine, make_session_factory
     from handlers.app import build_services
     from handlers.jobs import run_job
 
+    approval.configure(settings)  # a spawned process starts with nothing configured
     engine = make_engine(settings.sqlalchemy_url)
     sessions = make_session_factory(engine)
     services = build_services(settings, sessions)

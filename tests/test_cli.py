@@ -320,7 +320,7 @@ def test_operator_refusals_are_one_line_and_change_nothing(cli):
     for argv, message in [
         (["bills", "approve", acme, "--as", "sam"], "waiting for carol"),
         (["bills", "approve", acme, "--as", "casey"], "carol"),
-        (["bills", "approve", acme, "--as", "fiona"], "Only Customer Success and Sales can approve bills"),
+        (["bills", "approve", acme, "--as", "fiona"], "Only Customer Success and Sales can approve bill #"),
         (["bills", "send", acme, "--as", "fiona"], "DRAFT"),
         (["bills", "reject", acme, "--as", "sam", "--reason", "   "], "reason"),
         (["bills", "edit", acme, "--as", "sam", "--unit-cost", "0.5"], "Finance"),

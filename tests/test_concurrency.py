@@ -36,9 +36,9 @@ def crowd(db, engine):
     wide.dispose()
 
 
-def make_bill(session, db, *, two_step: bool = False, csm=None) -> int:
+def make_bill(session, db, *, csm_then_sales: bool = False, csm=None) -> int:
     customer = add_customer(
-        session, "Acme", require_csm_approval=two_step, csm=csm, usage={(PERIOD.year, PERIOD.month): 1500}
+        session, "Acme", require_csm_approval=csm_then_sales, csm=csm, usage={(PERIOD.year, PERIOD.month): 1500}
     )
     with db() as s:
         generate_month(session=s, period=PERIOD, actor=None, today=TODAY)
@@ -113,7 +113,7 @@ def test_twenty_simultaneous_approvals_and_rejections_make_exactly_one_change(db
 
 def test_the_csm_clicking_approve_twice_at_once_approves_step_one_once(db, session, crowd):
     carol = add_user(session, "carol", Role.CUSTOMER_SUCCESS)
-    bill_id = make_bill(session, db, two_step=True, csm=carol)
+    bill_id = make_bill(session, db, csm_then_sales=True, csm=carol)
     session.expunge_all()
 
     outcomes = at_once(crowd, [lambda s: workflow.approve(session=s, bill_id=bill_id, actor=carol)] * 4)
@@ -166,7 +166,7 @@ def test_two_simultaneous_undos_of_the_same_action_undo_it_once(db, session, cro
     fiona = add_user(session, "fiona", Role.FINANCE)
     carol = add_user(session, "carol", Role.CUSTOMER_SUCCESS)
     sam = add_user(session, "sam", Role.SALES)
-    bill_id = make_bill(session, db, two_step=True, csm=carol)
+    bill_id = make_bill(session, db, csm_then_sales=True, csm=carol)
     with db() as s:
         workflow.approve(session=s, bill_id=bill_id, actor=carol)
     with db() as s:

@@ -146,8 +146,8 @@ TABLES = {
 }
 
 ROLE_REFUSALS = {
-    "approve": "Only Customer Success and Sales can approve bills",
-    "reject": "Only Customer Success and Sales can reject bills",
+    "approve": "Only Customer Success and Sales can approve bill #",
+    "reject": "Only Customer Success and Sales can reject bill #",
     "edit": "Only Finance can edit a bill's unit cost",
     "send": "Only Finance can send bills",
 }
@@ -155,10 +155,10 @@ STATE_REFUSALS = {
     "edit": "only a DRAFT bill's unit cost can be edited",
     "send": "only a FINAL bill can be sent",
 }
-WAITING_FOR = {"carol": "carol (the customer's CSM)", "cs": "Customer Success"}
+WAITING_FOR = {"carol": "carol (the customer's CSM)", "cs": "Customer Success (the customer has no CSM)"}
 NOT_CSM = {
-    "approve": "Only carol (Acme's CSM) can approve bill #",
-    "reject": "Only carol (Acme's CSM) or Sales can reject bill #",
+    "approve": "Only carol (the customer's CSM) can approve bill #",
+    "reject": "Only carol (the customer's CSM) or Sales can reject bill #",
 }
 PAST = {"approved": ActionType.APPROVE, "rejected": ActionType.REJECT, "sent": ActionType.SEND}
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from bot import workflow
+from bot import approval, workflow
 from bot.billing import generate_month
 from bot.errors import (
     AlreadyDone,
@@ -45,13 +45,13 @@ def people(session):
     }
 
 
-def make_bill(session, db, people, *, two_step=False, csm="carol", usage=1500, unit_cost="0.01") -> int:
+def make_bill(session, db, people, *, csm_then_sales=False, csm="carol", usage=1500, unit_cost="0.01") -> int:
     """A DRAFT bill for Acme's October: 500 calls over the limit, 5.00 at the default unit cost."""
     customer = add_customer(
         session,
         "Acme",
         unit_cost=unit_cost,
-        require_csm_approval=two_step,
+        require_csm_approval=csm_then_sales,
         csm=people[csm] if csm else None,
         usage={(PERIOD.year, PERIOD.month): usage},
     )
@@ -96,13 +96,13 @@ def test_one_step_approval_makes_the_bill_final(db, session, people):
     bill = act(db, workflow.approve, bill_id, people["oscar"])
 
     assert bill.status is BillStatus.FINAL
-    approval = bill.actions[-1]
-    assert (approval.action, approval.stakeholder_id) == (ActionType.APPROVE, people["oscar"].id)
-    assert (approval.status_before, approval.status_after) == (BillStatus.DRAFT, BillStatus.FINAL)
-    assert approval.comment is None
+    given = bill.actions[-1]
+    assert (given.action, given.stakeholder_id) == (ActionType.APPROVE, people["oscar"].id)
+    assert (given.status_before, given.status_after) == (BillStatus.DRAFT, BillStatus.FINAL)
+    assert given.comment is None
     assert bill.updated_at > before.updated_at
     assert load(db, bill_id).status is BillStatus.FINAL
-    assert workflow.approval_state(bill).waiting_for is None
+    assert approval.progress(bill).waiting_for is None
 
 
 @pytest.mark.parametrize("approver", ["carol", "oscar", "sam"])
@@ -112,31 +112,31 @@ def test_one_step_any_customer_success_or_sales_user_approves(db, session, peopl
 
 
 def test_two_step_approval_needs_the_csm_then_sales(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
-    state = workflow.approval_state(load(db, bill_id))
-    assert state.two_step and [step.done for step in state.steps] == [False, False]
-    assert state.waiting_for.user.name == "carol"
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
+    state = approval.progress(load(db, bill_id))
+    assert state.numbered and [step.done for step in state.steps] == [False, False]
+    assert state.waiting_for.person.name == "carol"
     assert state.waiting_for.label == "carol (the customer's CSM)"
 
     bill = act(db, workflow.approve, bill_id, people["carol"])
     assert bill.status is BillStatus.DRAFT
-    assert bill.actions[-1].comment == "step 1 of 2"
-    state = workflow.approval_state(bill)
-    assert state.steps[0].approved_by.name == "carol"
-    assert state.steps[0].approved_at == bill.actions[-1].created_at
-    assert state.waiting_for.number == 2 and state.waiting_for.label == "Sales"
+    assert bill.actions[-1].comment == "step 1 of 2: the customer's CSM"
+    state = approval.progress(bill)
+    assert state.steps[0].approved_by[0].name == "carol"
+    assert state.steps[0].approvals[0].created_at == bill.actions[-1].created_at
+    assert state.waiting_for.number == 2 and state.waiting_for.label == "Sales (after the customer's CSM)"
 
     bill = act(db, workflow.approve, bill_id, people["sam"])
     assert bill.status is BillStatus.FINAL
-    assert bill.actions[-1].comment == "step 2 of 2"
+    assert bill.actions[-1].comment == "step 2 of 2: after the customer's CSM"
     assert (bill.actions[-1].status_before, bill.actions[-1].status_after) == (BillStatus.DRAFT, BillStatus.FINAL)
-    state = workflow.approval_state(bill)
-    assert [step.approved_by.name for step in state.steps] == ["carol", "sam"]
+    state = approval.progress(bill)
+    assert [step.approved_by[0].name for step in state.steps] == ["carol", "sam"]
     assert state.waiting_for is None
 
 
 def test_sales_cannot_approve_before_the_csm_and_is_told_whom_the_bill_waits_for(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     before = rows(db)
     with pytest.raises(WaitingForOther) as refusal:
         act(db, workflow.approve, bill_id, people["sam"])
@@ -145,9 +145,9 @@ def test_sales_cannot_approve_before_the_csm_and_is_told_whom_the_bill_waits_for
 
 
 def test_two_step_without_a_csm_takes_any_customer_success_user_first(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True, csm=None)
-    assert workflow.approval_state(load(db, bill_id)).waiting_for.label == "Customer Success"
-    with pytest.raises(WaitingForOther, match="waiting for Customer Success to approve first"):
+    bill_id = make_bill(session, db, people, csm_then_sales=True, csm=None)
+    assert approval.progress(load(db, bill_id)).waiting_for.label == "Customer Success (the customer has no CSM)"
+    with pytest.raises(WaitingForOther, match=r"waiting for Customer Success \(the customer has no CSM\) to approve first"):
         act(db, workflow.approve, bill_id, people["sam"])
 
     act(db, workflow.approve, bill_id, people["oscar"])
@@ -157,7 +157,7 @@ def test_two_step_without_a_csm_takes_any_customer_success_user_first(db, sessio
 
 
 def test_approving_a_step_twice_says_who_approved_it_and_when(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     first = act(db, workflow.approve, bill_id, people["carol"]).actions[-1]
     with pytest.raises(AlreadyDone) as refusal:
         act(db, workflow.approve, bill_id, people["carol"])
@@ -210,7 +210,7 @@ def test_services_read_fresh_state_even_through_a_session_holding_stale_objects(
 
 
 def test_reject_writes_the_bill_off_with_the_reason(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     act(db, workflow.approve, bill_id, people["carol"])
     bill = act(db, workflow.reject, bill_id, people["sam"], reason="  Outage retries, waived.  ")
     assert bill.status is BillStatus.WRITEOFF
@@ -238,7 +238,7 @@ def test_reject_accepts_exactly_2000_characters_and_one(db, session, people):
 
 
 def test_reject_then_undo_returns_to_draft_with_its_approval_progress(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     act(db, workflow.approve, bill_id, people["carol"])
     rejection = act(db, workflow.reject, bill_id, people["carol"], reason="duplicate").actions[-1]
 
@@ -253,8 +253,8 @@ def test_reject_then_undo_returns_to_draft_with_its_approval_progress(db, sessio
         BillStatus.WRITEOFF, BillStatus.DRAFT, "wrong bill"
     )
     assert (entry.unit_cost_before, entry.unit_cost_after) == (None, None)
-    state = workflow.approval_state(bill)
-    assert state.steps[0].approved_by.name == "carol" and state.waiting_for.label == "Sales"
+    state = approval.progress(bill)
+    assert state.steps[0].approved_by[0].name == "carol" and state.waiting_for.label == "Sales (after the customer's CSM)"
     assert act(db, workflow.approve, bill_id, people["sam"]).status is BillStatus.FINAL
 
 
@@ -322,12 +322,12 @@ def test_edit_accepts_a_whole_number_and_plain_decimals(db, session, people):
 
 
 def test_an_edit_makes_earlier_approvals_stop_counting(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     act(db, workflow.approve, bill_id, people["carol"])
     bill = act(db, workflow.edit, bill_id, people["fiona"], unit_cost="0.02")
 
-    state = workflow.approval_state(bill)
-    assert not state.done_steps and state.waiting_for.user.name == "carol"
+    state = approval.progress(bill)
+    assert not state.done_steps and state.waiting_for.person.name == "carol"
     with pytest.raises(WaitingForOther, match="waiting for carol"):
         act(db, workflow.approve, bill_id, people["sam"])
     assert act(db, workflow.approve, bill_id, people["carol"]).status is BillStatus.DRAFT
@@ -398,7 +398,7 @@ def test_a_failed_delivery_leaves_the_bill_final_and_unrecorded(db, session, peo
 
 
 def test_send_is_for_final_bills(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     outbox = Outbox()
     with pytest.raises(InvalidTransition, match="still a DRAFT, waiting for carol .* only a FINAL bill can be sent"):
         act(db, workflow.send, bill_id, people["fiona"], deliver=outbox)
@@ -586,7 +586,7 @@ def test_a_written_off_bill_cannot_be_marked_as_sent(db, session, people):
 
 
 def test_undoing_an_edit_restores_cost_amount_and_approval_progress(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     act(db, workflow.approve, bill_id, people["carol"])
     edit = act(db, workflow.edit, bill_id, people["fiona"], unit_cost="0.0133").actions[-1]
     assert load(db, bill_id).overage_amount == Decimal("6.65")
@@ -599,20 +599,20 @@ def test_undoing_an_edit_restores_cost_amount_and_approval_progress(db, session,
     entry = bill.actions[-1]
     assert (entry.undone_action_id, entry.comment) == (edit.id, None)
     assert (entry.unit_cost_before, entry.unit_cost_after) == (Decimal("0.013300"), Decimal("0.010000"))
-    state = workflow.approval_state(bill)
-    assert state.steps[0].approved_by.name == "carol" and state.waiting_for.label == "Sales"
+    state = approval.progress(bill)
+    assert state.steps[0].approved_by[0].name == "carol" and state.waiting_for.label == "Sales (after the customer's CSM)"
     assert act(db, workflow.approve, bill_id, people["sam"]).status is BillStatus.FINAL
 
 
 def test_repeated_undo_walks_back_to_the_draft(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     states = []
 
     def remember():
         bill = load(db, bill_id)
         states.append(
             (bill.status, bill.overage_unit_cost, bill.overage_amount,
-             [step.approval.id if step.approval else None for step in workflow.approval_state(bill).steps])
+             [step.approvals[0].id if step.approvals else None for step in approval.progress(bill).steps])
         )
 
     remember()
@@ -633,7 +633,7 @@ def test_repeated_undo_walks_back_to_the_draft(db, session, people):
         bill = act(db, workflow.undo, bill_id, people["fiona"])
         assert (
             bill.status, bill.overage_unit_cost, bill.overage_amount,
-            [step.approval.id if step.approval else None for step in workflow.approval_state(bill).steps],
+            [step.approvals[0].id if step.approvals else None for step in approval.progress(bill).steps],
         ) == expected
 
     assert kinds(load(db, bill_id)) == ["DRAFT", "APPROVE", "EDIT", "APPROVE", "EDIT", "APPROVE", "APPROVE"] + [
@@ -696,7 +696,7 @@ def test_undo_reason_is_optional_and_limited(db, session, people):
 
 
 def test_undo_of_a_named_action_refuses_once_that_action_is_gone(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     carols = act(db, workflow.approve, bill_id, people["carol"]).actions[-1]
     sams = act(db, workflow.approve, bill_id, people["sam"]).actions[-1]
     with pytest.raises(AlreadyDone, match="has changed since: approved by sam"):
@@ -765,7 +765,7 @@ def test_reject_and_send_check_the_version_seen_too_and_an_undone_change_restore
 
 
 def test_every_change_appends_exactly_one_action_and_never_touches_earlier_ones(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     steps = [
         (workflow.approve, "carol", {}),
         (workflow.edit, "fiona", {"unit_cost": "0.015"}),
@@ -793,9 +793,9 @@ def test_every_change_appends_exactly_one_action_and_never_touches_earlier_ones(
 
 
 def test_the_returned_bill_can_be_read_after_its_session_closes(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     bill = act(db, workflow.approve, bill_id, people["carol"])
-    assert workflow.approval_state(bill).waiting_for.label == "Sales"
+    assert approval.progress(bill).waiting_for.label == "Sales (after the customer's CSM)"
     assert [action.stakeholder.name for action in workflow.history(bill)] == ["fiona", "carol"]
     assert workflow.available_actions(bill, people["sam"]) == {ActionType.APPROVE, ActionType.REJECT}
 
@@ -804,7 +804,7 @@ def test_the_returned_bill_can_be_read_after_its_session_closes(db, session, peo
 
 
 def test_available_actions_follow_the_bill_through_its_life(db, session, people):
-    bill_id = make_bill(session, db, people, two_step=True)
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
     A, R, E, S, U = (ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT, ActionType.SEND, ActionType.UNDO)
 
     def now():

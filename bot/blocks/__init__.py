@@ -10,8 +10,11 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject
 
-from bot.text import clip  # builders clip text to Block Kit's limits: `from bot.blocks import clip`
-from db.models import User
+from bot.formatting import actor_name
+from bot.text import (
+    clip,  # builders clip text to Block Kit's limits: `from bot.blocks import clip`
+)
+from db.models import BillAction, User
 
 MAX_MESSAGE_BLOCKS = 50
 HEADER_MAX = 150  # characters in a header block's text
@@ -28,6 +31,11 @@ def mention(user: User | None) -> str:
     if user is None:
         return "the scheduler"
     return f"<@{user.slack_user_id}>" if user.slack_user_id else user.name
+
+
+def actor_mention(action: BillAction) -> str:
+    """Who took an action, as Slack shows them; the approval policy or the scheduler when nobody did."""
+    return mention(action.stakeholder) if action.stakeholder is not None else actor_name(action)
 
 
 def _checked(blocks: Sequence[Block], limit: int, where: str) -> list[dict]:

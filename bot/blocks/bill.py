@@ -24,12 +24,22 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.approval import Progress, Step
+
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
-from bot.blocks import HEADER_MAX, clip, escape, mention, message_blocks, view_blocks
+from bot.blocks import (
+    HEADER_MAX,
+    actor_mention,
+    clip,
+    escape,
+    mention,
+    message_blocks,
+    view_blocks,
+)
 from bot.errors import AlreadyDone
 from bot.formatting import bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, sending, undo_target
+from bot.workflow import REASON_MAX_LENGTH, latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
 
 Team = Mapping[Role, Sequence[User]]
@@ -92,19 +102,24 @@ def _people(roles: frozenset[Role], team: Team | None) -> str:
     return f"{', '.join(mention(user) for user in people)} ({label})"
 
 
-def step_people(step: ApprovalStep, team: Team | None = None) -> str:
-    """Who may take the step: the customer's CSM by name, else the people of its roles."""
-    if step.user is not None:
-        return f"{mention(step.user)} ({Role.CUSTOMER_SUCCESS.label})"
-    return _people(step.roles, team)
+def step_people(step: Step, team: Team | None = None) -> str:
+    """Who may take the step: the person it names, else the people of its roles."""
+    if step.person is not None:
+        return f"{mention(step.person)} ({step.person.role.label})"
+    if step.missing is not None:
+        return f"{escape(step.missing)} (who has no account)"
+    people = _people(step.roles, team)
+    return f"{step.approvers} people: {people}" if step.approvers > 1 else people
 
 
-def next_step(bill: Bill, state: ApprovalState, team: Team | None = None) -> str:
-    """What happens next and who does it: "Waiting for <@U1> (Customer Success)", "Ready to send — …"."""
+def next_step(bill: Bill, state: Progress, team: Team | None = None) -> str:
+    """What happens next and who does it: "Waiting for <@U1> to approve", "Ready to send — …"."""
     if bill.status is BillStatus.DRAFT:
         step = state.waiting_for
         assert step is not None  # a DRAFT always lacks its last approval
-        progress = f" — step {step.number} of {len(state.steps)}" if state.two_step else ""
+        progress = f" — step {step.number} of {len(state.steps)}" if state.numbered else ""
+        if step.approvers > 1:
+            progress += f", {len(step.approvals)} of {step.approvers} approvals given"
         return f"Waiting for {step_people(step, team)} to approve{progress}"
     if bill.status is BillStatus.FINAL:
         return f"Ready to send — {_people(frozenset({Role.FINANCE}), team)}"
@@ -120,23 +135,35 @@ def _latest(bill: Bill, kind: ActionType) -> BillAction | None:
 # --- the bill message ------------------------------------------------------------------------------
 
 
-def _step_line(step: ApprovalStep, state: ApprovalState, team: Team | None) -> str:
-    who = step_people(step, team)
-    number = f"{step.number}. " if state.two_step else ""
-    if step.done:
-        by, at = step.approved_by, step.approved_at
-        assert at is not None
-        role = f" ({by.role.label})" if by is not None else ""
-        return f"{number}:white_check_mark: approved by {mention(by)}{role} at {timestamp(at)}"
+def _step_line(step: Step, state: Progress, team: Team | None) -> str:
+    """One step: who took it or may take it, and why the bill needs it."""
+    number = f"{step.number}. " if state.numbered else ""
+    reason = f" — {escape(step.reason)}"
+    if step.approvals:
+        given = ", ".join(
+            f"{actor_mention(approval)}{_role(approval.stakeholder)} at {timestamp(approval.created_at)}"
+            for approval in step.approvals
+        )
+        if step.done:
+            return f"{number}:white_check_mark: approved by {given}{reason}"
+        missing = step.approvers - len(step.approvals)
+        return f"{number}:hourglass_flowing_sand: approved by {given}; waiting for {missing} more from {step_people(step, team)}{reason}"
     if state.waiting_for is step:
-        return f"{number}:hourglass_flowing_sand: waiting for {who}"
-    return f"{number}:white_circle: then {who}"
+        return f"{number}:hourglass_flowing_sand: waiting for {step_people(step, team)}{reason}"
+    return f"{number}:white_circle: then {step_people(step, team)}{reason}"
 
 
-def _approvals(bill: Bill, state: ApprovalState, team: Team | None) -> str:
-    kind = "Two approvals, in order" if state.two_step else "One approval"
+def _role(user: User | None) -> str:
+    return f" ({user.role.label})" if user is not None else ""
+
+
+def _approvals(bill: Bill, state: Progress, team: Team | None) -> str:
+    if state.auto_approval is not None and bill.status is not BillStatus.DRAFT:
+        return f"*Approvals:* :white_check_mark: {escape(state.auto_approval.comment or 'approved automatically')}"
+    kind = f"{len(state.steps)} steps, in order" if state.numbered else "One approval"
     lines = [f"*Approvals:* {kind}"]
     lines += [_step_line(step, state, team) for step in state.steps]
+    lines += [f"_{escape(absence.text)}_" for absence in state.absences()]
     return "\n".join(lines)
 
 
@@ -233,7 +260,7 @@ def sending_text(bill: Bill) -> str | None:
     return f":warning: {escape(current.summary)} {escape(current.how_to_send_again)}"
 
 
-def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> tuple[str, list[dict]]:
+def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple[str, list[dict]]:
     """The bill's message: figures, status, the approvals it needs and from whom, and its buttons."""
     customer = bill.customer
     period = bill_period(bill).label
@@ -270,7 +297,7 @@ def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> 
 
 
 def _headline(action: BillAction, bill: Bill) -> str:
-    who = mention(action.stakeholder)
+    who = actor_mention(action)
     emoji = ACTION_EMOJI[action.action]
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
@@ -287,7 +314,7 @@ def _headline(action: BillAction, bill: Bill) -> str:
 
 
 def action_reply(
-    action: BillAction, bill: Bill, state: ApprovalState, team: Team | None = None
+    action: BillAction, bill: Bill, state: Progress, team: Team | None = None
 ) -> tuple[str, list[dict]]:
     """The thread reply for one action: who did what, their reason, the status change, and what is next."""
     headline = _headline(action, bill)

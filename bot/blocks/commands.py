@@ -16,11 +16,26 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import HEADER_MAX, MAX_MESSAGE_BLOCKS, clip, context, escape, message_blocks
+from bot import approval
+from bot.blocks import (
+    HEADER_MAX,
+    MAX_MESSAGE_BLOCKS,
+    clip,
+    context,
+    escape,
+    message_blocks,
+)
 from bot.blocks.bill import sending_text
-from bot.formatting import action_line, bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import (
+    action_line,
+    approval_lines,
+    bill_period,
+    calls,
+    money,
+    unit_cost,
+)
 from bot.periods import Period
-from bot.workflow import ApprovalStep, approval_state, history
+from bot.workflow import history
 from db.models import Bill, BillStatus, User
 
 HOW_TO_LINK = (
@@ -172,30 +187,14 @@ def bill_list_blocks(
 # --- one bill with its history -----------------------------------------------------------------------
 
 
-def _approval_line(step: ApprovalStep, waiting: ApprovalStep | None, numbered: bool) -> str:
-    name = f"Step {step.number}, {escape(step.label)}" if numbered else escape(step.label)
-    if step.done:
-        who = escape(step.approved_by.name) if step.approved_by else "the scheduler"
-        when = timestamp(step.approved_at) if step.approved_at else ""
-        return f":white_check_mark: {name}: approved by {who} {when}".rstrip()
-    if step is waiting:
-        return f":hourglass_flowing_sand: {name}: waiting for approval"
-    return f":white_small_square: {name}"
-
-
 def approval_text(bill: Bill) -> str:
-    """The approvals the bill needs and how far it got."""
-    state = approval_state(bill)
-    kind = "Two-step approval (the customer's CSM, then Sales)" if state.two_step else "One-step approval"
-    lines = [f"*{kind}*"]
-    if bill.status in (BillStatus.DRAFT, BillStatus.FINAL):
-        waiting = state.waiting_for
-        lines += [_approval_line(step, waiting, state.two_step) for step in state.steps]
-    elif bill.status is BillStatus.WRITEOFF:
-        lines.append("Rejected: the overage is written off.")
-    else:
-        lines.append(f"Sent to {escape(bill.customer.billing_email)}.")
-    return "\n".join(lines)
+    """The approvals the bill needs, each step with its reason, and how far it got."""
+    state = approval.progress(bill)
+    if bill.status is BillStatus.WRITEOFF:
+        return "*Approvals*\nRejected: the overage is written off."
+    if bill.status is BillStatus.SENT:
+        return f"*Approvals*\nSent to {escape(bill.customer.billing_email)}."
+    return "*Approvals*\n" + "\n".join(escape(line) for line in approval_lines(state))
 
 
 def bill_fields(bill: Bill) -> list[MarkdownTextObject]:

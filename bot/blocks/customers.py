@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.approval import customer_terms
 from bot.blocks import MAX_MESSAGE_BLOCKS, context, escape, header, mention
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
 from bot.formatting import bill_period, calls, money, unit_cost
@@ -27,10 +28,6 @@ def _text(markdown: str) -> MarkdownTextObject:
 
 
 
-
-
-def approval_kind(customer: Customer) -> str:
-    return "Two-step: the CSM, then Sales" if customer.require_csm_approval else "One-step: Customer Success or Sales"
 
 
 def contract(customer: Customer) -> str:
@@ -100,7 +97,7 @@ def customers_list(customers: Sequence[Customer]) -> list[Block]:
         ]
     lines = [
         f"*{escape(customer.name)}* — {calls(customer.monthly_api_limit)} calls a month, then "
-        f"{unit_cost(customer.overage_unit_cost)} per call · {approval_kind(customer)} · CSM {_csm(customer)} · "
+        f"{unit_cost(customer.overage_unit_cost)} per call · {customer_terms(customer)} · CSM {_csm(customer)} · "
         f"contract {contract(customer)}"
         for customer in customers
     ]
@@ -122,7 +119,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
                 _text(f"*Monthly limit*\n{calls(customer.monthly_api_limit)} calls"),
                 _text(f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost)} per call"),
                 _text(f"*Contract*\n{contract(customer)}"),
-                _text(f"*Approval*\n{approval_kind(customer)}"),
+                _text(f"*Approval*\n{customer_terms(customer)}"),
                 _text(f"*CSM*\n{_csm(customer)}"),
                 _text(f"*Billing email*\n{escape(customer.billing_email)}"),
             ]

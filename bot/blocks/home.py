@@ -16,9 +16,16 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import clip, context, escape, header, mention, message_blocks
+from bot.blocks import (
+    actor_mention,
+    clip,
+    context,
+    escape,
+    header,
+    message_blocks,
+)
 from bot.blocks.bill import sending_text, shown_value, uncertain_send_buttons
-from bot.formatting import OUTBOX_WHAT, bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import OUTBOX_WHAT, bill_period, calls, money, unit_cost
 from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillStatus, User
 
@@ -64,21 +71,22 @@ def _progress(listed: ListedBill) -> str:
     step = state.waiting_for
     if step is None:
         return ""
-    if not state.two_step:
-        return "Needs one approval (Customer Success or Sales)"
-    if step.number == 1:
-        if step.user is not None:
-            who = "you, as the customer's CSM"
-        else:
-            who = "any Customer Success (the customer has no CSM)"
-        return f"Step 1 of 2: {who}; then Sales"
-    first = state.steps[0]  # done: the step waited for is the first one not done
-    return f"Step 2 of 2: Sales · step 1 approved by {mention(first.approved_by)} at {timestamp(first.approved_at)}"
+    where = f"Step {step.number} of {len(state.steps)}" if state.numbered else "Needs one approval"
+    parts = [f"{where}: {escape(step.label)}"]
+    parts += [
+        f"step {done.number} approved by {', '.join(actor_mention(given) for given in done.approvals)}"
+        for done in state.done_steps
+    ]
+    parts += [escape(absence.text) for absence in state.absences()]
+    return " · ".join(parts)
 
 
 def _approved_by(listed: ListedBill) -> str:
-    approvers = [mention(step.approved_by) for step in listed.state.done_steps]
-    by = f"Approved by {', '.join(approvers)} · " if approvers else ""
+    state = listed.state
+    given = [approval for step in state.done_steps for approval in step.approvals]
+    if state.auto_approval is not None:
+        given.append(state.auto_approval)
+    by = f"Approved by {', '.join(actor_mention(approval) for approval in given)} · " if given else ""
     return f"{by}to {escape(listed.bill.customer.billing_email)}"
 
 

@@ -14,7 +14,8 @@ from bot.blocks.bill import MAX_MENTIONS, action_reply, already_done_text, bill_
 from bot.errors import AlreadyDone
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from bot.formatting import timestamp
-from bot.workflow import SEND_IN_PROGRESS_FOR, approval_state
+from bot import approval
+from bot.workflow import SEND_IN_PROGRESS_FOR
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 
 AT = datetime(2026, 11, 3, 10, 32, tzinfo=timezone.utc)
@@ -26,9 +27,9 @@ FIONA = User(id=4, name="fiona", role=Role.FINANCE, slack_user_id="UFIONA")
 TEAM = {Role.CUSTOMER_SUCCESS: [CAROL, OSCAR], Role.SALES: [SAM], Role.FINANCE: [FIONA]}
 
 
-def make_bill(*, two_step: bool = False, csm: User | None = None, name: str = "Acme") -> Bill:
+def make_bill(*, csm_then_sales: bool = False, csm: User | None = None, name: str = "Acme") -> Bill:
     customer = Customer(
-        id=1, name=name, billing_email="billing@acme.example", require_csm_approval=two_step, csm=csm
+        id=1, name=name, billing_email="billing@acme.example", require_csm_approval=csm_then_sales, csm=csm
     )
     bill = Bill(
         id=12,
@@ -70,13 +71,13 @@ def act(bill: Bill, user: User, action: ActionType, after: BillStatus, comment: 
 
 
 def message(bill: Bill, team=TEAM) -> tuple[str, list[dict]]:
-    text, blocks = bill_message(bill, approval_state(bill), team)
+    text, blocks = bill_message(bill, approval.progress(bill), team)
     assert_valid(blocks)
     return text, blocks
 
 
 def reply(action: BillAction, bill: Bill, team=TEAM) -> tuple[str, list[dict]]:
-    text, blocks = action_reply(action, bill, approval_state(bill), team)
+    text, blocks = action_reply(action, bill, approval.progress(bill), team)
     assert_valid(blocks)
     return text, blocks
 
@@ -132,10 +133,10 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
 
 
 def test_a_two_step_bill_names_the_customers_csm_first_then_sales():
-    bill = make_bill(two_step=True, csm=CAROL)
+    bill = make_bill(csm_then_sales=True, csm=CAROL)
     text, blocks = message(bill)
     body = shown(blocks)
-    assert "Two approvals" in body
+    assert "2 steps, in order" in body
     assert "1. :hourglass_flowing_sand: waiting for <@UCAROL> (Customer Success)" in body
     assert "2. :white_circle: then <@USAM> (Sales)" in body
     assert "<@UOSCAR>" not in body  # only the customer's own CSM may take step 1
@@ -143,7 +144,7 @@ def test_a_two_step_bill_names_the_customers_csm_first_then_sales():
 
 
 def test_after_the_csm_approves_the_bill_waits_for_sales_and_the_approval_can_be_undone():
-    bill = make_bill(two_step=True, csm=CAROL)
+    bill = make_bill(csm_then_sales=True, csm=CAROL)
     approval = act(bill, CAROL, ActionType.APPROVE, BillStatus.DRAFT, "step 1 of 2")
     _, blocks = message(bill)
     body = shown(blocks)
@@ -240,7 +241,7 @@ def test_an_edit_can_be_undone_and_asks_for_approval_again():
 
 def test_people_without_a_linked_slack_user_are_named_and_a_crowd_is_named_by_role():
     unlinked_csm = User(id=9, name="carl", role=Role.CUSTOMER_SUCCESS, slack_user_id=None)
-    bill = make_bill(two_step=True, csm=unlinked_csm)
+    bill = make_bill(csm_then_sales=True, csm=unlinked_csm)
     _, blocks = message(bill, team={})
     body = shown(blocks)
     assert "waiting for carl (Customer Success)" in body
@@ -267,7 +268,7 @@ def test_markup_in_a_customer_name_is_shown_literally_and_a_long_name_fits_the_h
 
 
 def test_the_reply_to_a_first_step_approval_mentions_sales_as_the_next_approver():
-    bill = make_bill(two_step=True, csm=CAROL)
+    bill = make_bill(csm_then_sales=True, csm=CAROL)
     approval = act(bill, CAROL, ActionType.APPROVE, BillStatus.DRAFT, "step 1 of 2")
     text, blocks = reply(approval, bill)
     body = shown(blocks)
@@ -376,7 +377,7 @@ def test_buttons_carry_the_latest_effective_action_so_an_undone_edit_shows_the_e
 
 @pytest.mark.parametrize("status", list(BillStatus))
 def test_every_state_renders_valid_blocks_without_a_team(status):
-    bill = make_bill(two_step=True)
+    bill = make_bill(csm_then_sales=True)
     if status is not BillStatus.DRAFT:
         act(bill, OSCAR, ActionType.REJECT if status is BillStatus.WRITEOFF else ActionType.APPROVE, status)
     message(bill, team=None)

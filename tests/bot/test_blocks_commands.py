@@ -24,7 +24,7 @@ def person(user_id: int, name: str, role: Role, email: str | None = None) -> Use
     return User(id=user_id, name=name, role=role, email=email, slack_user_id=f"U{user_id:04d}")
 
 
-def customer(name: str = "Acme", *, two_step: bool = False, csm: User | None = None) -> Customer:
+def customer(name: str = "Acme", *, csm_then_sales: bool = False, csm: User | None = None) -> Customer:
     return Customer(
         id=1,
         name=name,
@@ -33,7 +33,7 @@ def customer(name: str = "Acme", *, two_step: bool = False, csm: User | None = N
         monthly_api_limit=1000,
         overage_unit_cost=Decimal("0.01"),
         start_date=date(2024, 1, 1),
-        require_csm_approval=two_step,
+        require_csm_approval=csm_then_sales,
         csm=csm,
     )
 
@@ -148,7 +148,7 @@ def test_a_long_list_is_cut_with_a_hint_to_narrow_it():
 def test_details_show_the_figures_and_every_action_in_order():
     carol = person(2, "Carol", Role.CUSTOMER_SUCCESS)
     sam = person(3, "Sam", Role.SALES)
-    shown = bill(owner=customer(two_step=True, csm=carol))
+    shown = bill(owner=customer(csm_then_sales=True, csm=carol))
     shown.actions += [
         action(2, ActionType.APPROVE, BillStatus.DRAFT, BillStatus.DRAFT, stakeholder=carol, comment="step 1 of 2",
                minutes=1),
@@ -163,9 +163,9 @@ def test_details_show_the_figures_and_every_action_in_order():
     for expected in ("*Status*\nDRAFT", "*Amount*\n5.00", "1,500 calls (limit 1,000)", "500 calls × 0.01",
                      "*CSM*\nCarol", "billing@acme.example"):
         assert expected in text
-    assert "Two-step approval" in text
-    assert "Step 1, Carol (the customer's CSM): approved by Carol 2026-11-02 10:33 UTC" in text
-    assert "Step 2, Sales: waiting for approval" in text
+    assert "*Approvals*" in text
+    assert "1. Carol (the customer's CSM): approved by Carol at 2026-11-02 10:33 UTC" in text
+    assert "2. Sales (after the customer's CSM): waiting" in text
     history = text[text.index("*History*"):]
     assert [kind for kind in ("DRAFT", "APPROVE", "UNDO") if kind in history] == ["DRAFT", "APPROVE", "UNDO"]
     assert history.index("Carol") < history.index("Sam") < history.index("too early")

@@ -149,7 +149,7 @@ def test_customer_view_blocks_show_terms_marked_months_and_bills(session, db, ac
     assert "*Monthly limit*\n1,000 calls" in text
     assert "*Overage unit cost*\n0.000125 per call" in text
     assert "*Contract*\n2024-03-15 → 2027-03-14" in text
-    assert "*Approval*\nTwo-step: the CSM, then Sales" in text
+    assert "*Approval*\nthe CSM (carol), then Sales" in text
     assert "*CSM*\n<@UCAROL>" in text
     assert "*API usage, November 2025 – October 2026*" in text
     assert "2026-10      1,100  1,000  ◀ over by 100" in text

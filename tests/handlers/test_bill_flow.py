@@ -179,7 +179,7 @@ def one_step(bills) -> int:
 
 
 @pytest.fixture
-def two_step(bills) -> int:
+def csm_then_sales(bills) -> int:
     bills.customer("Beta", require_csm_approval=True, csm=bills.carol)
     return bills.generate_and_post()["Beta"]
 
@@ -264,53 +264,53 @@ def test_a_one_step_bill_approved_by_sales_is_updated_in_place_and_told_in_its_t
     assert bills.slack.responses(SALES) == []  # nothing to complain about
 
 
-def test_a_two_step_bill_waits_for_the_csm_before_sales(bills, two_step):
-    bills.click(SALES, ActionId.APPROVE, two_step)
+def test_a_two_step_bill_waits_for_the_csm_before_sales(bills, csm_then_sales):
+    bills.click(SALES, ActionId.APPROVE, csm_then_sales)
     [refusal] = bills.told(SALES)
-    assert f"Bill #{two_step} is waiting for carol (the customer's CSM) to approve first" in refusal
+    assert f"Bill #{csm_then_sales} is waiting for carol (the customer's CSM) to approve first" in refusal
     bills.settle()
     assert bills.bill_updates() == []
-    assert bills.actions(two_step) == [ActionType.DRAFT]
+    assert bills.actions(csm_then_sales) == [ActionType.DRAFT]
 
-    bills.click(CSM, ActionId.APPROVE, two_step)
-    [first] = bills.wait_thread(two_step, 1)
-    assert f"<@{CSM}> approved bill #{two_step} (step 1 of 2)" in texts(first)
+    bills.click(CSM, ActionId.APPROVE, csm_then_sales)
+    [first] = bills.wait_thread(csm_then_sales, 1)
+    assert f"<@{CSM}> approved bill #{csm_then_sales} (step 1 of 2: the customer's CSM)" in texts(first)
     assert f"Waiting for <@{SALES}> (Sales) to approve — step 2 of 2" in texts(first)
-    assert bills.bill(two_step).status is BillStatus.DRAFT
+    assert bills.bill(csm_then_sales).status is BillStatus.DRAFT
     wait_until(lambda: bills.bill_updates(), 1, "the message updated")
-    assert f"approved by <@{CSM}> (Customer Success)" in texts(bills.message(two_step))
+    assert f"approved by <@{CSM}> (Customer Success)" in texts(bills.message(csm_then_sales))
 
-    bills.click(SALES, ActionId.APPROVE, two_step)
-    _, second = bills.wait_thread(two_step, 2)
-    assert f"<@{SALES}> approved bill #{two_step} (step 2 of 2)" in texts(second)
+    bills.click(SALES, ActionId.APPROVE, csm_then_sales)
+    _, second = bills.wait_thread(csm_then_sales, 2)
+    assert f"<@{SALES}> approved bill #{csm_then_sales} (step 2 of 2: after the customer's CSM)" in texts(second)
     assert "DRAFT → FINAL" in texts(second)
-    assert bills.bill(two_step).status is BillStatus.FINAL
-    assert bills.actions(two_step) == [ActionType.DRAFT, ActionType.APPROVE, ActionType.APPROVE]
-    assert {update["ts"] for update in bills.wait_updates(2)} == {bills.bill(two_step).slack_ts}
+    assert bills.bill(csm_then_sales).status is BillStatus.FINAL
+    assert bills.actions(csm_then_sales) == [ActionType.DRAFT, ActionType.APPROVE, ActionType.APPROVE]
+    assert {update["ts"] for update in bills.wait_updates(2)} == {bills.bill(csm_then_sales).slack_ts}
     assert bills.slack.responses(CSM) == [] and len(bills.slack.responses(SALES)) == 1
 
 
-def test_an_edit_asks_for_every_approval_again(bills, two_step):
-    bills.click(CSM, ActionId.APPROVE, two_step)
-    bills.wait_thread(two_step, 1)
+def test_an_edit_asks_for_every_approval_again(bills, csm_then_sales):
+    bills.click(CSM, ActionId.APPROVE, csm_then_sales)
+    bills.wait_thread(csm_then_sales, 1)
 
-    assert bills.slack.command(FINANCE, f"edit {two_step} 0.02").status == 200  # as Finance types it
+    assert bills.slack.command(FINANCE, f"edit {csm_then_sales} 0.02").status == 200  # as Finance types it
 
-    _, edited = bills.wait_thread(two_step, 2)
+    _, edited = bills.wait_thread(csm_then_sales, 2)
     change = "unit cost 0.010000 → 0.020000, amount 20.00 → 40.00"
-    assert f"<@{FINANCE}> edited bill #{two_step} ({change})" in texts(edited)
+    assert f"<@{FINANCE}> edited bill #{csm_then_sales} ({change})" in texts(edited)
     assert f"Waiting for <@{CSM}> (Customer Success) to approve — step 1 of 2" in texts(edited)
-    message = bills.message(two_step)
+    message = bills.message(csm_then_sales)
     assert "40.00" in texts(message) and "0.02 per call" in texts(message)
     assert list(button_values(message)) == ["Approve", "Reject", "Undo edit"]
 
-    bills.click(SALES, ActionId.APPROVE, two_step)
+    bills.click(SALES, ActionId.APPROVE, csm_then_sales)
     assert "waiting for carol" in bills.told(SALES)[0]
-    bills.click(CSM, ActionId.APPROVE, two_step)
-    bills.wait_thread(two_step, 3)
-    bills.click(SALES, ActionId.APPROVE, two_step)
-    bills.wait_thread(two_step, 4)
-    assert bills.bill(two_step).status is BillStatus.FINAL
+    bills.click(CSM, ActionId.APPROVE, csm_then_sales)
+    bills.wait_thread(csm_then_sales, 3)
+    bills.click(SALES, ActionId.APPROVE, csm_then_sales)
+    bills.wait_thread(csm_then_sales, 4)
+    assert bills.bill(csm_then_sales).status is BillStatus.FINAL
 
 
 def test_approve_on_a_message_from_before_an_edit_is_refused_and_the_message_refreshed(bills, one_step):
@@ -439,7 +439,7 @@ def test_a_rejection_that_comes_too_late_is_shown_in_the_modal(bills, one_step):
 def test_reject_by_someone_who_may_not_reject_gets_the_reason_instead_of_a_modal(bills, one_step):
     bills.click(FINANCE, ActionId.REJECT, one_step)
 
-    assert bills.told(FINANCE) == [":warning: Only Customer Success and Sales can reject bills"]
+    assert bills.told(FINANCE) == [f":warning: Only Customer Success and Sales can reject bill #{one_step}"]
     bills.settle()
     assert bills.fake.calls("views.open") == []
 

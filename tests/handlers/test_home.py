@@ -71,9 +71,9 @@ def team(slack):
 def bills(slack, team) -> dict[str, int]:
     """October's bills: Acme one-step (DRAFT), Beta two-step with CSM carol (DRAFT), Delta approved (FINAL)."""
     with slack.db() as session:
-        for name, two_step in [("Acme", False), ("Beta", True), ("Delta", False)]:
+        for name, csm_then_sales in [("Acme", False), ("Beta", True), ("Delta", False)]:
             add_customer(
-                session, name, require_csm_approval=two_step, csm=team["carol"] if two_step else None,
+                session, name, require_csm_approval=csm_then_sales, csm=team["carol"] if csm_then_sales else None,
                 usage={(PERIOD.year, PERIOD.month): 1500},
             )
     with slack.db() as session:
