@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot import accounts, approval, billing, bills, outbox, workflow
+from bot import absences, accounts, approval, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
 from bot.formatting import action_line, bill_details, bill_row, outbox_line, timestamp
 from bot.imports import import_customers, import_usage
@@ -54,6 +54,14 @@ class Cli:
 
     def today(self):
         return self.settings.today()
+
+    def check_policy(self) -> None:
+        """Refuse to start on a policy naming a person who has no account (and on a missing schema)."""
+        with self.session() as session:
+            try:
+                approval.check_people(approval.in_force(), session)
+            except approval.PolicyError as error:
+                raise SettingsError(f"APPROVAL_POLICY {error}") from None
 
     def actor(self, session: Session, name: str):
         return accounts.get_user(session=session, name=name)
@@ -185,8 +193,7 @@ def _slack_app(cli: Cli, *, socket_mode: bool):
     from handlers.app import create_app
     from handlers.worker import WorkerProcess
 
-    with cli.session():
-        pass  # refuses to start on a missing or outdated schema
+    cli.check_policy()
     try:
         app = create_app(cli.settings, make_session_factory(cli.engine), socket_mode=socket_mode)
     except BoltError as error:
@@ -231,8 +238,7 @@ def worker(cli: Cli, args) -> None:
     from handlers.worker import run_worker
 
     check_startup(cli.settings)
-    with cli.session():
-        pass  # refuses to start on a missing or outdated schema
+    cli.check_policy()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -333,6 +339,45 @@ def users_unlink(cli: Cli, args) -> None:
     with cli.session() as session:
         user = accounts.unlink(session=session, name=args.name)
     cli.out(f"Unlinked {user.name} from Slack.")
+
+
+def users_away(cli: Cli, args) -> None:
+    until = absences.parse_day(args.until)
+    with cli.session() as session:
+        user = cli.actor(session, args.name)
+        delegate = cli.actor(session, args.delegate) if args.delegate else None
+        user = absences.set_away(session=session, user_id=user.id, until=until,
+                                 delegate_id=delegate.id if delegate else None, today=cli.today())
+        stand_in = approval.absence(user, cli.today()).stand_in
+    cli.out(f"{user.name} is away until {until:%Y-%m-%d}; {stand_in} approves the steps that name them.")
+
+
+def users_back(cli: Cli, args) -> None:
+    with cli.session() as session:
+        user = absences.set_back(session=session, user_id=cli.actor(session, args.name).id, today=cli.today())
+    cli.out(f"{user.name} is back: the steps that name them wait for them again.")
+
+
+# --- the approval policy -----------------------------------------------------------------------
+
+
+def policy_show(cli: Cli, args) -> None:
+    cli.check_policy()
+    policy = approval.in_force()
+    source = cli.settings.approval_policy
+    cli.out(f"Approval policy: {source}" if not policy.is_default else "Approval policy: the default (no policy file)")
+    for line in policy.describe():
+        cli.out(f"- {line}")
+
+
+def policy_check(cli: Cli, args) -> None:
+    try:
+        policy = approval.load_policy(Path(args.file))
+    except approval.PolicyError as error:
+        raise InvalidInput(str(error)) from None
+    cli.out(f"{args.file}: valid.")
+    for line in policy.describe():
+        cli.out(f"- {line}")
 
 
 # --- customers and usage -----------------------------------------------------------------------
@@ -495,6 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     linking.add_argument("name")
     linking.add_argument("slack_user_id")
     command(users, "unlink", users_unlink, "remove an account's Slack link").add_argument("name")
+    away = command(users, "away", users_away, "record an absence: a delegate (or anyone of the role) approves meanwhile")
+    away.add_argument("name")
+    away.add_argument("--until", required=True, metavar="YYYY-MM-DD", help="the last day away")
+    away.add_argument("--delegate", metavar="NAME", help="who approves the steps that name this person")
+    command(users, "back", users_back, "end an absence").add_argument("name")
+
+    rules = group("policy", "the approval policy (APPROVAL_POLICY)")
+    command(rules, "show", policy_show, "print the approval rules in force")
+    command(rules, "check", policy_check, "validate an approval policy file").add_argument("file")
 
     customers = group("customers", "manage customers")
     command(customers, "import", customers_import, "import customers from a CSV file").add_argument("file")

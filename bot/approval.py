@@ -112,7 +112,7 @@ class Policy:
                 f"A bill below {money(self.auto_approve_below)} is approved automatically when it is drafted;"
                 " Finance can undo that, and the bill then takes its usual steps."
             )
-        lines += [f"Then, in this order: {rule.describe()}." for rule in self.thresholds]
+        lines += [f"Extra step {index}: {rule.describe()}." for index, rule in enumerate(self.thresholds, start=1)]
         lines.append("One person never takes two steps of a bill; whoever last edited a bill cannot approve it.")
         return lines
 

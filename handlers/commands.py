@@ -16,7 +16,7 @@ from decimal import Decimal
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import billing, linking, outbox, workflow
+from bot import absences, approval, billing, linking, outbox, workflow
 from bot.blocks.commands import (
     HelpEntry,
     bill_detail_blocks,
@@ -28,8 +28,9 @@ from bot.blocks.commands import (
 )
 from bot.blocks import escape
 from bot.blocks.bill import UNDONE_NOUN
+from bot.accounts import get_user
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
-from bot.errors import BillProcessError, Conflict, InvalidInput
+from bot.errors import BillProcessError, Conflict, InvalidInput, NotFound
 from bot.formatting import money, unit_cost
 from bot.periods import Period
 from bot.text import SHOWN_MAX, clip, storable
@@ -370,6 +371,51 @@ def undo(request: CommandRequest) -> None:
     )
 
 
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+
+
+def away(request: CommandRequest) -> None:
+    word, day, named = arguments(request, "`until`", "the last day you are away", "a delegate", optional=1)
+    if word.lower() != "until":
+        raise invalid(request, f"Say until when you are away, e.g. `/bill away until {request.services.settings.today()}`.")
+    try:
+        until = absences.parse_day(day)
+    except InvalidInput as error:
+        raise invalid(request, f"{error}.") from None
+    actor = request.account()
+    with request.services.sessions() as session:
+        delegate = delegate_argument(request, session, named) if named else None
+        user = absences.set_away(session=session, user_id=actor.id, until=until,
+                                 delegate_id=delegate.id if delegate else None, today=request.services.settings.today())
+        stand_in = approval.absence(user, request.services.settings.today()).stand_in
+    request.reply(
+        f":palm_tree: You are away until {until:%Y-%m-%d}: {escape(stand_in)} approves the steps that name you"
+        " meanwhile. `/bill back` ends it sooner."
+    )
+
+
+def delegate_argument(request: CommandRequest, session, text: str):
+    """The account named as delegate: an @-mention of a linked Slack user, or an account name."""
+    mention = _MENTION.fullmatch(text)
+    if mention:
+        user = linking.user_for_slack(session=session, slack_user_id=mention[1])
+        if user is None:
+            raise invalid(request, "The person you named is not linked to a BillProcess account.")
+        return user
+    try:
+        return get_user(session=session, name=text.removeprefix("@"))
+    except NotFound:
+        raise invalid(request, f"{echoed(text)} is not an account; name the delegate with an @-mention.") from None
+
+
+def back(request: CommandRequest) -> None:
+    arguments(request)
+    actor = request.account()
+    with request.services.sessions() as session:
+        absences.set_back(session=session, user_id=actor.id, today=request.services.settings.today())
+    request.reply(":wave: Welcome back: the steps that name you wait for you again.")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "help": Subcommand(help_, None, "/bill help", "what you can do with /bill", unlinked=True),
     "link": Subcommand(link, None, "/bill link CODE", "link your Slack user with a one-time code", unlinked=True),
@@ -387,6 +433,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         " once more and `delivered` records it as sent without emailing it",
     ),
     "undo": Subcommand(undo, None, "/bill undo <id> [reason]", "undo a bill's latest approval, rejection or edit"),
+    "away": Subcommand(
+        away, None, "/bill away until YYYY-MM-DD [@delegate]",
+        "while you are away, your delegate (or anyone in your role) approves the steps that name you",
+    ),
+    "back": Subcommand(back, None, "/bill back", "end your absence: the steps that name you wait for you again"),
     "customers": Subcommand(customers, None, "/bill customers", "every customer and its contract"),
     "customer": Subcommand(customer, None, "/bill customer <name>", "a customer's terms, usage, bills and chart"),
     "usage": Subcommand(usage, None, "/bill usage <customer> [year]", "a customer's monthly API usage"),
