@@ -344,17 +344,20 @@ def users_unlink(cli: Cli, args) -> None:
 def users_away(cli: Cli, args) -> None:
     until = absences.parse_day(args.until)
     with cli.session() as session:
-        user = cli.actor(session, args.name)
-        delegate = cli.actor(session, args.delegate) if args.delegate else None
-        user = absences.set_away(session=session, user_id=user.id, until=until,
-                                 delegate_id=delegate.id if delegate else None, today=cli.today())
+        user_id = cli.actor(session, args.name).id
+        delegate_id = cli.actor(session, args.delegate).id if args.delegate else None
+    with cli.session() as session:
+        user = absences.set_away(session=session, user_id=user_id, until=until, delegate_id=delegate_id,
+                                 today=cli.today())
         stand_in = approval.absence(user, cli.today()).stand_in
     cli.out(f"{user.name} is away until {until:%Y-%m-%d}; {stand_in} approves the steps that name them.")
 
 
 def users_back(cli: Cli, args) -> None:
     with cli.session() as session:
-        user = absences.set_back(session=session, user_id=cli.actor(session, args.name).id, today=cli.today())
+        user_id = cli.actor(session, args.name).id
+    with cli.session() as session:
+        user = absences.set_back(session=session, user_id=user_id, today=cli.today())
     cli.out(f"{user.name} is back: the steps that name them wait for them again.")
 
 

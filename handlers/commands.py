@@ -384,10 +384,11 @@ def away(request: CommandRequest) -> None:
         raise invalid(request, f"{error}.") from None
     actor = request.account()
     with request.services.sessions() as session:
-        delegate = delegate_argument(request, session, named) if named else None
-        user = absences.set_away(session=session, user_id=actor.id, until=until,
-                                 delegate_id=delegate.id if delegate else None, today=request.services.settings.today())
-        stand_in = approval.absence(user, request.services.settings.today()).stand_in
+        delegate_id = delegate_argument(request, session, named).id if named else None
+    today = request.services.settings.today()
+    with request.services.sessions() as session:
+        user = absences.set_away(session=session, user_id=actor.id, until=until, delegate_id=delegate_id, today=today)
+        stand_in = approval.absence(user, today).stand_in
     request.reply(
         f":palm_tree: You are away until {until:%Y-%m-%d}: {escape(stand_in)} approves the steps that name you"
         " meanwhile. `/bill back` ends it sooner."
