@@ -227,6 +227,11 @@ def configure(settings: Settings) -> Policy:
     return policy
 
 
+def reset() -> None:
+    """Forget what the process was configured with: the default policy, today in UTC."""
+    _in_force.policy, _in_force.settings = Policy(), None
+
+
 def use(policy: Policy) -> None:
     """Make `policy` the one new bills follow in this process."""
     _in_force.policy = policy

@@ -97,7 +97,7 @@ class User(Base):
     away_until: Mapped[date | None] = mapped_column(Date)
     delegate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    delegate: Mapped[User | None] = relationship(remote_side="User.id", lazy="joined", join_depth=1)
+    delegate: Mapped[User | None] = relationship(remote_side="User.id", lazy="selectin", join_depth=1)
 
     __table_args__ = (
         CheckConstraint("length(name) > 0", name="name_not_empty"),

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import approval
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from tests.factories import empty_tables
@@ -97,6 +98,14 @@ def cli_env(monkeypatch, database_url, engine, tmp_path):
     monkeypatch.setenv("MAIL_DIR", str(tmp_path / "mail"))
     monkeypatch.setenv("TIMEZONE", "UTC")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def default_approval_policy():
+    """Every test starts, and leaves, with the default approval policy (a command may configure another)."""
+    approval.reset()
+    yield
+    approval.reset()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -33,12 +33,6 @@ AUTO_BELOW_50 = {"auto_approve_below": 50.00}
 USAGE_FOR = {"5.00": 1_500, "12,000.00": 1_201_000, "60,000.00": 6_001_000}
 
 
-@pytest.fixture(autouse=True)
-def default_policy_afterwards():
-    yield
-    approval.use(Policy())
-
-
 @pytest.fixture
 def people(session):
     return {

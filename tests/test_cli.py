@@ -363,3 +363,80 @@ def test_generate_commits_and_says_what_is_queued_without_waiting_on_slack(cli, 
         created = session.scalar(select(func.count()).select_from(Bill).where(Bill.slack_ts.is_(None)))
     assert f"{queued} messages queued for Slack." in out
     assert queued >= created + 1  # every bill's message and the month's summary, at least
+
+
+# --- the approval policy -------------------------------------------------------------------------
+
+
+POLICY = """\
+auto_approve_below: 50.00
+thresholds:
+  - at_least: 10000.00
+    by: finance
+  - at_least: 50000.00
+    by: sales
+    approvers: 2
+"""
+
+
+def test_policy_show_prints_the_rules_in_force_from_the_default_file(cli, cli_env):
+    code, out, _ = cli("policy", "show")
+    assert code == 0 and "the default (no policy file)" in out and "below" not in out
+    (cli_env / "approval-policy.yml").write_text(POLICY)
+    code, out, _ = cli("policy", "show")
+    assert code == 0
+    assert "Approval policy: approval-policy.yml" in out
+    assert "A bill below 50.00 is approved automatically when it is drafted" in out
+    assert "Extra step 1: a bill of 10,000.00 or more also needs Finance." in out
+    assert "Extra step 2: a bill of 50,000.00 or more also needs 2 different people from Sales." in out
+
+
+def test_policy_check_validates_a_file_without_using_it(cli, cli_env):
+    (cli_env / "ok.yml").write_text(POLICY)
+    (cli_env / "bad.yml").write_text("thresholds:\n  - at_least: 10\n    by: boss\n")
+    code, out, _ = cli("policy", "check", "ok.yml")
+    assert code == 0 and out.startswith("ok.yml: valid.\n")
+    code, out, err = cli("policy", "check", "bad.yml")
+    assert (code, out) == (1, "")
+    assert err == "error: bad.yml: thresholds[0].by: 'boss' is neither a role (finance, customer_success, sales)" \
+                  " nor a person (name:alice)\n"
+    assert cli("policy", "check", "missing.yml")[2] == "error: missing.yml: no such file\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("auto_approve_below: [1]\n", "auto_approve_below: [1] is not an amount"),
+        ("thresholds: [{at_least: 5, by: sales, approvers: 11}]\n", "thresholds[0].approvers: 11"),
+        ("thresholds: [{at_least: 5, by: 'name:nobody'}]\n", "thresholds[0].by: no account is named 'nobody'"),
+        ("auto_approve_below: 1\n  oops: [\n", "not valid YAML at line"),
+    ],
+)
+def test_a_bad_policy_file_stops_the_program_with_one_line_naming_the_key(cli, cli_env, monkeypatch, text, message):
+    (cli_env / "rules.yml").write_text(text)
+    monkeypatch.setenv("APPROVAL_POLICY", "rules.yml")
+    code, out, err = cli("policy", "show")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: APPROVAL_POLICY ") and err.count("\n") == 1 and message in err, err
+
+
+def test_a_named_policy_file_must_exist(cli, monkeypatch):
+    monkeypatch.setenv("APPROVAL_POLICY", "nowhere.yml")
+    assert cli("bills", "list")[2] == "error: APPROVAL_POLICY nowhere.yml: no such file\n"
+
+
+def test_users_away_and_back(cli, session):
+    from tests.factories import add_user
+
+    add_user(session, "carol", "customer_success")
+    add_user(session, "oscar", "customer_success")
+    code, out, err = cli("users", "away", "carol", "--until", "2999-12-12", "--delegate", "oscar")
+    assert (code, out, err) == (0, "carol is away until 2999-12-12; oscar approves the steps that name them.\n", "")
+    with_user = session.scalar(select(User).where(User.name == "carol").execution_options(populate_existing=True))
+    assert with_user.away_until.isoformat() == "2999-12-12" and with_user.delegate.name == "oscar"
+    session.rollback()  # the command line writes next: hold no read transaction open
+    assert cli("users", "away", "carol", "--until", "12/12/2999")[2] == (
+        "error: '12/12/2999' is not a date; write it as YYYY-MM-DD, e.g. 2026-12-12\n"
+    )
+    assert cli("users", "back", "carol")[:2] == (0, "carol is back: the steps that name them wait for them again.\n")
+    assert cli("users", "back", "carol")[2] == "error: carol is not away\n"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from bot.scheduler import GENERATE, REMIND, Scheduler, last_fire_time
 from bot.settings import load_settings
-from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind, Role
+from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind, Role, User
 from tests.factories import add_customer, add_user
 
 
@@ -71,3 +71,24 @@ def test_bills_that_have_not_waited_long_enough_bring_no_reminder(db, database_u
     assert scheduler.run(REMIND, datetime.now(timezone.utc).replace(microsecond=0)) is True
     with db() as session:
         assert session.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == OutboxKind.REMINDER)) == 0
+
+
+def test_someone_away_is_not_reminded_their_delegate_is(db, database_url):
+    with db() as session:
+        carol = add_user(session, "carol", Role.CUSTOMER_SUCCESS, slack_user_id="UCAROL01")
+        add_user(session, "oscar", Role.CUSTOMER_SUCCESS, slack_user_id="UOSCAR01")
+        add_user(session, "sam", Role.SALES, slack_user_id="USAM0001")
+        add_customer(session, "Acme", usage={(2026, 10): 3_000}, require_csm_approval=True, csm=carol)
+    scheduler = _scheduler(db, database_url, reminder_after_days=0)
+    scheduler.run(GENERATE, datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc))
+    morning = datetime.now(timezone.utc).replace(microsecond=0)
+    with db() as session:
+        carol = session.get(User, carol.id)
+        carol.away_until = morning.date() + timedelta(days=2)
+        session.commit()
+
+    assert scheduler.run(REMIND, morning) is True
+
+    with db() as session:
+        reminded = sorted(session.scalars(select(Outbox.slack_user_id).where(Outbox.kind == OutboxKind.REMINDER)))
+    assert reminded == ["UOSCAR01"]  # anyone of carol's role stands in; Sales waits for step 1

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bot import approval
-from bot.approval import Policy, parse_policy
+from bot.approval import parse_policy
 from bot.slack_ids import ActionId
 from db.models import ActionType, BillStatus
 from tests.handlers.test_bill_flow import CSM, FINANCE, OTHER_CS, SALES, Bills, assert_every_payload_valid
@@ -23,7 +23,6 @@ def bills(slack):
     bills = Bills(slack)
     yield bills
     assert_every_payload_valid(slack.fake)
-    approval.use(Policy())
 
 
 def test_a_three_step_bill_is_approved_by_the_csm_sales_and_finance_through_its_buttons(bills):
