@@ -111,7 +111,7 @@ def test_one_step_any_customer_success_or_sales_user_approves(db, session, peopl
     assert act(db, workflow.approve, bill_id, people[approver]).status is BillStatus.FINAL
 
 
-def test_two_step_approval_needs_the_csm_then_sales(db, session, people):
+def test_csm_then_sales_approval_needs_the_csm_then_sales(db, session, people):
     bill_id = make_bill(session, db, people, csm_then_sales=True)
     state = approval.progress(load(db, bill_id))
     assert state.numbered and [step.done for step in state.steps] == [False, False]
@@ -144,7 +144,7 @@ def test_sales_cannot_approve_before_the_csm_and_is_told_whom_the_bill_waits_for
     assert rows(db) == before
 
 
-def test_two_step_without_a_csm_takes_any_customer_success_user_first(db, session, people):
+def test_csm_then_sales_without_a_csm_takes_any_customer_success_user_first(db, session, people):
     bill_id = make_bill(session, db, people, csm_then_sales=True, csm=None)
     assert approval.progress(load(db, bill_id)).waiting_for.label == "Customer Success (the customer has no CSM)"
     with pytest.raises(WaitingForOther, match=r"waiting for Customer Success \(the customer has no CSM\) to approve first"):

@@ -132,7 +132,7 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
     assert "<@USAM>" in text
 
 
-def test_a_two_step_bill_names_the_customers_csm_first_then_sales():
+def test_a_csm_then_sales_bill_names_the_customers_csm_first_then_sales():
     bill = make_bill(csm_then_sales=True, csm=CAROL)
     text, blocks = message(bill)
     body = shown(blocks)

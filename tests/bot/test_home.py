@@ -140,7 +140,7 @@ def test_finance_before_any_bill_is_told_how_to_generate(db, people):
     assert "No bills have been generated yet. `/bill generate 2026-10`" in texts(view)
 
 
-def test_the_csm_sees_one_step_bills_and_the_two_step_bills_at_step_one(db, people, bills):
+def test_the_csm_sees_one_step_bills_and_csm_then_sales_bills_at_step_one(db, people, bills):
     view = view_for(db, people["carol"])
 
     waiting = sorted([bills["Acme"], bills["Beta"], bills["Gamma"]])  # oldest first
@@ -160,7 +160,7 @@ def test_another_customer_success_user_does_not_see_a_bill_of_someone_elses_cust
     assert {value for _, value in buttons(view)} == {shown_value(db, bills["Acme"]), shown_value(db, bills["Gamma"])}
 
 
-def test_sales_sees_a_two_step_bill_only_once_the_csm_approved(db, people, bills):
+def test_sales_sees_a_csm_then_sales_bill_only_once_the_csm_approved(db, people, bills):
     before = view_for(db, people["sam"])
     with db() as s:
         workflow.approve(session=s, bill_id=bills["Beta"], actor=people["carol"])

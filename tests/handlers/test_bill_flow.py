@@ -264,7 +264,7 @@ def test_a_one_step_bill_approved_by_sales_is_updated_in_place_and_told_in_its_t
     assert bills.slack.responses(SALES) == []  # nothing to complain about
 
 
-def test_a_two_step_bill_waits_for_the_csm_before_sales(bills, csm_then_sales):
+def test_a_csm_then_sales_bill_waits_for_the_csm_before_sales(bills, csm_then_sales):
     bills.click(SALES, ActionId.APPROVE, csm_then_sales)
     [refusal] = bills.told(SALES)
     assert f"Bill #{csm_then_sales} is waiting for carol (the customer's CSM) to approve first" in refusal

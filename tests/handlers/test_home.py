@@ -106,7 +106,7 @@ def test_the_csm_sees_the_bills_waiting_for_them_with_approve_and_reject(slack, 
     ]
 
 
-def test_sales_sees_a_two_step_bill_only_after_the_csm(slack, team, bills):
+def test_sales_sees_a_csm_then_sales_bill_only_after_the_csm(slack, team, bills):
     before = open_home(slack, SALES)
     with slack.db() as session:
         workflow.approve(session=session, bill_id=bills["Beta"], actor=team["carol"])
