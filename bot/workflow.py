@@ -36,7 +36,7 @@ from bot.errors import (
     SendInProgress,
     SendUncertain,
 )
-from bot.formatting import timestamp
+from bot.formatting import ACTION_WORDS, actor_name, person_name, timestamp
 from bot.text import shown, storable
 from db.models import (
     ActionType,
@@ -57,15 +57,6 @@ SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
 
-_PAST_TENSE = {
-    ActionType.DRAFT: "drafted",
-    ActionType.APPROVE: "approved",
-    ActionType.REJECT: "rejected",
-    ActionType.EDIT: "edited",
-    ActionType.SEND: "sent",
-    ActionType.UNDO: "undone",
-}
-_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
 
 
@@ -100,7 +91,7 @@ class Sending:
     @property
     def summary(self) -> str:
         """What Finance needs to know, in one or two sentences."""
-        who, at = _name(self.by), timestamp(self.started_at)
+        who, at = person_name(self.by), timestamp(self.started_at)
         if not self.uncertain:
             return (
                 f"Bill #{self.bill_id} is being emailed by {who} since {at}."
@@ -137,15 +128,11 @@ def sending(bill: Bill, now: datetime | None = None) -> Sending | None:
 # --- the rules: each check raises the refusal, or returns what the change needs -----------------
 
 
-def _name(user: User | None) -> str:
-    return user.name if user is not None else "the scheduler"
-
-
 def _already_done(bill: Bill, action: BillAction, message: str | None = None) -> AlreadyDone:
     who = action.stakeholder
     if message is None:
         message = (
-            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {timestamp(action.created_at)}"
+            f"Bill #{bill.id} was already {ACTION_WORDS[action.action].past} by {actor_name(action)} at {timestamp(action.created_at)}"
         )
     return _got_there_first(AlreadyDone, message, bill, action.action, who, action.created_at)
 
@@ -219,7 +206,7 @@ def _check_send(bill: Bill, actor: User, again: bool = False) -> None:
         raise InvalidTransition(f"Bill #{bill.id} is still a DRAFT{waiting}; only a FINAL bill can be sent")
     if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.REJECT:
         raise InvalidTransition(
-            f"Bill #{bill.id} was rejected by {_name(latest.stakeholder)} at {timestamp(latest.created_at)}"
+            f"Bill #{bill.id} was rejected by {actor_name(latest)} at {timestamp(latest.created_at)}"
             " and written off; only a FINAL bill can be sent"
         )
     raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a FINAL bill can be sent")
@@ -237,7 +224,7 @@ def _check_not_sending(bill: Bill, again: bool) -> None:
 
 def _in_progress(bill: Bill, current: Sending) -> SendInProgress:
     message = (
-        f"Bill #{bill.id} is being sent by {_name(current.by)} since {timestamp(current.started_at)};"
+        f"Bill #{bill.id} is being sent by {person_name(current.by)} since {timestamp(current.started_at)};"
         " look at it again in a minute"
     )
     return _got_there_first(SendInProgress, message, bill, ActionType.SEND, current.by, current.started_at)
@@ -270,7 +257,7 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
             raise _already_done(
                 bill,
                 latest,
-                f"Bill #{bill.id} was already sent by {_name(latest.stakeholder)} at {timestamp(latest.created_at)};"
+                f"Bill #{bill.id} was already sent by {actor_name(latest)} at {timestamp(latest.created_at)};"
                 " a sent bill cannot be undone",
             )
         raise InvalidTransition(f"Bill #{bill.id} has been sent; a sent bill cannot be undone")
@@ -283,8 +270,8 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
     if target is None:
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
     if actor.role is not Role.FINANCE and target.stakeholder_id != actor.id:
-        who = _name(target.stakeholder) if target.stakeholder else "the approval policy"
-        raise NotAllowed(f"Only {who} or Finance can undo {who}'s {_NOUN[target.action]} of bill #{bill.id}")
+        who = actor_name(target)
+        raise NotAllowed(f"Only {who} or Finance can undo {who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}")
     return target
 
 
@@ -300,27 +287,27 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
         raise _already_done(
             bill,
             undoing,
-            f"{_name(meant.stakeholder)}'s {_NOUN[meant.action]} of bill #{bill.id}"
-            f" was already undone by {_name(undoing.stakeholder)} at {timestamp(undoing.created_at)}",
+            f"{actor_name(meant)}'s {ACTION_WORDS[meant.action].noun} of bill #{bill.id}"
+            f" was already undone by {actor_name(undoing)} at {timestamp(undoing.created_at)}",
         )
     latest = latest_change(bill)
     if latest is not None and latest is not meant:
         raise _already_done(
             bill,
             latest,
-            f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_name(latest.stakeholder)}"
+            f"Bill #{bill.id} has changed since: {ACTION_WORDS[latest.action].past} by {actor_name(latest)}"
             f" at {timestamp(latest.created_at)}",
         )
 
 
 def _what_happened(bill: Bill, action: BillAction) -> str:
     """One action as "edited by fiona at 2026-11-03 10:32 UTC"."""
-    by = f"by {_name(action.stakeholder)} at {timestamp(action.created_at)}"
+    by = f"by {actor_name(action)} at {timestamp(action.created_at)}"
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
         if undone is not None:
-            return f"{_name(undone.stakeholder)}'s {_NOUN[undone.action]} undone {by}"
-    return f"{_PAST_TENSE[action.action]} {by}"
+            return f"{actor_name(undone)}'s {ACTION_WORDS[undone.action].noun} undone {by}"
+    return f"{ACTION_WORDS[action.action].past} {by}"
 
 
 def check_unchanged(bill: Bill, seen_action_id: int | None, doing: str) -> None:
@@ -550,7 +537,7 @@ def mark_delivered(*, session: Session, bill_id: int, actor: User, seen_action_i
         why = f" ({interrupted.error})" if interrupted.error else ""
         comment = (
             f"confirmed delivered to {bill.customer.billing_email} without emailing it again; the interrupted"
-            f" send was started by {_name(interrupted.by)} at {timestamp(interrupted.started_at)}{why}"
+            f" send was started by {person_name(interrupted.by)} at {timestamp(interrupted.started_at)}{why}"
         )
         _mark_sending(bill, None, None, refresh=False)  # the SEND below refreshes what Slack shows
         _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])

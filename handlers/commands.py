@@ -27,13 +27,12 @@ from bot.blocks.commands import (
     whoami_blocks,
 )
 from bot.blocks import escape
-from bot.blocks.bill import UNDONE_NOUN
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import BillProcessError, Conflict, InvalidInput
-from bot.formatting import money, unit_cost
+from bot.formatting import ACTION_WORDS, actor_name, money, unit_cost
 from bot.periods import Period
 from bot.text import SHOWN_MAX, clip, storable
-from db.models import BillStatus, Role
+from db.models import ActionType, BillStatus, Role
 from handlers.customers import customer, customers, export, usage
 from handlers.errors import refuse
 from handlers.identity import current_user
@@ -363,9 +362,10 @@ def undo(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         bill = workflow.undo(session=session, bill_id=bill_id, actor=request.account(), reason=reason)
         undone = next(action for action in bill.actions if action.id == bill.actions[-1].undone_action_id)
-        who = undone.stakeholder.name if undone.stakeholder else "the scheduler"
+        who = actor_name(undone)
     request.reply(
-        f":leftwards_arrow_with_hook: Undid {escape(who)}'s {UNDONE_NOUN[undone.action]} of bill #{bill.id};"
+        f"{ACTION_WORDS[ActionType.UNDO].emoji} Undid {escape(who)}'s {ACTION_WORDS[undone.action].noun}"
+        f" of bill #{bill.id};"
         f" it is {bill.status.value} now."
     )
 
