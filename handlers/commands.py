@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from slack_bolt import Ack, App, Respond
@@ -272,7 +271,7 @@ def generate(request: CommandRequest) -> None:
     period = month_argument(request, month) if month else Period.previous(settings.zone)
     with request.services.sessions() as session:
         summary = billing.generate_month(
-            session=session, period=period, actor=actor, today=datetime.now(settings.zone).date()
+            session=session, period=period, actor=actor, today=settings.today()
         )
     lines = summary.lines()
     if summary.created:

@@ -8,7 +8,6 @@ error handler shows it.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
 
 from bot import charts, customers as customer_service, export as export_service
 from bot.blocks import message_blocks
@@ -53,7 +52,7 @@ def customer(request: CommandRequest) -> None:
     if not name:
         raise _usage_error("customer", "Which customer? Give its name, e.g. `/bill customer Acme`.")
     with request.services.sessions() as session:
-        overview = customer_service.customer_overview(session=session, name=name, today=_today(request))
+        overview = customer_service.customer_overview(session=session, name=name, today=request.services.settings.today())
         blocks = message_blocks(customer_blocks.customer_view(overview))
     found = overview.customer.name
     over = len(overview.months_over_limit)
@@ -121,10 +120,6 @@ def export(request: CommandRequest) -> None:
 def _direct_channel(request: CommandRequest) -> str:
     """The app's direct-message channel with the caller."""
     return request.client.conversations_open(users=request.slack_user_id)["channel"]["id"]
-
-
-def _today(request: CommandRequest) -> date:
-    return datetime.now(request.services.settings.zone).date()
 
 
 def _slug(name: str) -> str:
