@@ -12,7 +12,6 @@ and not undone by one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session, object_session
 
 from bot import approval, outbox
 from bot.approval import effective_actions
-from bot.billing import MAX_UNIT_COST, overage_amount
+from bot.billing import overage_amount
 from bot.errors import (
     AlreadyDone,
     BillProcessError,
@@ -37,7 +36,7 @@ from bot.errors import (
     SendUncertain,
 )
 from bot.formatting import ACTION_WORDS, actor_name, person_name, timestamp
-from bot.text import shown, storable
+from bot.parsing import REASON_MAX_LENGTH, parse_reason, parse_unit_cost
 from db.models import (
     ActionType,
     Bill,
@@ -49,15 +48,12 @@ from db.models import (
     utcnow,
 )
 
-REASON_MAX_LENGTH = 2000
-UNIT_COST_STEP = Decimal("0.000001")
 # A send that started less long ago may still be talking to the mail server (which the mailer gives 30 s
 # at most); an older one whose outcome was never recorded was interrupted.
 SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
 
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
 
 
 # --- the bill's history -------------------------------------------------------------------------------
@@ -357,49 +353,6 @@ def available_actions(bill: Bill, user: User) -> set[ActionType]:
             continue
         allowed.add(action)
     return allowed
-
-
-# --- input ---------------------------------------------------------------------------------------
-
-
-def parse_reason(reason: str | None, *, required: bool) -> str | None:
-    """A rejection or undo reason, trimmed; 1–2000 characters when required, else empty means none."""
-    text = storable((reason or "").strip(), "The reason")
-    if not text:
-        if required:
-            raise InvalidInput("A reason is required to reject a bill")
-        return None
-    if len(text) > REASON_MAX_LENGTH:
-        raise InvalidInput(f"The reason is {len(text)} characters long; at most {REASON_MAX_LENGTH} are allowed")
-    return text
-
-
-def parse_unit_cost(value: Decimal | str) -> Decimal:
-    """An exact, non-negative unit cost with at most 6 decimal places; floats are refused."""
-    if isinstance(value, (bool, float)):
-        raise InvalidInput("The unit cost must be an exact decimal such as 0.0125, not a floating-point number")
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-") and _PLAIN_DECIMAL.fullmatch(text[1:]):
-            raise InvalidInput("The unit cost cannot be negative")
-        if not _PLAIN_DECIMAL.fullmatch(text):
-            raise InvalidInput(f"{shown(value)} is not a unit cost; write a decimal number such as 0.0125")
-        cost = Decimal(text)
-    elif isinstance(value, (Decimal, int)):
-        cost = Decimal(value)
-    else:
-        raise InvalidInput(f"{value!r} is not a unit cost; write a decimal number such as 0.0125")
-    if not cost.is_finite():
-        raise InvalidInput("The unit cost must be a finite decimal number")
-    if cost < 0:
-        raise InvalidInput("The unit cost cannot be negative")
-    if cost > MAX_UNIT_COST:
-        raise InvalidInput(
-            f"The unit cost {shown(str(value))} is too large; it can be at most {MAX_UNIT_COST:,} per call"
-        )
-    if cost != cost.quantize(UNIT_COST_STEP):
-        raise InvalidInput(f"The unit cost {shown(str(value))} has more than 6 decimal places")
-    return cost.quantize(UNIT_COST_STEP).copy_abs()  # copy_abs turns a -0 into 0; nothing else is negative here
 
 
 # --- the services ----------------------------------------------------------------------------------

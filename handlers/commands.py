@@ -29,6 +29,7 @@ from bot.blocks import escape
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import BillProcessError, Conflict, InvalidInput
 from bot.formatting import ACTION_WORDS, actor_name, money, unit_cost
+from bot.parsing import parse_unit_cost
 from bot.periods import Period
 from bot.text import SHOWN_MAX, clip, storable
 from db.models import ActionType, BillStatus, Role
@@ -215,7 +216,7 @@ def status_argument(request: CommandRequest, text: str) -> BillStatus:
 
 def unit_cost_argument(request: CommandRequest, text: str) -> Decimal:
     try:
-        return workflow.parse_unit_cost(text)
+        return parse_unit_cost(text)
     except InvalidInput as error:
         problem = str(error)  # says what is wrong: not a number, negative, too many places
         raise invalid(request, problem[:1].upper() + problem[1:] + ".") from None

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from bot.formatting import actor_name
 from bot.text import (

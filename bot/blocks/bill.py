@@ -40,8 +40,9 @@ from bot.blocks import (
 )
 from bot.errors import AlreadyDone
 from bot.formatting import ACTION_WORDS, bill_period, calls, money, timestamp, unit_cost
+from bot.parsing import REASON_MAX_LENGTH
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.workflow import REASON_MAX_LENGTH, latest_change, sending, undo_target
+from bot.workflow import latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
 
 Team = Mapping[Role, Sequence[User]]

@@ -8,7 +8,16 @@ from itertools import groupby
 from slack_sdk.models.blocks import Block, DividerBlock
 
 from bot.approval import customer_terms
-from bot.blocks import MAX_MESSAGE_BLOCKS, context, escape, fields, header, mention, packed, section
+from bot.blocks import (
+    MAX_MESSAGE_BLOCKS,
+    context,
+    escape,
+    fields,
+    header,
+    mention,
+    packed,
+    section,
+)
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
 from bot.formatting import bill_period, calls, money, unit_cost
 from db.models import Customer
