@@ -30,6 +30,21 @@ class ActionWords:
         return f"Undo {self.noun}"
 
 
+@dataclass(frozen=True)
+class StatusWords:
+    """How the messages show one bill status."""
+
+    emoji: str
+    meaning: str  # "approved, to be sent"
+
+
+STATUS_WORDS = {
+    BillStatus.DRAFT: StatusWords(":hourglass_flowing_sand:", "waiting for approval"),
+    BillStatus.FINAL: StatusWords(":white_check_mark:", "approved, to be sent"),
+    BillStatus.WRITEOFF: StatusWords(":no_entry_sign:", "rejected, written off"),
+    BillStatus.SENT: StatusWords(":email:", "sent to the customer"),
+}
+
 ACTION_WORDS = {
     ActionType.DRAFT: ActionWords("drafted", "created", "draft", ":new:"),
     ActionType.APPROVE: ActionWords("approved", "approved", "approval", ":white_check_mark:"),

@@ -348,9 +348,9 @@ def _parse_customer(record: _Record, problems: _Problems) -> _CustomerRow | None
         number=record.number,
         name=read.get("name", _required_text(NAME_MAX_LENGTH)),
         billing_address=read.get("billing_address", _required_text(None)),
-        billing_email=read.get("billing_email", _email),
+        billing_email=read.get("billing_email", _parsed(parse_email)),
         monthly_api_limit=read.get("monthly_api_limit", _whole_number),
-        overage_unit_cost=read.get("overage_unit_cost", _unit_cost),
+        overage_unit_cost=read.get("overage_unit_cost", _parsed(parse_unit_cost)),
         start_date=read.get("start_date", _date),
         end_date=read.get("end_date", _optional(_date)),
         require_csm_approval=read.get("require_csm_approval", _boolean),
@@ -412,11 +412,16 @@ def _optional(parse: Callable[[str, str], T]) -> Callable[[str, str], T | None]:
     return lambda column, text: parse(column, text) if text else None
 
 
-def _email(column: str, text: str) -> str:
-    try:
-        return parse_email(text, column)
-    except InvalidInput as error:
-        raise _BadValue(str(error)) from None
+def _parsed(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
+    """A bot.parsing parser, `parse(text, what)`, reading a column: its refusal becomes the row's problem."""
+
+    def read(column: str, text: str) -> T:
+        try:
+            return parse(text, column)
+        except InvalidInput as error:
+            raise _BadValue(str(error)) from None
+
+    return read
 
 
 def _whole_number(column: str, text: str) -> int:
@@ -427,13 +432,6 @@ def _whole_number(column: str, text: str) -> int:
     if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
         raise _BadValue(f"{column} {shown(text)} is too large; it can be at most {MAX_COUNT:,}")
     return int(digits)
-
-
-def _unit_cost(column: str, text: str) -> Decimal:
-    try:
-        return parse_unit_cost(text, column)
-    except InvalidInput as error:
-        raise _BadValue(str(error)) from None
 
 
 def _date(column: str, text: str) -> date:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from bot import approval, outbox
+from bot import approval, outbox, permissions
 from bot.approval import effective_actions
 from bot.billing import overage_amount
 from bot.errors import (
@@ -37,13 +37,13 @@ from bot.errors import (
 )
 from bot.formatting import ACTION_WORDS, actor_name, person_name, timestamp
 from bot.parsing import REASON_MAX_LENGTH, parse_reason, parse_unit_cost
+from bot.permissions import Power
 from db.models import (
     ActionType,
     Bill,
     BillAction,
     BillStatus,
     OutboxKind,
-    Role,
     User,
     utcnow,
 )
@@ -178,8 +178,7 @@ def _check_reject(bill: Bill, actor: User) -> None:
 
 
 def _check_edit(bill: Bill, actor: User) -> None:
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed("Only Finance can edit a bill's unit cost")
+    permissions.require(actor, Power.EDIT)
     if bill.status is not BillStatus.DRAFT:
         raise InvalidTransition(
             f"Bill #{bill.id} is {bill.status.value}; only a DRAFT bill's unit cost can be edited"
@@ -188,8 +187,7 @@ def _check_edit(bill: Bill, actor: User) -> None:
 
 def _check_send(bill: Bill, actor: User, again: bool = False) -> None:
     """Refuse a send that is not allowed; `again` sends a bill whose earlier send is uncertain."""
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed("Only Finance can send bills")
+    permissions.require(actor, Power.SEND)
     if bill.status is BillStatus.FINAL:
         _check_not_sending(bill, again)
         return
@@ -228,8 +226,7 @@ def _in_progress(bill: Bill, current: Sending) -> SendInProgress:
 
 def _check_mark_delivered(bill: Bill, actor: User) -> Sending:
     """Refuse recording a bill as sent without an email, unless its earlier send is uncertain."""
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed("Only Finance can mark a bill as sent")
+    permissions.require(actor, Power.MARK_SENT)
     latest = latest_change(bill)
     if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
         raise _already_done(bill, latest)
@@ -265,9 +262,9 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
     target = undo_target(bill)
     if target is None:
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
-    if actor.role is not Role.FINANCE and target.stakeholder_id != actor.id:
-        who = actor_name(target)
-        raise NotAllowed(f"Only {who} or Finance can undo {who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}")
+    if target.stakeholder_id != actor.id and not permissions.allowed(actor, Power.UNDO_ANYONES):
+        who, anyone = actor_name(target), permissions.roles_label(Power.UNDO_ANYONES)
+        raise NotAllowed(f"Only {who} or {anyone} can undo {who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}")
     return target
 
 

@@ -14,7 +14,6 @@ from bot.blocks import message_blocks
 from bot.blocks import customers as customer_blocks
 from bot.blocks import escape
 from bot.errors import InvalidInput
-from bot.formatting import money
 from bot.home import status_totals
 from bot.periods import Period
 from handlers.requests import CommandRequest
@@ -98,13 +97,10 @@ def export(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         content = export_service.bills_csv(session=session, period=period, actor=actor)
         totals = status_totals(session=session, period=period)
-    count = sum(total.count for total in totals)
-    if not count:
-        request.reply(f"There are no bills for {period.label}, so there is nothing to export.")
+    summary = customer_blocks.export_summary(period, totals)
+    if not any(total.count for total in totals):
+        request.reply(summary)
         return
-    amount = money(sum(total.total for total in totals))
-    by_status = ", ".join(f"{total.status.value} {total.count}" for total in totals if total.count)
-    summary = f"{period.label}: {count} {'bill' if count == 1 else 'bills'}, {amount} in all ({by_status})"
     dm_channel = _direct_channel(request)
     filename = export_service.bills_csv_filename(period)
     request.client.files_upload_v2(

@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot import permissions
 from bot.approval import Progress, Step
 
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
@@ -39,8 +40,17 @@ from bot.blocks import (
     view_blocks,
 )
 from bot.errors import AlreadyDone
-from bot.formatting import ACTION_WORDS, bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import (
+    ACTION_WORDS,
+    STATUS_WORDS,
+    bill_period,
+    calls,
+    money,
+    timestamp,
+    unit_cost,
+)
 from bot.parsing import REASON_MAX_LENGTH
+from bot.permissions import Power
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from bot.workflow import latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
@@ -52,12 +62,6 @@ MAX_MENTIONS = 5
 # The message and notifications show the start of a long reason; the thread reply shows all of it.
 PREVIEW_REASON_MAX = 300
 
-STATUS_EMOJI = {
-    BillStatus.DRAFT: ":hourglass_flowing_sand:",
-    BillStatus.FINAL: ":white_check_mark:",
-    BillStatus.WRITEOFF: ":no_entry_sign:",
-    BillStatus.SENT: ":email:",
-}
 
 
 # --- text helpers ----------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ def next_step(bill: Bill, state: Progress, team: Team | None = None) -> str:
             progress += f", {len(step.approvals)} of {step.approvers} approvals given"
         return f"Waiting for {step_people(step, team)} to approve{progress}"
     if bill.status is BillStatus.FINAL:
-        return f"Ready to send — {_people(frozenset({Role.FINANCE}), team)}"
+        return f"Ready to send — {_people(permissions.roles(Power.SEND), team)}"
     if bill.status is BillStatus.WRITEOFF:
         return "Written off — nothing more to do unless the rejection is undone"
     return "Sent to the customer — this bill is closed"
@@ -254,7 +258,7 @@ def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple
         f"*Overage*\n{calls(bill.overage_units)} calls",
         f"*Unit cost*\n{unit_cost(bill.overage_unit_cost)} per call",
         f"*Amount*\n{money(bill.overage_amount)}",
-        f"*Status*\n{STATUS_EMOJI[bill.status]} {bill.status.value}",
+        f"*Status*\n{STATUS_WORDS[bill.status].emoji} {bill.status.value}",
     ]
     blocks: list[Block] = [
         HeaderBlock(text=_title(bill)),

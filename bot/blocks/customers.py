@@ -1,9 +1,10 @@
-"""Block Kit for customers: the list, one customer's view, and a usage history, each ≤ 50 blocks."""
+"""Block Kit for customers: the list, one customer's view, and a usage history, each ≤ 50 blocks; the export's summary."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import Block, DividerBlock
 
@@ -20,7 +21,11 @@ from bot.blocks import (
 )
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
 from bot.formatting import bill_period, calls, money, unit_cost
+from bot.periods import Period
 from db.models import Customer
+
+if TYPE_CHECKING:
+    from bot.home import StatusTotal
 
 OVER_MARK = "◀ over by"
 
@@ -153,3 +158,13 @@ def usage_history(history: UsageHistory) -> list[Block]:
         blocks.append(context(f"…and {len(years) - room} earlier years: `/bill usage {escape(customer.name)} YEAR`."))
     blocks.append(context(f"{_over_summary(history.months)} · {limit_note}"))
     return blocks
+
+
+def export_summary(period: Period, totals: Sequence[StatusTotal]) -> str:
+    """What `/bill export` says of the month's CSV: "October 2026: 3 bills, 1,500.00 in all (DRAFT 1, FINAL 2)"."""
+    count = sum(total.count for total in totals)
+    if not count:
+        return f"There are no bills for {period.label}, so there is nothing to export."
+    amount = money(sum(total.total for total in totals))
+    by_status = ", ".join(f"{total.status.value} {total.count}" for total in totals if total.count)
+    return f"{period.label}: {count} {'bill' if count == 1 else 'bills'}, {amount} in all ({by_status})"

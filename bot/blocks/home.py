@@ -25,20 +25,19 @@ from bot.blocks import (
     section,
 )
 from bot.blocks.bill import sending_text, shown_value, uncertain_send_buttons
-from bot.formatting import OUTBOX_WHAT, bill_period, calls, money, unit_cost
+from bot.formatting import (
+    OUTBOX_WHAT,
+    STATUS_WORDS,
+    bill_period,
+    calls,
+    money,
+    unit_cost,
+)
 from bot.slack_ids import ActionId
-from db.models import ActionType, Bill, BillStatus, User
+from db.models import ActionType, Bill, User
 
 if TYPE_CHECKING:
     from bot.home import ApproverHome, FinanceHome, ListedBill
-
-STATUS_MEANING = {
-    BillStatus.DRAFT: "waiting for approval",
-    BillStatus.FINAL: "approved, to be sent",
-    BillStatus.WRITEOFF: "rejected, written off",
-    BillStatus.SENT: "sent to the customer",
-}
-
 
 def _bills(count: int) -> str:
     return f"{count} bill" if count == 1 else f"{count} bills"
@@ -120,7 +119,7 @@ def finance_home(home: FinanceHome) -> list[Block]:
         blocks += [
             HeaderBlock(text=f"Bills for {home.period.label}"),
             fields(
-                f"*{total.status.value}* — {STATUS_MEANING[total.status]}\n"
+                f"*{total.status.value}* — {STATUS_WORDS[total.status].meaning}\n"
                 f"{_bills(total.count)} · {money(total.total)}"
                 for total in home.totals
             ),
