@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.errors import Conflict, InvalidInput, NotFound
+from bot.parsing import parse_email
 from db.models import LinkCode, Role, User, utcnow
 
 MIN_PASSWORD_LENGTH = 8
@@ -21,7 +22,6 @@ LINK_CODE_LIFETIME = timedelta(hours=24)
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 SELECTOR_LENGTH = 6
 SECRET_LENGTH = 12
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 SLACK_USER_PATTERN = re.compile(r"[UW][A-Z0-9]{2,31}")
 
 
@@ -42,13 +42,6 @@ def parse_role(text: str) -> Role:
         raise InvalidInput(f"unknown role {text!r}; choose one of {choices}") from None
 
 
-def check_email(email: str) -> str:
-    email = email.strip()
-    if not EMAIL_PATTERN.fullmatch(email) or len(email) > 254:
-        raise InvalidInput(f"{email!r} is not an email address")
-    return email
-
-
 def get_user(*, session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
@@ -65,7 +58,7 @@ def add_user(
         raise InvalidInput("an account name needs 1 to 100 characters")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-    email = check_email(email) if email else None
+    email = parse_email(email, "The account's email") if email else None
     digest = hash_secret(password, rounds=rounds)  # slow on purpose: before the transaction, not inside it
     try:
         with session.begin():

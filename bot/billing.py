@@ -26,16 +26,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot import approval, outbox
-from bot.errors import MonthNotEnded, NotAllowed
+from bot import approval, outbox, permissions
+from bot.errors import MonthNotEnded
 from bot.periods import Period
+from bot.permissions import Power
 from db.models import (
     ActionType,
     Bill,
     BillAction,
     BillStatus,
     Customer,
-    Role,
     Usage,
     User,
     utcnow,
@@ -227,8 +227,8 @@ def generate_month(
     `actor` is the Finance account generating, or None for the scheduler and operators. `before_commit`
     runs inside the transaction, last (the scheduler claims its occurrence there).
     """
-    if actor is not None and actor.role is not Role.FINANCE:
-        raise NotAllowed(f"Only Finance can generate bills; {actor.name} is {actor.role.label}")
+    if actor is not None:
+        permissions.require(actor, Power.GENERATE)
     check_month_ended(period, today)
     with session.begin():
         dialect = session.get_bind().dialect.name

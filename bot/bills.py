@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from bot.errors import InvalidInput, NotFound
 from bot.periods import Period
 from bot.text import shown
-from db.models import Bill, BillAction, BillStatus, Customer
-
+from db.models import Bill, BillAction, BillStatus, Customer, User
 
 # ASCII digits only: str.isdigit() also takes "²", which int() refuses, and int() refuses over 4,300 digits.
 _ROW_ID = re.compile(r"[0-9]{1,10}")
@@ -40,17 +39,17 @@ def parse_bill_id(text: str | int) -> int:
     return bill_id
 
 
+def with_history(query):
+    """`query` of bills loading what approval progress and available actions read, in a fixed number of queries."""
+    return query.options(
+        joinedload(Bill.customer).joinedload(Customer.csm).joinedload(User.delegate),
+        selectinload(Bill.actions).joinedload(BillAction.stakeholder),
+    )
+
+
 def get_bill(*, session: Session, bill_id: int) -> Bill:
     """The bill with its customer and full history loaded."""
-    bill = session.scalar(
-        select(Bill)
-        .where(Bill.id == bill_id)
-        .options(
-            joinedload(Bill.customer).joinedload(Customer.csm),
-            joinedload(Bill.sending_by),
-            selectinload(Bill.actions).joinedload(BillAction.stakeholder),
-        )
-    )
+    bill = session.scalar(with_history(select(Bill).where(Bill.id == bill_id)).options(joinedload(Bill.sending_by)))
     if bill is None:
         raise NotFound(f"there is no bill #{bill_id}")
     return bill

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -499,7 +499,7 @@ class Delivery:
     def _publish_home(self, slack_user_id: str) -> None:
         with self.sessions() as session:
             user = session.scalar(select(User).where(User.slack_user_id == slack_user_id))
-            view = home_view(session=session, user=user, today=datetime.now(self.settings.zone).date())
+            view = home_view(session=session, user=user, today=self.settings.today())
         try:
             self.call(self.client.views_publish, user_id=slack_user_id, view=view)
         except Permanent as error:

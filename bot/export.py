@@ -1,4 +1,4 @@
-"""A month's bills as a CSV file for Finance: exact decimals, UTF-8, one row per bill."""
+"""A month's bills as a CSV file for Finance: exact decimals, UTF-8, one row per bill with its approval steps."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import io
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
-from bot.errors import NotAllowed
+from bot import approval, permissions
+from bot.bills import with_history
+from bot.formatting import approval_lines
 from bot.periods import Period
-from db.models import Bill, Role, User
+from bot.permissions import Power
+from db.models import Bill, User
 
 HEADER = (
     "bill_id",
@@ -26,7 +29,9 @@ HEADER = (
     "billing_email",
     "created_at",
     "updated_at",
+    "approvals",
 )
+APPROVALS_SEPARATOR = "; "
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -36,17 +41,10 @@ def bills_csv_filename(period: Period) -> str:
 
 
 def bills_csv(*, session: Session, period: Period, actor: User) -> bytes:
-    """The month's bills by number; unit costs with 6 places and amounts with 2, never through a float.
-
-    Only Finance may export bills.
-    """
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed(f"Only Finance can export bills; you are {actor.role.label}.")
+    """The month's bills by number; unit costs with 6 places and amounts with 2, never through a float."""
+    permissions.require(actor, Power.EXPORT)
     bills = session.scalars(
-        select(Bill)
-        .where(Bill.year == period.year, Bill.month == period.month)
-        .options(joinedload(Bill.customer))
-        .order_by(Bill.id)
+        with_history(select(Bill).where(Bill.year == period.year, Bill.month == period.month)).order_by(Bill.id)
     )
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
@@ -66,6 +64,7 @@ def bills_csv(*, session: Session, period: Period, actor: User) -> bytes:
                 _text_cell(bill.customer.billing_email),
                 _moment(bill.created_at),
                 _moment(bill.updated_at),
+                _text_cell(APPROVALS_SEPARATOR.join(approval_lines(approval.progress(bill)))),
             )
         )
     return buffer.getvalue().encode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -11,6 +12,47 @@ from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKi
 
 if TYPE_CHECKING:
     from bot.approval import Progress
+    from db.models import User
+
+
+@dataclass(frozen=True)
+class ActionWords:
+    """How the messages name one kind of bill action."""
+
+    past: str  # "approved": "bill #12 was already approved by sam"
+    headline: str  # "created", "undid": the thread reply's "sam approved bill #12"
+    noun: str  # "approval": "sam's approval of bill #12"
+    emoji: str
+
+    @property
+    def undo_label(self) -> str:
+        """The undo button's text: "Undo approval"."""
+        return f"Undo {self.noun}"
+
+
+@dataclass(frozen=True)
+class StatusWords:
+    """How the messages show one bill status."""
+
+    emoji: str
+    meaning: str  # "approved, to be sent"
+
+
+STATUS_WORDS = {
+    BillStatus.DRAFT: StatusWords(":hourglass_flowing_sand:", "waiting for approval"),
+    BillStatus.FINAL: StatusWords(":white_check_mark:", "approved, to be sent"),
+    BillStatus.WRITEOFF: StatusWords(":no_entry_sign:", "rejected, written off"),
+    BillStatus.SENT: StatusWords(":email:", "sent to the customer"),
+}
+
+ACTION_WORDS = {
+    ActionType.DRAFT: ActionWords("drafted", "created", "draft", ":new:"),
+    ActionType.APPROVE: ActionWords("approved", "approved", "approval", ":white_check_mark:"),
+    ActionType.REJECT: ActionWords("rejected", "rejected", "rejection", ":no_entry_sign:"),
+    ActionType.EDIT: ActionWords("edited", "edited", "edit", ":pencil2:"),
+    ActionType.SEND: ActionWords("sent", "sent", "send", ":email:"),
+    ActionType.UNDO: ActionWords("undone", "undid", "undo", ":leftwards_arrow_with_hook:"),
+}
 
 
 def money(amount: Decimal) -> str:
@@ -44,11 +86,16 @@ def bill_row(bill: Bill) -> str:
     )
 
 
+def person_name(user: User | None) -> str:
+    """The account's name; the scheduler when no account acted."""
+    return user.name if user is not None else "the scheduler"
+
+
 def actor_name(action: BillAction) -> str:
     """Who took an action: the account's name, or the approval policy or the scheduler when nobody did."""
-    if action.stakeholder is not None:
-        return action.stakeholder.name
-    return "the approval policy" if action.action is ActionType.APPROVE else "the scheduler"
+    if action.stakeholder is None and action.action is ActionType.APPROVE:
+        return "the approval policy"
+    return person_name(action.stakeholder)
 
 
 def approval_lines(progress: Progress) -> list[str]:

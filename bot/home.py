@@ -7,23 +7,22 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, type_coerce
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload
 
-from bot import approval
+from bot import approval, permissions
 from bot.approval import Progress
+from bot.bills import with_history
 from bot.blocks import home as home_blocks
 from bot.blocks import view_blocks
 from bot.periods import Period
+from bot.permissions import Power
 from bot.workflow import available_actions, latest_change
 from db.models import (
     ActionType,
     Bill,
-    BillAction,
     BillStatus,
-    Customer,
     Outbox,
     OutboxStatus,
-    Role,
     User,
 )
 from db.types import AMOUNT
@@ -78,7 +77,7 @@ def home_view(*, session: Session, user: User | None, today: date) -> dict:
     """The views.publish payload of `user`'s App Home (an unlinked Slack user when None)."""
     if user is None:
         blocks = home_blocks.unlinked_home()
-    elif user.role is Role.FINANCE:
+    elif permissions.allowed(user, Power.SEND):
         blocks = home_blocks.finance_home(finance_home(session=session, user=user, today=today))
     else:
         blocks = home_blocks.approver_home(approver_home(session=session, user=user))
@@ -91,7 +90,7 @@ def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
     final = select(Bill).where(Bill.status == BillStatus.FINAL, Bill.sending_started_at.is_(None))
     to_send_count = session.scalar(select(func.count()).select_from(final.subquery())) or 0
     bills = session.scalars(
-        _with_history(final).order_by(Bill.year, Bill.month, Bill.id).limit(MAX_LISTED_BILLS)
+        with_history(final).order_by(Bill.year, Bill.month, Bill.id).limit(MAX_LISTED_BILLS)
     ).all()
     in_flight = select(Bill).where(Bill.status == BillStatus.FINAL, Bill.sending_started_at.is_not(None))
     sending_count = session.scalar(select(func.count()).select_from(in_flight.subquery())) or 0
@@ -120,7 +119,7 @@ def approver_home(*, session: Session, user: User) -> ApproverHome:
     """The DRAFT bills whose next approval `user` may give, oldest first."""
     waiting = waiting_for(session=session, user=user)
     shown = session.scalars(
-        _with_history(select(Bill).where(Bill.id.in_(waiting[:MAX_LISTED_BILLS]))).execution_options(
+        with_history(select(Bill).where(Bill.id.in_(waiting[:MAX_LISTED_BILLS]))).execution_options(
             populate_existing=True  # some were loaded above without the stakeholders this view names
         )
     ).all()
@@ -138,7 +137,7 @@ def reminders_due(*, session: Session, user: User, now: datetime, after_days: in
     waiting = waiting_for(session=session, user=user)
     for start in range(0, len(waiting), _CHUNK):
         chunk = waiting[start : start + _CHUNK]
-        bills = {bill.id: bill for bill in session.scalars(_with_history(select(Bill).where(Bill.id.in_(chunk))))}
+        bills = {bill.id: bill for bill in session.scalars(with_history(select(Bill).where(Bill.id.in_(chunk))))}
         for bill_id in chunk:
             bill = bills.get(bill_id)
             since = latest_change(bill) if bill is not None else None
@@ -156,7 +155,7 @@ def waiting_for(*, session: Session, user: User) -> list[int]:
     waiting = []
     for start in range(0, len(drafts), _CHUNK):
         chunk = drafts[start : start + _CHUNK]
-        bills = {bill.id: bill for bill in session.scalars(_with_history(select(Bill).where(Bill.id.in_(chunk))))}
+        bills = {bill.id: bill for bill in session.scalars(with_history(select(Bill).where(Bill.id.in_(chunk))))}
         waiting += [
             bill_id for bill_id in chunk if bill_id in bills and approval.progress(bills[bill_id], today).may_approve(user)
         ]
@@ -179,14 +178,6 @@ def status_totals(*, session: Session, period: Period) -> list[StatusTotal]:
     )
     found = {status: (count, total) for status, count, total in rows}
     return [StatusTotal(status, *found.get(status, (0, Decimal("0.00")))) for status in BillStatus]
-
-
-def _with_history(query):
-    """Load what the approval progress and available_actions read, in a fixed number of queries."""
-    return query.options(
-        joinedload(Bill.customer).joinedload(Customer.csm).joinedload(User.delegate),
-        selectinload(Bill.actions).joinedload(BillAction.stakeholder),
-    )
 
 
 def _listed(bill: Bill, user: User, offered: frozenset[ActionType]) -> ListedBill:

@@ -18,8 +18,9 @@ from typing import Any, TextIO, TypeVar
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS, MAX_UNIT_COST
+from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS
 from bot.errors import InvalidInput
+from bot.parsing import parse_email, parse_unit_cost
 from bot.text import shown
 from db.models import Customer, Role, Usage, User
 
@@ -37,9 +38,7 @@ CUSTOMER_COLUMNS = (
 USAGE_COLUMNS = ("customer", "year", "month", "api_usage")
 
 MAX_COUNT = MAX_CALLS
-UNIT_COST_PLACES = 6
 NAME_MAX_LENGTH = 200
-EMAIL_MAX_LENGTH = 254
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 PROBLEMS_SHOWN = 50
@@ -50,11 +49,9 @@ LOCK_NAMESPACE = IMPORT_LOCK_NAMESPACE
 CUSTOMERS_LOCK, USAGE_LOCK = IMPORT_LOCKS
 
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR = re.compile(r"[0-9]{4}")
 _MONTH = re.compile(r"[0-9]{1,2}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 # Characters no CSV text contains; finding one means the file is binary (an image, a spreadsheet).
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 
@@ -351,9 +348,9 @@ def _parse_customer(record: _Record, problems: _Problems) -> _CustomerRow | None
         number=record.number,
         name=read.get("name", _required_text(NAME_MAX_LENGTH)),
         billing_address=read.get("billing_address", _required_text(None)),
-        billing_email=read.get("billing_email", _email),
+        billing_email=read.get("billing_email", _parsed(parse_email)),
         monthly_api_limit=read.get("monthly_api_limit", _whole_number),
-        overage_unit_cost=read.get("overage_unit_cost", _unit_cost),
+        overage_unit_cost=read.get("overage_unit_cost", _parsed(parse_unit_cost)),
         start_date=read.get("start_date", _date),
         end_date=read.get("end_date", _optional(_date)),
         require_csm_approval=read.get("require_csm_approval", _boolean),
@@ -415,10 +412,16 @@ def _optional(parse: Callable[[str, str], T]) -> Callable[[str, str], T | None]:
     return lambda column, text: parse(column, text) if text else None
 
 
-def _email(column: str, text: str) -> str:
-    if len(text) > EMAIL_MAX_LENGTH or not _EMAIL.fullmatch(text):
-        raise _BadValue(f"{column} must be an email address such as billing@example.com, not {shown(text)}")
-    return text
+def _parsed(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
+    """A bot.parsing parser, `parse(text, what)`, reading a column: its refusal becomes the row's problem."""
+
+    def read(column: str, text: str) -> T:
+        try:
+            return parse(text, column)
+        except InvalidInput as error:
+            raise _BadValue(str(error)) from None
+
+    return read
 
 
 def _whole_number(column: str, text: str) -> int:
@@ -429,18 +432,6 @@ def _whole_number(column: str, text: str) -> int:
     if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
         raise _BadValue(f"{column} {shown(text)} is too large; it can be at most {MAX_COUNT:,}")
     return int(digits)
-
-
-def _unit_cost(column: str, text: str) -> Decimal:
-    if not _DECIMAL.fullmatch(text):
-        raise _BadValue(f"{column} must be a number ≥ 0 such as 0.000125, not {shown(text)}")
-    value = Decimal(text)
-    if value > MAX_UNIT_COST:
-        raise _BadValue(f"{column} {shown(text)} is too large; it can be at most {MAX_UNIT_COST:,} per call")
-    places = Decimal(1).scaleb(-UNIT_COST_PLACES)
-    if value != value.quantize(places):
-        raise _BadValue(f"{column} {shown(text)} has more than {UNIT_COST_PLACES} decimal places")
-    return value.quantize(places)
 
 
 def _date(column: str, text: str) -> date:

@@ -12,7 +12,6 @@ and not undone by one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,9 +20,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from bot import approval, outbox
+from bot import approval, outbox, permissions
 from bot.approval import effective_actions
-from bot.billing import MAX_UNIT_COST, overage_amount
+from bot.billing import overage_amount
 from bot.errors import (
     AlreadyDone,
     BillProcessError,
@@ -36,37 +35,25 @@ from bot.errors import (
     SendInProgress,
     SendUncertain,
 )
-from bot.formatting import timestamp
-from bot.text import shown, storable
+from bot.formatting import ACTION_WORDS, actor_name, person_name, timestamp
+from bot.parsing import REASON_MAX_LENGTH, parse_reason, parse_unit_cost
+from bot.permissions import Power
 from db.models import (
     ActionType,
     Bill,
     BillAction,
     BillStatus,
     OutboxKind,
-    Role,
     User,
     utcnow,
 )
 
-REASON_MAX_LENGTH = 2000
-UNIT_COST_STEP = Decimal("0.000001")
 # A send that started less long ago may still be talking to the mail server (which the mailer gives 30 s
 # at most); an older one whose outcome was never recorded was interrupted.
 SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
 
-_PAST_TENSE = {
-    ActionType.DRAFT: "drafted",
-    ActionType.APPROVE: "approved",
-    ActionType.REJECT: "rejected",
-    ActionType.EDIT: "edited",
-    ActionType.SEND: "sent",
-    ActionType.UNDO: "undone",
-}
-_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
 
 
 # --- the bill's history -------------------------------------------------------------------------------
@@ -100,7 +87,7 @@ class Sending:
     @property
     def summary(self) -> str:
         """What Finance needs to know, in one or two sentences."""
-        who, at = _name(self.by), timestamp(self.started_at)
+        who, at = person_name(self.by), timestamp(self.started_at)
         if not self.uncertain:
             return (
                 f"Bill #{self.bill_id} is being emailed by {who} since {at}."
@@ -137,15 +124,11 @@ def sending(bill: Bill, now: datetime | None = None) -> Sending | None:
 # --- the rules: each check raises the refusal, or returns what the change needs -----------------
 
 
-def _name(user: User | None) -> str:
-    return user.name if user is not None else "the scheduler"
-
-
 def _already_done(bill: Bill, action: BillAction, message: str | None = None) -> AlreadyDone:
     who = action.stakeholder
     if message is None:
         message = (
-            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {timestamp(action.created_at)}"
+            f"Bill #{bill.id} was already {ACTION_WORDS[action.action].past} by {actor_name(action)} at {timestamp(action.created_at)}"
         )
     return _got_there_first(AlreadyDone, message, bill, action.action, who, action.created_at)
 
@@ -195,8 +178,7 @@ def _check_reject(bill: Bill, actor: User) -> None:
 
 
 def _check_edit(bill: Bill, actor: User) -> None:
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed("Only Finance can edit a bill's unit cost")
+    permissions.require(actor, Power.EDIT)
     if bill.status is not BillStatus.DRAFT:
         raise InvalidTransition(
             f"Bill #{bill.id} is {bill.status.value}; only a DRAFT bill's unit cost can be edited"
@@ -205,8 +187,7 @@ def _check_edit(bill: Bill, actor: User) -> None:
 
 def _check_send(bill: Bill, actor: User, again: bool = False) -> None:
     """Refuse a send that is not allowed; `again` sends a bill whose earlier send is uncertain."""
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed("Only Finance can send bills")
+    permissions.require(actor, Power.SEND)
     if bill.status is BillStatus.FINAL:
         _check_not_sending(bill, again)
         return
@@ -219,7 +200,7 @@ def _check_send(bill: Bill, actor: User, again: bool = False) -> None:
         raise InvalidTransition(f"Bill #{bill.id} is still a DRAFT{waiting}; only a FINAL bill can be sent")
     if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.REJECT:
         raise InvalidTransition(
-            f"Bill #{bill.id} was rejected by {_name(latest.stakeholder)} at {timestamp(latest.created_at)}"
+            f"Bill #{bill.id} was rejected by {actor_name(latest)} at {timestamp(latest.created_at)}"
             " and written off; only a FINAL bill can be sent"
         )
     raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a FINAL bill can be sent")
@@ -237,7 +218,7 @@ def _check_not_sending(bill: Bill, again: bool) -> None:
 
 def _in_progress(bill: Bill, current: Sending) -> SendInProgress:
     message = (
-        f"Bill #{bill.id} is being sent by {_name(current.by)} since {timestamp(current.started_at)};"
+        f"Bill #{bill.id} is being sent by {person_name(current.by)} since {timestamp(current.started_at)};"
         " look at it again in a minute"
     )
     return _got_there_first(SendInProgress, message, bill, ActionType.SEND, current.by, current.started_at)
@@ -245,8 +226,7 @@ def _in_progress(bill: Bill, current: Sending) -> SendInProgress:
 
 def _check_mark_delivered(bill: Bill, actor: User) -> Sending:
     """Refuse recording a bill as sent without an email, unless its earlier send is uncertain."""
-    if actor.role is not Role.FINANCE:
-        raise NotAllowed("Only Finance can mark a bill as sent")
+    permissions.require(actor, Power.MARK_SENT)
     latest = latest_change(bill)
     if bill.status is BillStatus.SENT and latest is not None and latest.action is ActionType.SEND:
         raise _already_done(bill, latest)
@@ -270,7 +250,7 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
             raise _already_done(
                 bill,
                 latest,
-                f"Bill #{bill.id} was already sent by {_name(latest.stakeholder)} at {timestamp(latest.created_at)};"
+                f"Bill #{bill.id} was already sent by {actor_name(latest)} at {timestamp(latest.created_at)};"
                 " a sent bill cannot be undone",
             )
         raise InvalidTransition(f"Bill #{bill.id} has been sent; a sent bill cannot be undone")
@@ -282,9 +262,9 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
     target = undo_target(bill)
     if target is None:
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
-    if actor.role is not Role.FINANCE and target.stakeholder_id != actor.id:
-        who = _name(target.stakeholder) if target.stakeholder else "the approval policy"
-        raise NotAllowed(f"Only {who} or Finance can undo {who}'s {_NOUN[target.action]} of bill #{bill.id}")
+    if target.stakeholder_id != actor.id and not permissions.allowed(actor, Power.UNDO_ANYONES):
+        who, anyone = actor_name(target), permissions.roles_label(Power.UNDO_ANYONES)
+        raise NotAllowed(f"Only {who} or {anyone} can undo {who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}")
     return target
 
 
@@ -300,27 +280,27 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
         raise _already_done(
             bill,
             undoing,
-            f"{_name(meant.stakeholder)}'s {_NOUN[meant.action]} of bill #{bill.id}"
-            f" was already undone by {_name(undoing.stakeholder)} at {timestamp(undoing.created_at)}",
+            f"{actor_name(meant)}'s {ACTION_WORDS[meant.action].noun} of bill #{bill.id}"
+            f" was already undone by {actor_name(undoing)} at {timestamp(undoing.created_at)}",
         )
     latest = latest_change(bill)
     if latest is not None and latest is not meant:
         raise _already_done(
             bill,
             latest,
-            f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_name(latest.stakeholder)}"
+            f"Bill #{bill.id} has changed since: {ACTION_WORDS[latest.action].past} by {actor_name(latest)}"
             f" at {timestamp(latest.created_at)}",
         )
 
 
 def _what_happened(bill: Bill, action: BillAction) -> str:
     """One action as "edited by fiona at 2026-11-03 10:32 UTC"."""
-    by = f"by {_name(action.stakeholder)} at {timestamp(action.created_at)}"
+    by = f"by {actor_name(action)} at {timestamp(action.created_at)}"
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
         if undone is not None:
-            return f"{_name(undone.stakeholder)}'s {_NOUN[undone.action]} undone {by}"
-    return f"{_PAST_TENSE[action.action]} {by}"
+            return f"{actor_name(undone)}'s {ACTION_WORDS[undone.action].noun} undone {by}"
+    return f"{ACTION_WORDS[action.action].past} {by}"
 
 
 def check_unchanged(bill: Bill, seen_action_id: int | None, doing: str) -> None:
@@ -370,49 +350,6 @@ def available_actions(bill: Bill, user: User) -> set[ActionType]:
             continue
         allowed.add(action)
     return allowed
-
-
-# --- input ---------------------------------------------------------------------------------------
-
-
-def parse_reason(reason: str | None, *, required: bool) -> str | None:
-    """A rejection or undo reason, trimmed; 1–2000 characters when required, else empty means none."""
-    text = storable((reason or "").strip(), "The reason")
-    if not text:
-        if required:
-            raise InvalidInput("A reason is required to reject a bill")
-        return None
-    if len(text) > REASON_MAX_LENGTH:
-        raise InvalidInput(f"The reason is {len(text)} characters long; at most {REASON_MAX_LENGTH} are allowed")
-    return text
-
-
-def parse_unit_cost(value: Decimal | str) -> Decimal:
-    """An exact, non-negative unit cost with at most 6 decimal places; floats are refused."""
-    if isinstance(value, (bool, float)):
-        raise InvalidInput("The unit cost must be an exact decimal such as 0.0125, not a floating-point number")
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-") and _PLAIN_DECIMAL.fullmatch(text[1:]):
-            raise InvalidInput("The unit cost cannot be negative")
-        if not _PLAIN_DECIMAL.fullmatch(text):
-            raise InvalidInput(f"{shown(value)} is not a unit cost; write a decimal number such as 0.0125")
-        cost = Decimal(text)
-    elif isinstance(value, (Decimal, int)):
-        cost = Decimal(value)
-    else:
-        raise InvalidInput(f"{value!r} is not a unit cost; write a decimal number such as 0.0125")
-    if not cost.is_finite():
-        raise InvalidInput("The unit cost must be a finite decimal number")
-    if cost < 0:
-        raise InvalidInput("The unit cost cannot be negative")
-    if cost > MAX_UNIT_COST:
-        raise InvalidInput(
-            f"The unit cost {shown(str(value))} is too large; it can be at most {MAX_UNIT_COST:,} per call"
-        )
-    if cost != cost.quantize(UNIT_COST_STEP):
-        raise InvalidInput(f"The unit cost {shown(str(value))} has more than 6 decimal places")
-    return cost.quantize(UNIT_COST_STEP).copy_abs()  # copy_abs turns a -0 into 0; nothing else is negative here
 
 
 # --- the services ----------------------------------------------------------------------------------
@@ -550,7 +487,7 @@ def mark_delivered(*, session: Session, bill_id: int, actor: User, seen_action_i
         why = f" ({interrupted.error})" if interrupted.error else ""
         comment = (
             f"confirmed delivered to {bill.customer.billing_email} without emailing it again; the interrupted"
-            f" send was started by {_name(interrupted.by)} at {timestamp(interrupted.started_at)}{why}"
+            f" send was started by {person_name(interrupted.by)} at {timestamp(interrupted.started_at)}{why}"
         )
         _mark_sending(bill, None, None, refresh=False)  # the SEND below refreshes what Slack shows
         _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])

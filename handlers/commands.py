@@ -1,7 +1,8 @@
 """The `/bill` slash command: one listener that acknowledges, then runs the subcommand typed.
 
-Each subcommand is a function of a `CommandRequest`; `SUBCOMMANDS` says who may use it and how it is
-typed. Malformed input raises `InvalidInput` with the subcommand's usage line; domain errors are
+Each subcommand is a function of a `CommandRequest`; `SUBCOMMANDS` says how it is typed and what it
+needs, so that `/bill help` lists what the caller may use (bot/permissions.py decides; the services
+refuse). Malformed input raises `InvalidInput` with the subcommand's usage line; domain errors are
 raised as they are and reach the caller through handlers/errors.py.
 """
 
@@ -10,13 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import absences, approval, billing, linking, outbox, workflow
+from bot import absences, approval, billing, linking, outbox, permissions, workflow
 from bot.blocks.commands import (
     HelpEntry,
     bill_detail_blocks,
@@ -27,14 +27,15 @@ from bot.blocks.commands import (
     whoami_blocks,
 )
 from bot.blocks import escape
-from bot.blocks.bill import UNDONE_NOUN
 from bot.accounts import get_user
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import BillProcessError, Conflict, InvalidInput, NotFound
-from bot.formatting import money, unit_cost
+from bot.formatting import ACTION_WORDS, actor_name, money, unit_cost
+from bot.parsing import parse_unit_cost
 from bot.periods import Period
+from bot.permissions import Power
 from bot.text import SHOWN_MAX, clip, storable
-from db.models import BillStatus, Role
+from db.models import ActionType, BillStatus
 from handlers.customers import customer, customers, export, usage
 from handlers.errors import refuse
 from handlers.identity import current_user
@@ -42,7 +43,6 @@ from handlers.job_requests import COMMAND_JOBS
 from handlers.jobs import JobType, record_job
 from handlers.requests import CommandRequest
 
-FINANCE = frozenset({Role.FINANCE})
 # An unknown subcommand is named back only when it is a short word of letters: anything with digits or
 # dashes could be a link code typed without `link`, and a code is never shown again.
 _ECHOABLE = re.compile(r"[a-z]{1,12}")
@@ -50,7 +50,7 @@ _MONTH_LIKE = re.compile(r"[0-9]")
 @dataclass(frozen=True)
 class Subcommand:
     run: Callable[[CommandRequest], None]
-    roles: frozenset[Role] | None  # who may use it; None: every linked account
+    power: Power | None  # what it needs, to be listed in help (the service refuses); None: nothing
     usage: str
     description: str
     unlinked: bool = False  # a Slack user without an account may use it too
@@ -58,7 +58,7 @@ class Subcommand:
     def allows(self, request: CommandRequest) -> bool:
         if request.user is None:
             return self.unlinked
-        return self.roles is None or request.user.role in self.roles
+        return self.power is None or permissions.allowed(request.user, self.power)
 
 
 # --- the listener ------------------------------------------------------------------------------------
@@ -147,12 +147,12 @@ def run_command(services, job_id: int, recorded: RecordedCommand) -> None:
 
 
 def dispatch(request: CommandRequest) -> None:
-    """Run the subcommand typed, once the caller is known to be allowed to."""
+    """Run the subcommand typed; the services it calls refuse what the caller's role may not do."""
     subcommand = SUBCOMMANDS.get(request.subcommand)
     if subcommand is None:
         raise unknown_subcommand(request)
     if not subcommand.unlinked:
-        request.account(*(subcommand.roles or ()))
+        request.account()
     subcommand.run(request)
 
 
@@ -218,7 +218,7 @@ def status_argument(request: CommandRequest, text: str) -> BillStatus:
 
 def unit_cost_argument(request: CommandRequest, text: str) -> Decimal:
     try:
-        return workflow.parse_unit_cost(text)
+        return parse_unit_cost(text)
     except InvalidInput as error:
         problem = str(error)  # says what is wrong: not a number, negative, too many places
         raise invalid(request, problem[:1].upper() + problem[1:] + ".") from None
@@ -274,7 +274,7 @@ def generate(request: CommandRequest) -> None:
     period = month_argument(request, month) if month else Period.previous(settings.zone)
     with request.services.sessions() as session:
         summary = billing.generate_month(
-            session=session, period=period, actor=actor, today=datetime.now(settings.zone).date()
+            session=session, period=period, actor=actor, today=settings.today()
         )
     lines = summary.lines()
     if summary.created:
@@ -364,9 +364,10 @@ def undo(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         bill = workflow.undo(session=session, bill_id=bill_id, actor=request.account(), reason=reason)
         undone = next(action for action in bill.actions if action.id == bill.actions[-1].undone_action_id)
-        who = undone.stakeholder.name if undone.stakeholder else "the scheduler"
+        who = actor_name(undone)
     request.reply(
-        f":leftwards_arrow_with_hook: Undid {escape(who)}'s {UNDONE_NOUN[undone.action]} of bill #{bill.id};"
+        f"{ACTION_WORDS[ActionType.UNDO].emoji} Undid {escape(who)}'s {ACTION_WORDS[undone.action].noun}"
+        f" of bill #{bill.id};"
         f" it is {bill.status.value} now."
     )
 
@@ -423,13 +424,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "unlink": Subcommand(unlink, None, "/bill unlink", "remove the link between your Slack user and your account"),
     "whoami": Subcommand(whoami, None, "/bill whoami", "the account, role and email you act as", unlinked=True),
     "generate": Subcommand(
-        generate, FINANCE, "/bill generate [YYYY-MM]", "create a month's bills (default: last month) and post them"
+        generate, Power.GENERATE, "/bill generate [YYYY-MM]", "create a month's bills (default: last month) and post them"
     ),
     "list": Subcommand(list_, None, "/bill list [status] [YYYY-MM]", "list bills, by status and month"),
     "show": Subcommand(show, None, "/bill show <id>", "a bill's details and full history"),
-    "edit": Subcommand(edit, FINANCE, "/bill edit <id> <unit cost>", "change a DRAFT bill's unit cost"),
+    "edit": Subcommand(edit, Power.EDIT, "/bill edit <id> <unit cost>", "change a DRAFT bill's unit cost"),
     "send": Subcommand(
-        send, FINANCE, "/bill send <id> [again|delivered]",
+        send, Power.SEND, "/bill send <id> [again|delivered]",
         "email an approved (FINAL) bill to the customer; after a send that was not confirmed, `again` emails it"
         " once more and `delivered` records it as sent without emailing it",
     ),
@@ -442,7 +443,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "customers": Subcommand(customers, None, "/bill customers", "every customer and its contract"),
     "customer": Subcommand(customer, None, "/bill customer <name>", "a customer's terms, usage, bills and chart"),
     "usage": Subcommand(usage, None, "/bill usage <customer> [year]", "a customer's monthly API usage"),
-    "export": Subcommand(export, FINANCE, "/bill export [YYYY-MM]", "a month's bills as a CSV file"),
+    "export": Subcommand(export, Power.EXPORT, "/bill export [YYYY-MM]", "a month's bills as a CSV file"),
 }
 # Subcommands that change bills: recorded before their acknowledgement and run by the delivery workers.
 CHANGING = COMMAND_JOBS

@@ -8,14 +8,12 @@ error handler shows it.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
 
 from bot import charts, customers as customer_service, export as export_service
 from bot.blocks import message_blocks
 from bot.blocks import customers as customer_blocks
 from bot.blocks import escape
 from bot.errors import InvalidInput
-from bot.formatting import money
 from bot.home import status_totals
 from bot.periods import Period
 from handlers.requests import CommandRequest
@@ -53,7 +51,7 @@ def customer(request: CommandRequest) -> None:
     if not name:
         raise _usage_error("customer", "Which customer? Give its name, e.g. `/bill customer Acme`.")
     with request.services.sessions() as session:
-        overview = customer_service.customer_overview(session=session, name=name, today=_today(request))
+        overview = customer_service.customer_overview(session=session, name=name, today=request.services.settings.today())
         blocks = message_blocks(customer_blocks.customer_view(overview))
     found = overview.customer.name
     over = len(overview.months_over_limit)
@@ -99,13 +97,10 @@ def export(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         content = export_service.bills_csv(session=session, period=period, actor=actor)
         totals = status_totals(session=session, period=period)
-    count = sum(total.count for total in totals)
-    if not count:
-        request.reply(f"There are no bills for {period.label}, so there is nothing to export.")
+    summary = customer_blocks.export_summary(period, totals)
+    if not any(total.count for total in totals):
+        request.reply(summary)
         return
-    amount = money(sum(total.total for total in totals))
-    by_status = ", ".join(f"{total.status.value} {total.count}" for total in totals if total.count)
-    summary = f"{period.label}: {count} {'bill' if count == 1 else 'bills'}, {amount} in all ({by_status})"
     dm_channel = _direct_channel(request)
     filename = export_service.bills_csv_filename(period)
     request.client.files_upload_v2(
@@ -121,10 +116,6 @@ def export(request: CommandRequest) -> None:
 def _direct_channel(request: CommandRequest) -> str:
     """The app's direct-message channel with the caller."""
     return request.client.conversations_open(users=request.slack_user_id)["channel"]["id"]
-
-
-def _today(request: CommandRequest) -> date:
-    return datetime.now(request.services.settings.zone).date()
 
 
 def _slug(name: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from bot.home import home_view
 from handlers.identity import current_user
 
@@ -16,7 +14,7 @@ def register(app) -> None:
         services = context["services"]
         slack_user_id = event["user"]
         user = current_user(services, client, slack_user_id)
-        today = datetime.now(services.settings.zone).date()
+        today = services.settings.today()
         with services.sessions() as session:
             view = home_view(session=session, user=user, today=today)
         client.views_publish(user_id=slack_user_id, view=view)

@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 
 from bot import outbox, workflow
 from bot.errors import AlreadyDone, BillProcessError
+from bot.parsing import parse_reason
 from bot.slack_ids import BlockId, CallbackId, InputId, parse_bill_value
 from handlers.identity import linked_user
 
@@ -25,7 +26,7 @@ def reject_submitted(ack: Ack, body: dict, view: dict, client: WebClient, contex
     services = context["services"]
     bill_id = None
     try:
-        reason = workflow.parse_reason(_reason(view), required=True)
+        reason = parse_reason(_reason(view), required=True)
         user = linked_user(services, client, body["user"]["id"])
         bill_id, seen_action_id = parse_bill_value(view.get("private_metadata"))
         with services.sessions() as session:

@@ -86,7 +86,7 @@ def test_users_add_keeps_only_a_bcrypt_digest(cli, db):
         (["users", "add", "x", "--role", "boss", "--password-stdin"], "long enough\n", "unknown role 'boss'"),
         (["users", "add", "x", "--role", "sales", "--password-stdin"], "short\n", "at least 8 characters"),
         (["users", "add", "x", "--role", "sales", "--email", "nope", "--password-stdin"], "long enough\n",
-         "'nope' is not an email address"),
+         "The account's email must be an email address such as billing@example.com, not 'nope'"),
         (["users", "add", "x", "--role", "sales"], "long enough\n", "pipe it in with --password-stdin"),
     ],
 )

@@ -231,19 +231,19 @@ def test_a_file_with_only_the_header_imports_nothing(db):
         ),
         (
             {"overage_unit_cost": "-0.01"},
-            "row 3: overage_unit_cost must be a number ≥ 0 such as 0.000125, not '-0.01'",
+            "row 3: overage_unit_cost cannot be negative",
         ),
         (
             {"overage_unit_cost": "$0.01"},
-            "row 3: overage_unit_cost must be a number ≥ 0 such as 0.000125, not '$0.01'",
+            "row 3: overage_unit_cost must be a decimal number such as 0.0125, not '$0.01'",
         ),
         (
             {"overage_unit_cost": "1e-3"},
-            "row 3: overage_unit_cost must be a number ≥ 0 such as 0.000125, not '1e-3'",
+            "row 3: overage_unit_cost must be a decimal number such as 0.0125, not '1e-3'",
         ),
         (
             {"overage_unit_cost": "NaN"},
-            "row 3: overage_unit_cost must be a number ≥ 0 such as 0.000125, not 'NaN'",
+            "row 3: overage_unit_cost must be a decimal number such as 0.0125, not 'NaN'",
         ),
         (
             {"overage_unit_cost": "1000.000001"},

@@ -6,9 +6,15 @@ rules; `message_blocks` and `view_blocks` also enforce the per-message and per-v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from bot.formatting import actor_name
 from bot.text import (
@@ -19,6 +25,7 @@ from db.models import BillAction, User
 MAX_MESSAGE_BLOCKS = 50
 HEADER_MAX = 150  # characters in a header block's text
 MAX_VIEW_BLOCKS = 100
+SECTION_TEXT_MAX = 3000  # characters in a section block's text
 
 
 def escape(text: str) -> str:
@@ -61,3 +68,32 @@ def header(text: str) -> HeaderBlock:
 def context(markdown: str) -> ContextBlock:
     """A line of small print."""
     return ContextBlock(elements=[MarkdownTextObject(text=markdown)])
+
+
+def section(markdown: str, **extra) -> SectionBlock:
+    """A block of mrkdwn text; `extra` may add an accessory."""
+    return SectionBlock(text=MarkdownTextObject(text=markdown), **extra)
+
+
+def fields(texts: Iterable[str], *, above: str | None = None) -> SectionBlock:
+    """Short mrkdwn texts shown side by side ("*Label*\nvalue"), under the line `above` when given."""
+    return SectionBlock(
+        text=MarkdownTextObject(text=above) if above else None,
+        fields=[MarkdownTextObject(text=text) for text in texts],
+    )
+
+
+def packed(lines: Iterable[str], *, limit: int = SECTION_TEXT_MAX) -> list[str]:
+    """Lines joined into as few texts as fit `limit` characters each (every line must fit alone)."""
+    texts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        if current and size + 1 + len(line) > limit:
+            texts.append("\n".join(current))
+            current, size = [], 0
+        size += len(line) + (1 if current else 0)
+        current.append(line)
+    if current:
+        texts.append("\n".join(current))
+    return texts

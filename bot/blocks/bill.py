@@ -14,32 +14,45 @@ from slack_sdk.models.blocks import (
     Block,
     ButtonElement,
     ConfirmObject,
-    ContextBlock,
     HeaderBlock,
     InputBlock,
-    MarkdownTextObject,
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
 )
 from slack_sdk.models.views import View
 
+from bot import permissions
 from bot.approval import Progress, Step
 
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
 from bot.blocks import (
     HEADER_MAX,
+    SECTION_TEXT_MAX,
     actor_mention,
     clip,
+    context,
     escape,
+    fields,
     mention,
     message_blocks,
+    section,
     view_blocks,
 )
 from bot.errors import AlreadyDone
-from bot.formatting import bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import (
+    ACTION_WORDS,
+    STATUS_WORDS,
+    bill_period,
+    calls,
+    money,
+    timestamp,
+    unit_cost,
+)
+from bot.parsing import REASON_MAX_LENGTH
+from bot.permissions import Power
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.workflow import REASON_MAX_LENGTH, latest_change, sending, undo_target
+from bot.workflow import latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
 
 Team = Mapping[Role, Sequence[User]]
@@ -49,35 +62,9 @@ MAX_MENTIONS = 5
 # The message and notifications show the start of a long reason; the thread reply shows all of it.
 PREVIEW_REASON_MAX = 300
 
-STATUS_EMOJI = {
-    BillStatus.DRAFT: ":hourglass_flowing_sand:",
-    BillStatus.FINAL: ":white_check_mark:",
-    BillStatus.WRITEOFF: ":no_entry_sign:",
-    BillStatus.SENT: ":email:",
-}
-ACTION_EMOJI = {
-    ActionType.DRAFT: ":new:",
-    ActionType.APPROVE: ":white_check_mark:",
-    ActionType.REJECT: ":no_entry_sign:",
-    ActionType.EDIT: ":pencil2:",
-    ActionType.SEND: ":email:",
-    ActionType.UNDO: ":leftwards_arrow_with_hook:",
-}
-VERB = {
-    ActionType.DRAFT: "created",
-    ActionType.APPROVE: "approved",
-    ActionType.REJECT: "rejected",
-    ActionType.EDIT: "edited",
-    ActionType.SEND: "sent",
-    ActionType.UNDO: "undid",
-}
-UNDO_LABEL = {ActionType.APPROVE: "Undo approval", ActionType.REJECT: "Undo rejection", ActionType.EDIT: "Undo edit"}
-UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
 
 
 # --- text helpers ----------------------------------------------------------------------------------
-
-
 
 
 def _title(bill: Bill) -> str:
@@ -122,7 +109,7 @@ def next_step(bill: Bill, state: Progress, team: Team | None = None) -> str:
             progress += f", {len(step.approvals)} of {step.approvers} approvals given"
         return f"Waiting for {step_people(step, team)} to approve{progress}"
     if bill.status is BillStatus.FINAL:
-        return f"Ready to send — {_people(frozenset({Role.FINANCE}), team)}"
+        return f"Ready to send — {_people(permissions.roles(Power.SEND), team)}"
     if bill.status is BillStatus.WRITEOFF:
         return "Written off — nothing more to do unless the rejection is undone"
     return "Sent to the customer — this bill is closed"
@@ -215,7 +202,7 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
         buttons.append(_button("Send", ActionId.SEND, value, "primary", confirm=confirm))
     target = undo_target(bill)
     if target is not None:
-        buttons.append(_button(UNDO_LABEL[target.action], ActionId.UNDO, undo_value(bill.id, target.id)))
+        buttons.append(_button(ACTION_WORDS[target.action].undo_label, ActionId.UNDO, undo_value(bill.id, target.id)))
     return buttons
 
 
@@ -264,25 +251,25 @@ def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple
     """The bill's message: figures, status, the approvals it needs and from whom, and its buttons."""
     customer = bill.customer
     period = bill_period(bill).label
-    fields = [
+    figures = [
         f"*Customer*\n{escape(customer.name)}",
         f"*Period*\n{period}",
         f"*API usage*\n{calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
         f"*Overage*\n{calls(bill.overage_units)} calls",
         f"*Unit cost*\n{unit_cost(bill.overage_unit_cost)} per call",
         f"*Amount*\n{money(bill.overage_amount)}",
-        f"*Status*\n{STATUS_EMOJI[bill.status]} {bill.status.value}",
+        f"*Status*\n{STATUS_WORDS[bill.status].emoji} {bill.status.value}",
     ]
     blocks: list[Block] = [
         HeaderBlock(text=_title(bill)),
-        SectionBlock(fields=[MarkdownTextObject(text=field) for field in fields]),
-        SectionBlock(text=MarkdownTextObject(text=_approvals(bill, state, team))),
+        fields(figures),
+        section(_approvals(bill, state, team)),
     ]
     for line in (_outcome(bill), sending_text(bill)):
         if line:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
+            blocks.append(section(line))
     upcoming = next_step(bill, state, team)
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=upcoming)]))
+    blocks.append(context(upcoming))
     buttons = bill_buttons(bill)
     if buttons:
         blocks.append(ActionsBlock(block_id=BlockId.BILL_ACTIONS.value, elements=buttons))
@@ -298,12 +285,12 @@ def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple
 
 def _headline(action: BillAction, bill: Bill) -> str:
     who = actor_mention(action)
-    emoji = ACTION_EMOJI[action.action]
+    words = ACTION_WORDS[action.action]
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
-        what = f"{mention(undone.stakeholder)}'s {UNDONE_NOUN[undone.action]}" if undone else "an action"
-        return f"{emoji} {who} undid {what} on bill #{bill.id}"
-    line = f"{emoji} {who} {VERB[action.action]} bill #{bill.id}"
+        what = f"{actor_mention(undone)}'s {ACTION_WORDS[undone.action].noun}" if undone else "an action"
+        return f"{words.emoji} {who} {words.headline} {what} on bill #{bill.id}"
+    line = f"{words.emoji} {who} {words.headline} bill #{bill.id}"
     if action.action in (ActionType.APPROVE, ActionType.EDIT, ActionType.SEND) and action.comment:
         line += f" ({escape(action.comment)})"
     if action.action is ActionType.REJECT:
@@ -321,13 +308,13 @@ def action_reply(
     before = action.status_before.value if action.status_before else "—"
     change = f"Status: {before} → {action.status_after.value}"
     upcoming = next_step(bill, state, team)
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=clip(headline, 3000)))]
+    blocks: list[Block] = [section(clip(headline, SECTION_TEXT_MAX))]
     reason = action.comment if action.action in (ActionType.REJECT, ActionType.UNDO) else None
     if reason:
         # Plain text shows the reason exactly as typed: no markup, no mentions.
         blocks.append(SectionBlock(text=PlainTextObject(text=f"Reason: {reason}", emoji=False)))
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=change)]))
-    blocks.append(SectionBlock(text=MarkdownTextObject(text=upcoming)))
+    blocks.append(context(change))
+    blocks.append(section(upcoming))
     text = headline
     if reason:
         text += f": “{escape(clip(reason, PREVIEW_REASON_MAX))}”"
@@ -356,7 +343,7 @@ def reject_modal(bill: Bill) -> dict:
         f"{money(bill.overage_amount)}\nRejecting writes the overage off. The reason is posted in the bill's thread."
     )
     blocks = [
-        SectionBlock(text=MarkdownTextObject(text=summary)),
+        section(summary),
         InputBlock(
             block_id=BlockId.REJECT_REASON.value,
             label="Reason",

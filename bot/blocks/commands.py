@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -11,7 +11,6 @@ from slack_sdk.models.blocks import (
     Block,
     DividerBlock,
     HeaderBlock,
-    MarkdownTextObject,
     PlainTextObject,
     SectionBlock,
 )
@@ -20,10 +19,14 @@ from bot import approval
 from bot.blocks import (
     HEADER_MAX,
     MAX_MESSAGE_BLOCKS,
+    SECTION_TEXT_MAX,
     clip,
     context,
     escape,
+    fields,
     message_blocks,
+    packed,
+    section,
 )
 from bot.blocks.bill import sending_text
 from bot.formatting import (
@@ -43,7 +46,6 @@ HOW_TO_LINK = (
     "`/bill link CODE`. A code works once and expires after 24 hours."
 )
 MAX_LISTED_BILLS = 100
-SECTION_TEXT_LIMIT = 3000
 CUSTOMER_NAME_WIDTH = 40
 CODE_FENCE = "```"
 
@@ -68,35 +70,9 @@ def _escaped_within(text: str, limit: int) -> str:
     return escaped
 
 
-def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text))
-
-
-
-
-
-
-
-
 def _header(text: str) -> HeaderBlock:
     # Plain text without emoji conversion: list titles quote what the person typed.
     return HeaderBlock(text=PlainTextObject(text=clip(text, HEADER_MAX)))
-
-
-def _packed(lines: Iterable[str], *, limit: int = SECTION_TEXT_LIMIT) -> list[str]:
-    """Lines joined into as few texts as fit `limit` characters each (every line must fit alone)."""
-    texts: list[str] = []
-    current: list[str] = []
-    size = 0
-    for line in lines:
-        if current and size + 1 + len(line) > limit:
-            texts.append("\n".join(current))
-            current, size = [], 0
-        size += len(line) + (1 if current else 0)
-        current.append(line)
-    if current:
-        texts.append("\n".join(current))
-    return texts
 
 
 # --- help and whoami ---------------------------------------------------------------------------------
@@ -109,21 +85,24 @@ def help_blocks(entries: Sequence[HelpEntry], *, user: User | None) -> list[dict
     else:
         intro = f"You are *{escape(user.name)}* ({user.role.label}). Here is what you can do:"
     lines = [f"`{entry.usage}` — {entry.description}" for entry in entries]
-    return message_blocks([_header("/bill help"), _section(intro), *map(_section, _packed(lines))])
+    return message_blocks([_header("/bill help"), section(intro), *map(section, packed(lines))])
 
 
 def whoami_blocks(user: User | None) -> list[dict]:
     """The account the caller acts as, or how to link one."""
     if user is None:
-        return message_blocks([_section("You are not linked to a BillProcess account. " + HOW_TO_LINK)])
-    fields = [
-        MarkdownTextObject(text=f"*Account*\n{escape(user.name)}"),
-        MarkdownTextObject(text=f"*Role*\n{user.role.label}"),
-        MarkdownTextObject(text=f"*Email*\n{escape(user.email) if user.email else '—'}"),
-    ]
+        return message_blocks([section("You are not linked to a BillProcess account. " + HOW_TO_LINK)])
+    account = fields(
+        [
+            f"*Account*\n{escape(user.name)}",
+            f"*Role*\n{user.role.label}",
+            f"*Email*\n{escape(user.email) if user.email else '—'}",
+        ],
+        above="You act in BillProcess as:",
+    )
     return message_blocks(
         [
-            SectionBlock(text=MarkdownTextObject(text="You act in BillProcess as:"), fields=fields),
+            account,
             context("Not you? `/bill unlink` removes the link."),
         ]
     )
@@ -169,11 +148,11 @@ def bill_list_blocks(
     """The bills, newest month first; past `limit` the rest are counted, not listed."""
     title = list_title(status, period)
     if not bills:
-        return message_blocks([_header(title), _section("No bills match.")])
+        return message_blocks([_header(title), section("No bills match.")])
     ordered = sorted(bills, key=lambda bill: (-bill.year, -bill.month, bill.id))
     shown = ordered[:limit]
     blocks: list[Block] = [_header(title), context(bill_list_summary(bills))]
-    blocks += [_section(text) for text in _packed(bill_list_line(bill) for bill in shown)]
+    blocks += [section(text) for text in packed(bill_list_line(bill) for bill in shown)]
     if len(ordered) > len(shown):
         blocks.append(
             context(
@@ -197,7 +176,7 @@ def approval_text(bill: Bill) -> str:
     return "*Approvals*\n" + "\n".join(escape(line) for line in approval_lines(state))
 
 
-def bill_fields(bill: Bill) -> list[MarkdownTextObject]:
+def bill_fields(bill: Bill) -> SectionBlock:
     customer = bill.customer
     values = [
         ("Customer", escape(customer.name)),
@@ -209,34 +188,34 @@ def bill_fields(bill: Bill) -> list[MarkdownTextObject]:
         ("CSM", escape(customer.csm.name) if customer.csm else "—"),
         ("Billing email", escape(customer.billing_email)),
     ]
-    return [MarkdownTextObject(text=f"*{label}*\n{value}") for label, value in values]
+    return fields(f"*{label}*\n{value}" for label, value in values)
 
 
 def history_texts(bill: Bill) -> list[str]:
     """The bill's whole history, oldest first, as code-formatted texts that each fit one section."""
-    room = SECTION_TEXT_LIMIT - 2 * (len(CODE_FENCE) + 1)
+    room = SECTION_TEXT_MAX - 2 * (len(CODE_FENCE) + 1)
     lines = [_escaped_within(action_line(action), room) for action in history(bill)]
-    return [f"{CODE_FENCE}\n{text}\n{CODE_FENCE}" for text in _packed(lines, limit=room)]
+    return [f"{CODE_FENCE}\n{text}\n{CODE_FENCE}" for text in packed(lines, limit=room)]
 
 
 def bill_detail_blocks(bill: Bill) -> list[dict]:
     """A bill's figures, its approval progress and every action taken on it."""
     blocks: list[Block] = [
         _header(f"Bill #{bill.id}: {bill.customer.name}, {bill_period(bill).label}"),
-        SectionBlock(fields=bill_fields(bill)),
-        _section(approval_text(bill)),
+        bill_fields(bill),
+        section(approval_text(bill)),
     ]
     warning = sending_text(bill)
     if warning:
-        blocks.append(_section(warning))
-    blocks += [DividerBlock(), _section("*History*")]
+        blocks.append(section(warning))
+    blocks += [DividerBlock(), section("*History*")]
     texts = history_texts(bill)
     room = MAX_MESSAGE_BLOCKS - len(blocks)
     if len(texts) > room:
         # Only a bill with thousands of actions gets here; its thread still holds all of them.
         texts = texts[len(texts) - room + 1 :]
         blocks.append(context("Earlier actions are not shown here; the bill's thread has all of them."))
-    blocks += [_section(text) for text in texts]
+    blocks += [section(text) for text in texts]
     return message_blocks(blocks)
 
 

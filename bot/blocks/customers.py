@@ -1,33 +1,33 @@
-"""Block Kit for customers: the list, one customer's view, and a usage history, each ≤ 50 blocks."""
+"""Block Kit for customers: the list, one customer's view, and a usage history, each ≤ 50 blocks; the export's summary."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import groupby
+from typing import TYPE_CHECKING
 
-from slack_sdk.models.blocks import (
-    Block,
-    DividerBlock,
-    MarkdownTextObject,
-    SectionBlock,
-)
+from slack_sdk.models.blocks import Block, DividerBlock
 
 from bot.approval import customer_terms
-from bot.blocks import MAX_MESSAGE_BLOCKS, context, escape, header, mention
+from bot.blocks import (
+    MAX_MESSAGE_BLOCKS,
+    context,
+    escape,
+    fields,
+    header,
+    mention,
+    packed,
+    section,
+)
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
 from bot.formatting import bill_period, calls, money, unit_cost
+from bot.periods import Period
 from db.models import Customer
 
-MAX_SECTION_TEXT = 3000
+if TYPE_CHECKING:
+    from bot.home import StatusTotal
+
 OVER_MARK = "◀ over by"
-
-
-def _text(markdown: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=markdown)
-
-
-
-
 
 
 def contract(customer: Customer) -> str:
@@ -40,20 +40,9 @@ def _csm(customer: Customer) -> str:
 
 def _sections(lines: Sequence[str], max_blocks: int) -> tuple[list[Block], int]:
     """Pack lines into at most `max_blocks` sections within Slack's text limit; also how many lines did not fit."""
-    blocks: list[Block] = []
-    chunk: list[str] = []
-    used = 0
-    for index, line in enumerate(lines):
-        if chunk and used + len(line) > MAX_SECTION_TEXT:
-            blocks.append(SectionBlock(text=_text("\n".join(chunk))))
-            if len(blocks) == max_blocks:
-                return blocks, len(lines) - index
-            chunk, used = [], 0
-        chunk.append(line)
-        used += len(line) + 1
-    if chunk:
-        blocks.append(SectionBlock(text=_text("\n".join(chunk))))
-    return blocks, 0
+    texts = packed(lines)
+    left_out = sum(text.count("\n") + 1 for text in texts[max_blocks:])
+    return [section(text) for text in texts[:max_blocks]], left_out
 
 
 def _table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
@@ -93,7 +82,7 @@ def customers_list(customers: Sequence[Customer]) -> list[Block]:
     if not customers:
         return [
             header("Customers"),
-            SectionBlock(text=_text("No customers yet. Operators add them with `billprocess customers import FILE`.")),
+            section("No customers yet. Operators add them with `billprocess customers import FILE`."),
         ]
     lines = [
         f"*{escape(customer.name)}* — {calls(customer.monthly_api_limit)} calls a month, then "
@@ -114,35 +103,33 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
     months = overview.months
     blocks: list[Block] = [
         header(customer.name),
-        SectionBlock(
-            fields=[
-                _text(f"*Monthly limit*\n{calls(customer.monthly_api_limit)} calls"),
-                _text(f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost)} per call"),
-                _text(f"*Contract*\n{contract(customer)}"),
-                _text(f"*Approval*\n{customer_terms(customer)}"),
-                _text(f"*CSM*\n{_csm(customer)}"),
-                _text(f"*Billing email*\n{escape(customer.billing_email)}"),
+        fields(
+            [
+                f"*Monthly limit*\n{calls(customer.monthly_api_limit)} calls",
+                f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost)} per call",
+                f"*Contract*\n{contract(customer)}",
+                f"*Approval*\n{customer_terms(customer)}",
+                f"*CSM*\n{_csm(customer)}",
+                f"*Billing email*\n{escape(customer.billing_email)}",
             ]
         ),
         DividerBlock(),
-        SectionBlock(
-            text=_text(
+        section(
                 f"*API usage, {months[0].period.label} – {months[-1].period.label}*\n"
                 "```" + escape("\n".join(_usage_lines(months))) + "```"
-            )
         ),
         context(_over_summary(months)),
         DividerBlock(),
     ]
     if not overview.bills:
-        blocks.append(SectionBlock(text=_text("*Bills*\nNo bills yet.")))
+        blocks.append(section("*Bills*\nNo bills yet."))
         return blocks
     lines = [
         f"`#{bill.id}` {bill_period(bill).label} · {bill.status.value} · "
         f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost)} = *{money(bill.overage_amount)}*"
         for bill in overview.bills
     ]
-    blocks.append(SectionBlock(text=_text(f"*Bills* ({overview.bill_count}), latest first\n" + "\n".join(lines))))
+    blocks.append(section(f"*Bills* ({overview.bill_count}), latest first\n" + "\n".join(lines)))
     if overview.bill_count > len(overview.bills):
         blocks.append(context(f"…and {overview.bill_count - len(overview.bills)} older bills."))
     return blocks
@@ -153,12 +140,12 @@ def usage_history(history: UsageHistory) -> list[Block]:
     title = f"API usage — {customer.name}" + (f", {history.year}" if history.year else "")
     blocks: list[Block] = [header(title)]
     if not history.months:
-        blocks.append(SectionBlock(text=_text(f"No usage is recorded for {escape(customer.name)} yet.")))
+        blocks.append(section(f"No usage is recorded for {escape(customer.name)} yet."))
         return blocks
     limit_note = f"Marked against the current limit of {calls(customer.monthly_api_limit)} calls a month."
     if history.year is not None:
         blocks += [
-            SectionBlock(text=_text("```" + escape("\n".join(_usage_lines(history.months))) + "```")),
+            section("```" + escape("\n".join(_usage_lines(history.months))) + "```"),
             context(f"{_over_summary(history.months)} · {limit_note}"),
         ]
         return blocks
@@ -166,8 +153,18 @@ def usage_history(history: UsageHistory) -> list[Block]:
     room = MAX_MESSAGE_BLOCKS - 3
     for year, months in reversed(years[-room:]):
         lines = "\n".join(_usage_lines(months))
-        blocks.append(SectionBlock(text=_text(f"*{year}*\n```{escape(lines)}```")))
+        blocks.append(section(f"*{year}*\n```{escape(lines)}```"))
     if len(years) > room:
         blocks.append(context(f"…and {len(years) - room} earlier years: `/bill usage {escape(customer.name)} YEAR`."))
     blocks.append(context(f"{_over_summary(history.months)} · {limit_note}"))
     return blocks
+
+
+def export_summary(period: Period, totals: Sequence[StatusTotal]) -> str:
+    """What `/bill export` says of the month's CSV: "October 2026: 3 bills, 1,500.00 in all (DRAFT 1, FINAL 2)"."""
+    count = sum(total.count for total in totals)
+    if not count:
+        return f"There are no bills for {period.label}, so there is nothing to export."
+    amount = money(sum(total.total for total in totals))
+    by_status = ", ".join(f"{total.status.value} {total.count}" for total in totals if total.count)
+    return f"{period.label}: {count} {'bill' if count == 1 else 'bills'}, {amount} in all ({by_status})"

@@ -12,8 +12,6 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     DividerBlock,
     HeaderBlock,
-    MarkdownTextObject,
-    SectionBlock,
 )
 
 from bot.blocks import (
@@ -21,32 +19,25 @@ from bot.blocks import (
     clip,
     context,
     escape,
+    fields,
     header,
     message_blocks,
+    section,
 )
 from bot.blocks.bill import sending_text, shown_value, uncertain_send_buttons
-from bot.formatting import OUTBOX_WHAT, bill_period, calls, money, unit_cost
+from bot.formatting import (
+    OUTBOX_WHAT,
+    STATUS_WORDS,
+    bill_period,
+    calls,
+    money,
+    unit_cost,
+)
 from bot.slack_ids import ActionId
-from db.models import ActionType, Bill, BillStatus, User
+from db.models import ActionType, Bill, User
 
 if TYPE_CHECKING:
     from bot.home import ApproverHome, FinanceHome, ListedBill
-
-STATUS_MEANING = {
-    BillStatus.DRAFT: "waiting for approval",
-    BillStatus.FINAL: "approved, to be sent",
-    BillStatus.WRITEOFF: "rejected, written off",
-    BillStatus.SENT: "sent to the customer",
-}
-
-
-def _text(markdown: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=markdown)
-
-
-
-
-
 
 def _bills(count: int) -> str:
     return f"{count} bill" if count == 1 else f"{count} bills"
@@ -99,19 +90,15 @@ def _more(shown: int, total: int, hint: str) -> list[Block]:
 def unlinked_home() -> list[Block]:
     return [
         HeaderBlock(text="Welcome to BillProcess"),
-        SectionBlock(
-            text=_text(
+        section(
                 "BillProcess handles the monthly API-overage bills: Finance generates them, Customer Success "
                 "and Sales approve them, and Finance sends them to the customers.\n\n"
                 "*Your Slack user is not linked to a BillProcess account yet.* To link it:"
-            )
         ),
-        SectionBlock(
-            text=_text(
+        section(
                 "1. Ask an operator for a one-time code. They create it with `billprocess users invite NAME`, "
                 "where NAME is your account.\n"
                 "2. Type `/bill link CODE` in any channel or direct message. The code works once, within 24 hours."
-            )
         ),
         context("Never type a password into Slack: linking only ever needs the one-time code."),
     ]
@@ -121,11 +108,9 @@ def finance_home(home: FinanceHome) -> list[Block]:
     blocks: list[Block] = [HeaderBlock(text="BillProcess — Finance"), _who(home.user), DividerBlock()]
     if home.period is None:
         blocks.append(
-            SectionBlock(
-                text=_text(
+            section(
                     f"No bills have been generated yet. `/bill generate {home.next_period}` creates the bills "
                     f"for {home.next_period.label}."
-                )
             )
         )
     else:
@@ -133,14 +118,10 @@ def finance_home(home: FinanceHome) -> list[Block]:
         amount = sum(total.total for total in home.totals)
         blocks += [
             HeaderBlock(text=f"Bills for {home.period.label}"),
-            SectionBlock(
-                fields=[
-                    _text(
-                        f"*{total.status.value}* — {STATUS_MEANING[total.status]}\n"
-                        f"{_bills(total.count)} · {money(total.total)}"
-                    )
-                    for total in home.totals
-                ]
+            fields(
+                f"*{total.status.value}* — {STATUS_WORDS[total.status].meaning}\n"
+                f"{_bills(total.count)} · {money(total.total)}"
+                for total in home.totals
             ),
             context(f"{_bills(count)} in all, {money(amount)} · `/bill list {home.period}` lists them."),
         ]
@@ -148,13 +129,13 @@ def finance_home(home: FinanceHome) -> list[Block]:
         blocks += [DividerBlock(), HeaderBlock(text="Sending not confirmed")]
         for bill in home.sending:
             blocks += [
-                SectionBlock(text=_text(f"{bill_summary(bill)}\n{sending_text(bill)}")),
+                section(f"{bill_summary(bill)}\n{sending_text(bill)}"),
                 ActionsBlock(elements=uncertain_send_buttons(bill)),
             ]
         blocks += _more(len(home.sending), home.sending_count, "`/bill list FINAL` lists them all.")
     blocks += [DividerBlock(), HeaderBlock(text="Approved, waiting to be sent")]
     if not home.to_send:
-        blocks.append(SectionBlock(text=_text("No approved bills are waiting to be sent.")))
+        blocks.append(section("No approved bills are waiting to be sent."))
     for listed in home.to_send:
         bill = listed.bill
         send = None
@@ -172,13 +153,13 @@ def finance_home(home: FinanceHome) -> list[Block]:
                     deny="Cancel",
                 ),
             )
-        blocks.append(SectionBlock(text=_text(f"{bill_summary(bill)}\n{_approved_by(listed)}"), accessory=send))
+        blocks.append(section(f"{bill_summary(bill)}\n{_approved_by(listed)}", accessory=send))
     blocks += _more(len(home.to_send), home.to_send_count, "`/bill list FINAL` lists them all.")
     if home.failed_count:
         blocks += [DividerBlock(), HeaderBlock(text=f":warning: Slack messages not delivered: {home.failed_count}")]
         lines = [f"• {OUTBOX_WHAT[row.kind]}" + (f" of bill #{row.bill_id}" if row.bill_id else "")
                  + f": `{escape(clip(row.last_error or 'failed', 200))}`" for row in home.failed]
-        blocks.append(SectionBlock(text=_text("\n".join(lines))))
+        blocks.append(section("\n".join(lines)))
         blocks.append(context("An operator lists them with `billprocess outbox` and sends them again with"
                               " `billprocess outbox retry` once the cause is fixed."))
     return blocks
@@ -187,7 +168,7 @@ def finance_home(home: FinanceHome) -> list[Block]:
 def approver_home(home: ApproverHome) -> list[Block]:
     blocks: list[Block] = [HeaderBlock(text=f"BillProcess — {home.user.role.label}"), _who(home.user), DividerBlock()]
     if not home.waiting_count:
-        blocks.append(SectionBlock(text=_text("No bills are waiting for your approval. :white_check_mark:")))
+        blocks.append(section("No bills are waiting for your approval. :white_check_mark:"))
         return blocks
     blocks.append(HeaderBlock(text=f"Waiting for you: {_bills(home.waiting_count)}"))
     for listed in home.waiting:
@@ -199,7 +180,7 @@ def approver_home(home: ApproverHome) -> list[Block]:
 def _waiting_bill(listed: ListedBill) -> list[Block]:
     """A bill waiting for the reader's approval, with the buttons they may use on it."""
     bill = listed.bill
-    blocks: list[Block] = [SectionBlock(text=_text(f"{bill_summary(bill)}\n{_progress(listed)}"))]
+    blocks: list[Block] = [section(f"{bill_summary(bill)}\n{_progress(listed)}")]
     buttons = [
         ButtonElement(text=label, action_id=action_id.value, value=shown_value(bill), style=style)
         for action, label, action_id, style in (

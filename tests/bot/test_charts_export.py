@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 from matplotlib.colors import to_hex
 from PIL import Image
 
@@ -122,5 +123,71 @@ def test_only_finance_may_export_bills(session, db, role):
     with db() as s:
         generate_month(session=s, period=Period(2026, 10), actor=None, today=TODAY)
 
-    with db() as s, pytest.raises(NotAllowed, match=f"Only Finance can export bills; you are {role.label}"):
+    with db() as s, pytest.raises(NotAllowed, match="^Only Finance can export bills$"):
         bills_csv(session=s, period=Period(2026, 10), actor=someone)
+
+
+def test_csv_shows_each_approval_step_with_its_reason_and_who_approved(session, db):
+    finance = add_user(session, "fiona", Role.FINANCE)
+    carol = add_user(session, "carol", Role.CUSTOMER_SUCCESS)
+    sam = add_user(session, "sam", Role.SALES)
+    october = Period(2026, 10)
+    add_customer(session, "Acme", require_csm_approval=True, csm=carol, usage={(2026, 10): 5000})
+    add_customer(session, "Globex", usage={(2026, 10): 5000})
+    with db() as s:
+        generate_month(session=s, period=october, actor=finance, today=TODAY)
+    with db() as s:
+        ids = {bill.customer.name: bill.id for bill in list_bills(session=s, period=october)}
+    with db() as s:
+        workflow.approve(session=s, bill_id=ids["Acme"], actor=carol)
+    with db() as s:
+        workflow.approve(session=s, bill_id=ids["Acme"], actor=sam)
+
+    with db() as s:
+        rows = {row["customer"]: row for row in rows_of(bills_csv(session=s, period=october, actor=finance))}
+
+    acme = rows["Acme"]["approvals"].split("; ")
+    assert [step.split(" at ")[0] for step in acme] == [
+        "1. carol (the customer's CSM): approved by carol",
+        "2. Sales (after the customer's CSM): approved by sam",
+    ]
+    assert all(step.endswith(" UTC") for step in acme)
+    assert rows["Globex"]["approvals"] == "Customer Success or Sales (the customer's usual approval): waiting"
+
+
+def test_csv_loads_the_approvals_in_a_fixed_number_of_queries(session, db, engine):
+    finance = add_user(session, "fiona", Role.FINANCE)
+    carol = add_user(session, "carol", Role.CUSTOMER_SUCCESS)
+    sam = add_user(session, "sam", Role.SALES)
+    for n in range(6):
+        add_customer(session, f"Customer {n}", require_csm_approval=n % 2 == 0, csm=carol, usage={(2026, 10): 5000})
+    with db() as s:
+        generate_month(session=s, period=Period(2026, 10), actor=finance, today=TODAY)
+    with db() as s:
+        bill_ids = [bill.id for bill in list_bills(session=s, period=Period(2026, 10))]
+    for bill_id in bill_ids:
+        with db() as s:
+            workflow.approve(session=s, bill_id=bill_id, actor=carol)
+    with db() as s:
+        workflow.approve(session=s, bill_id=bill_ids[0], actor=sam)
+
+    def queries_for(period: Period) -> tuple[int, list[dict[str, str]]]:
+        statements = []
+
+        def count(conn, cursor, statement, parameters, context, executemany):
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with db() as s:
+                rows = rows_of(bills_csv(session=s, period=period, actor=finance))
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(statements), rows
+
+    for_six, rows = queries_for(Period(2026, 10))
+    for_none, _ = queries_for(Period(2026, 9))
+
+    assert len(rows) == 6 and all("approved by carol" in row["approvals"] for row in rows)
+    # bills with customers and CSMs, then their actions with who took them: not one query per bill
+    assert for_six <= for_none + 1

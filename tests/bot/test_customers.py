@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import pytest
 
@@ -11,8 +12,9 @@ from bot.blocks import message_blocks
 from bot.blocks import customers as customer_blocks
 from bot.customers import MAX_OVERVIEW_BILLS, customer_overview, list_customers, usage_history
 from bot.errors import InvalidInput, NotFound
+from bot.home import StatusTotal
 from bot.periods import Period
-from db.models import Role
+from db.models import BillStatus, Role
 from tests.factories import add_customer, add_user
 
 TODAY = date(2026, 11, 3)
@@ -194,3 +196,24 @@ def test_markup_characters_are_escaped_and_quotes_are_left_as_typed(session, db)
     assert viewed[0]["text"]["text"] == name  # a plain-text header shows it as it is
     everything = repr(listed + viewed + history)
     assert "&#x27;" not in everything and "&quot;" not in everything
+
+
+def test_export_summary_counts_the_months_bills_by_status_with_their_total():
+    totals = [
+        StatusTotal(BillStatus.DRAFT, 1, Decimal("0.01")),
+        StatusTotal(BillStatus.FINAL, 2, Decimal("1500.00")),
+        StatusTotal(BillStatus.WRITEOFF, 0, Decimal("0.00")),
+        StatusTotal(BillStatus.SENT, 0, Decimal("0.00")),
+    ]
+    assert customer_blocks.export_summary(Period(2026, 10), totals) == (
+        "October 2026: 3 bills, 1,500.01 in all (DRAFT 1, FINAL 2)"
+    )
+    one = [StatusTotal(BillStatus.SENT, 1, Decimal("12.50"))]
+    assert customer_blocks.export_summary(Period(2026, 10), one) == "October 2026: 1 bill, 12.50 in all (SENT 1)"
+
+
+def test_export_summary_of_a_month_without_bills_says_there_is_nothing_to_export():
+    empty = [StatusTotal(status, 0, Decimal("0.00")) for status in BillStatus]
+    assert customer_blocks.export_summary(Period(2026, 10), empty) == (
+        "There are no bills for October 2026, so there is nothing to export."
+    )

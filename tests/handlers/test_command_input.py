@@ -77,7 +77,7 @@ def problems_with(answer: dict) -> list[str]:
         ("show " + "0" * 5000 + "1", "is not a bill number."),
         ("show 3000000000", "`3000000000` is not a bill number."),  # bill ids are 32-bit integers
         ("edit 1 " + "9" * 5000, "The unit cost '" + "9" * 39 + "…' is too large"),
-        ("edit 1 ³", "'³' is not a unit cost"),
+        ("edit 1 ³", "must be a decimal number such as 0.0125, not '³'"),
         ("generate " + "2" * 5000 + "-10", "is not a month; write it as YYYY-MM"),
         ("list ²⁰²⁵-¹⁰", "is neither a status"),
         ("usage Acme Corp ²⁰²⁶", "There is no customer named “Acme Corp ²⁰²⁶”"),

@@ -196,7 +196,7 @@ def test_export_of_a_malformed_month_gets_the_usage_line(slack, team):
 def test_sales_may_not_export(slack, acme):
     answer = slack.ask(SALES, f"export {LAST_MONTH}")
 
-    assert answer["text"].startswith(":warning: Only Finance can use `/bill export`")
+    assert answer["text"] == ":warning: Only Finance can export bills"
     assert slack.fake.calls("files.getUploadURLExternal") == []
     assert slack.fake.uploads == {}
 
