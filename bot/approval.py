@@ -98,9 +98,6 @@ class Policy:
     def from_json(cls, data: dict | None) -> Policy:
         return cls() if data is None else parse_policy(data)
 
-    def auto_approves(self, amount: Decimal) -> bool:
-        return self.auto_approve_below is not None and amount < self.auto_approve_below
-
     def describe(self) -> list[str]:
         """The rules in force, one sentence each, as `billprocess policy show` prints them."""
         lines = [
@@ -447,8 +444,14 @@ def _usual_steps(bill: Bill) -> list[Step]:
 
 
 def _person(bill: Bill, name: str) -> User | None:
+    """The account a threshold names, looked up once per session (a Home or an export reads many bills)."""
     session = object_session(bill)
-    return session.scalar(select(User).where(User.name == name)) if session is not None else None
+    if session is None:
+        return None
+    people = session.info.setdefault("approval_people", {})
+    if name not in people:
+        people[name] = session.scalar(select(User).where(User.name == name))
+    return people[name]
 
 
 def _threshold_steps(bill: Bill, policy: Policy) -> list[Step]:

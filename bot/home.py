@@ -30,6 +30,7 @@ from db.types import AMOUNT
 # Each listed bill takes one or two blocks; Slack allows 100 per view.
 MAX_LISTED_BILLS = 30
 MAX_LISTED_SENDING = 15  # a bill whose send is not confirmed takes two blocks: its summary and its buttons
+MAX_FINANCE_WAITING = 5  # bills waiting for a Finance approval (a policy threshold), two blocks each
 MAX_FAILED_SHOWN = 5
 APPROVER_BUTTONS = frozenset({ActionType.APPROVE, ActionType.REJECT})
 FINANCE_BUTTONS = frozenset({ActionType.SEND})
@@ -64,6 +65,7 @@ class FinanceHome:
     failed_count: int
     sending: list[Bill]  # FINAL bills whose email is on its way or not confirmed, at most MAX_LISTED_SENDING
     sending_count: int
+    approvals: ApproverHome  # the DRAFT bills waiting for this person's approval, at most MAX_FINANCE_WAITING
 
 
 @dataclass(frozen=True)
@@ -112,20 +114,21 @@ def finance_home(*, session: Session, user: User, today: date) -> FinanceHome:
                                     .where(Outbox.status == OutboxStatus.FAILED)) or 0,
         sending=list(sending),
         sending_count=sending_count,
+        approvals=approver_home(session=session, user=user, limit=MAX_FINANCE_WAITING),
     )
 
 
-def approver_home(*, session: Session, user: User) -> ApproverHome:
-    """The DRAFT bills whose next approval `user` may give, oldest first."""
+def approver_home(*, session: Session, user: User, limit: int = MAX_LISTED_BILLS) -> ApproverHome:
+    """The DRAFT bills whose next approval `user` may give, oldest first (at most `limit` of them listed)."""
     waiting = waiting_for(session=session, user=user)
     shown = session.scalars(
-        with_history(select(Bill).where(Bill.id.in_(waiting[:MAX_LISTED_BILLS]))).execution_options(
+        with_history(select(Bill).where(Bill.id.in_(waiting[:limit]))).execution_options(
             populate_existing=True  # some were loaded above without the stakeholders this view names
         )
     ).all()
     by_id = {bill.id: bill for bill in shown}
     listed = [
-        _listed(by_id[bill_id], user, APPROVER_BUTTONS) for bill_id in waiting[:MAX_LISTED_BILLS] if bill_id in by_id
+        _listed(by_id[bill_id], user, APPROVER_BUTTONS) for bill_id in waiting[:limit] if bill_id in by_id
     ]
     return ApproverHome(user=user, waiting=listed, waiting_count=len(waiting))
 

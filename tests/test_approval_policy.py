@@ -317,3 +317,19 @@ def test_a_person_the_policy_names_must_have_an_account(session, people):
     approval.check_people(parse_policy(FRED_ABOVE_10K), session)
     with pytest.raises(PolicyError, match="thresholds\\[0\\].by: no account is named 'alice'"):
         approval.check_people(parse_policy({"thresholds": [{"at_least": 1, "by": "name:alice"}]}), session)
+
+
+def test_finance_s_home_lists_the_bills_waiting_for_a_finance_approval(session, db, people):
+    from bot.home import home_view
+
+    bill_id = draft(session, db, people, FINANCE_ABOVE_10K, "12,000.00", False)
+    play(db, people, bill_id, [("sam", "approves", DRAFT)])
+    with db() as s:
+        view = home_view(session=s, user=s.get(User, people["fred"].id), today=TODAY)
+    text = "\n".join(str(block) for block in view["blocks"])
+    assert "Waiting for your approval: 1 bill" in text
+    assert "Step 2 of 2: Finance (amount ≥ 10,000.00)" in text
+    play(db, people, bill_id, [("fred", "approves", FINAL)])
+    with db() as s:
+        view = home_view(session=s, user=s.get(User, people["fred"].id), today=TODAY)
+    assert "Waiting for your approval" not in "\n".join(str(block) for block in view["blocks"])

@@ -133,6 +133,12 @@ def finance_home(home: FinanceHome) -> list[Block]:
                 ActionsBlock(elements=uncertain_send_buttons(bill)),
             ]
         blocks += _more(len(home.sending), home.sending_count, "`/bill list FINAL` lists them all.")
+    if home.approvals.waiting_count:
+        waiting = home.approvals
+        blocks += [DividerBlock(), HeaderBlock(text=f"Waiting for your approval: {_bills(waiting.waiting_count)}")]
+        for listed in waiting.waiting:
+            blocks += _waiting_bill(listed)
+        blocks += _more(len(waiting.waiting), waiting.waiting_count, "`/bill list DRAFT` lists every draft.")
     blocks += [DividerBlock(), HeaderBlock(text="Approved, waiting to be sent")]
     if not home.to_send:
         blocks.append(section("No approved bills are waiting to be sent."))
