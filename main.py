@@ -378,6 +378,12 @@ def policy_check(cli: Cli, args) -> None:
         policy = approval.load_policy(Path(args.file))
     except approval.PolicyError as error:
         raise InvalidInput(str(error)) from None
+    if any(rule.person for rule in policy.thresholds):
+        with cli.session() as session:  # the people it names must have accounts here
+            try:
+                approval.check_people(policy, session)
+            except approval.PolicyError as error:
+                raise InvalidInput(f"{args.file}: {error}") from None
     cli.out(f"{args.file}: valid.")
     for line in policy.describe():
         cli.out(f"- {line}")
@@ -414,6 +420,7 @@ def usage_import(cli: Cli, args) -> None:
 
 def bills_generate(cli: Cli, args) -> None:
     period = Period.parse(args.month) if args.month else Period.previous(cli.settings.zone)
+    cli.check_policy()  # bills are drafted under the policy in force: it must name only real people
     actor = None
     if args.actor:
         with cli.session() as session:
@@ -484,6 +491,7 @@ def bills_reject(cli: Cli, args) -> None:
 
 
 def bills_edit(cli: Cli, args) -> None:
+    cli.check_policy()  # an edit re-derives the bill's steps under the policy in force
     _act(cli, args, workflow.edit, unit_cost=args.unit_cost)
 
 

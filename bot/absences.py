@@ -10,12 +10,13 @@ import re
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session
 
 from bot import approval, outbox
+from bot.bills import with_history
 from bot.errors import InvalidInput
 from bot.text import shown
-from db.models import Bill, BillAction, BillStatus, Customer, OutboxKind, User
+from db.models import Bill, BillStatus, OutboxKind, User
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -59,19 +60,21 @@ def set_back(*, session: Session, user_id: int, today: date) -> User:
     return user
 
 
+def end_past(*, session: Session, today: date) -> int:
+    """End, in the caller's transaction, the absences whose last day is before `today`; how many ended."""
+    people = session.scalars(select(User).where(User.away_until < today)).all()
+    for user in people:
+        user.away_until, user.delegate = None, None
+        _refresh_named_bills(session, user)
+    return len(people)
+
+
 def _refresh_named_bills(session: Session, user: User) -> None:
-    """Bring up to date the messages of the DRAFT bills waiting for a step that names the person."""
+    """Bring up to date the messages of the DRAFT bills with a step still to take that names the person."""
     session.flush()
-    drafts = session.scalars(
-        select(Bill)
-        .where(Bill.status == BillStatus.DRAFT)
-        .options(
-            joinedload(Bill.customer).joinedload(Customer.csm),
-            selectinload(Bill.actions).joinedload(BillAction.stakeholder),
-        )
-    )
+    drafts = session.scalars(with_history(select(Bill).where(Bill.status == BillStatus.DRAFT)))
     for bill in drafts:
-        step = approval.progress(bill).waiting_for
-        if step is not None and step.person is not None and step.person.id == user.id:
+        if any(step.person is not None and step.person.id == user.id and not step.done
+               for step in approval.progress(bill).steps):
             outbox.refresh_bill(session, bill.id)
     outbox.add(session, OutboxKind.HOMES, "homes")

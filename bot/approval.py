@@ -21,7 +21,7 @@ named none, anyone of their role) may take the step for them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import object_session
 
 from bot.errors import AlreadyDone, NotAllowed, NotApprover, WaitingForOther
-from bot.formatting import money, timestamp
+from bot.formatting import actor_name, money, roles_label, timestamp
 from bot.settings import Settings, SettingsError
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 
@@ -251,23 +251,16 @@ def check_people(policy: Policy, session) -> None:
             raise PolicyError(f"thresholds[{index}].by: no account is named {rule.person!r}")
 
 
-def recorded_policy(bill: Bill) -> Policy:
-    """The policy the bill follows: the one recorded by the action that last set its amount."""
-    for action in reversed(effective_actions(bill)):
-        if action.action in RESETS:
-            return Policy.from_json(action.policy)
-    return Policy()
-
-
 # --- absences ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Absence:
-    """A person away until a date (inclusive), and whom they named to approve for them, if anyone."""
+    """A person who cannot take their steps: away until a day (inclusive), or, with no day, barred on one
+    bill by separation of duties; and whom they named to approve for them, if anyone."""
 
     person: User
-    until: date
+    until: date | None
     delegate: User | None
 
     @property
@@ -276,11 +269,19 @@ class Absence:
 
     @property
     def text(self) -> str:
-        """"Carol is away until 12 Dec — Dave approves for her"."""
+        """"carol is away until 12 Dec — dave approves for them"."""
         return f"{self.person.name} is away until {self.until.day} {self.until:%b} — {self.stand_in} approves for them"
 
+    def text_for(self, step: Step) -> str:
+        if self.until is None:
+            return (
+                f"{self.person.name} already took part in this bill, so {self.stand_in} approves"
+                f" step {step.number} for them"
+            )
+        return self.text
+
     def covers(self, user: User) -> bool:
-        """True when `user` may take the person's steps while they are away."""
+        """True when `user` may take the person's steps meanwhile."""
         if user.id == self.person.id:
             return False
         if self.delegate is not None:
@@ -309,6 +310,8 @@ class Step:
     approvers: int
     approvals: tuple[BillAction, ...] = ()
     missing: str | None = None  # a person the policy names who has no account
+    # The person it names took another step of the bill (or edited it last), so their stand-in takes this one.
+    barred: bool = False
 
     @property
     def done(self) -> bool:
@@ -320,7 +323,7 @@ class Step:
 
     @property
     def roles_label(self) -> str:
-        return " or ".join(role.label for role in Role if role in self.roles)
+        return roles_label(self.roles)
 
     @property
     def who(self) -> str:
@@ -334,33 +337,38 @@ class Step:
     @property
     def label(self) -> str:
         """Who takes the step and why: "carol (the customer's CSM)", "Sales (amount ≥ 10,000.00)"."""
-        if self.person is not None:
-            return f"{self.person.name} ({self.reason})"
         if self.missing is not None:
             return f"{self.missing}, who has no account ({self.reason})"
-        people = f"{self.approvers} people from {self.roles_label}" if self.approvers > 1 else self.roles_label
-        return f"{people} ({self.reason})"
+        return f"{self.who} ({self.reason})"
+
+    def stand_in(self, today: date) -> Absence | None:
+        """Who takes the step for the person it names, when they are away or may not take it here."""
+        if self.person is None:
+            return None
+        away = absence(self.person, today)
+        if away is None and self.barred:
+            return Absence(self.person, None, None)
+        return away
 
     def may_take(self, user: User, today: date) -> bool:
         """True when `user` is someone who may take this step (separation of duties aside)."""
-        if self.person is not None:
-            if user.id == self.person.id:
-                return True
-            away = absence(self.person, today)
-            return away is not None and away.covers(user)
-        return self.missing is None and user.role in self.roles
+        if self.person is None:
+            return self.missing is None and user.role in self.roles
+        if user.id == self.person.id:
+            return True
+        covering = self.stand_in(today)
+        return covering is not None and covering.covers(user)
 
 
 @dataclass(frozen=True)
 class Progress:
     """The steps a bill needs under the policy it follows, how far it got, and whom it waits for."""
 
-    bill_id: int
     status: BillStatus
-    policy: Policy
     steps: tuple[Step, ...]
     auto_approval: BillAction | None  # the policy's own approval, when it approved the bill when drafted
     last_editor: User | None  # who made the latest effective edit: they cannot approve
+    approvers: frozenset[int]  # who gave an approval that counts (or had one given for them)
     today: date
 
     @property
@@ -380,25 +388,35 @@ class Progress:
         return len(self.steps) > 1
 
     def taken_by(self, user: User) -> Step | None:
-        """The step `user` has given an approval for, if any."""
+        """The step `user` took (or someone took for them while they were away), if any."""
         for step in self.steps:
-            if any(_actor_id(approval) == user.id for approval in step.approvals):
-                return step
+            for approval in step.approvals:
+                if _actor_id(approval) == user.id or (step.person is not None and step.person.id == user.id):
+                    return step
         return None
 
-    def absences(self) -> list[Absence]:
-        """The absences of the people the steps still waiting name."""
+    def has_approved(self, user: User) -> bool:
+        return user.id in self.approvers
+
+    def stand_ins(self) -> list[tuple[Step, Absence]]:
+        """The steps still to take whose person is away or may not take them, with who stands in."""
         found = []
         for step in self.steps:
-            away = absence(step.person, self.today) if not step.done else None
-            if away is not None:
-                found.append(away)
+            covering = step.stand_in(self.today) if not step.done else None
+            if covering is not None:
+                found.append((step, covering))
         return found
+
+    def notes(self) -> list[str]:
+        """Who approves for whom, one sentence each: "carol is away until 12 Dec — dave approves for them"."""
+        return [covering.text_for(step) for step, covering in self.stand_ins()]
 
     def may_approve(self, user: User) -> bool:
         """True when `user` may give the approval the bill waits for now."""
         step = self.waiting_for
-        if step is None or not step.may_take(user, self.today) or self.taken_by(user) is not None:
+        if step is None or not step.may_take(user, self.today) or self.has_approved(user):
+            return False
+        if self.taken_by(user) is not None:
             return False
         return self.last_editor is None or self.last_editor.id != user.id
 
@@ -418,24 +436,24 @@ def effective_actions(bill: Bill) -> list[BillAction]:
     return [action for action in bill.actions if action.action is not ActionType.UNDO and action.id not in undone]
 
 
-def _customer_csm(bill: Bill) -> User | None:
+def _usable_csm(customer: Customer) -> User | None:
     """The customer's CSM, when it has one who is (still) a Customer Success user."""
-    csm = bill.customer.csm
+    csm = customer.csm
     return csm if csm is not None and csm.role is Role.CUSTOMER_SUCCESS else None
 
 
 def customer_terms(customer: Customer) -> str:
     """The customer's usual approval, as a person reads it: "the CSM (carol), then Sales"."""
     if not customer.require_csm_approval:
-        return "one approval, by Customer Success or Sales"
-    csm = customer.csm.name if customer.csm is not None and customer.csm.role is Role.CUSTOMER_SUCCESS else None
-    return f"the CSM ({csm}), then Sales" if csm else "Customer Success (it has no CSM), then Sales"
+        return f"one approval, by {roles_label(APPROVER_ROLES)}"
+    csm = _usable_csm(customer)
+    return f"the CSM ({csm.name}), then Sales" if csm else "Customer Success (it has no CSM), then Sales"
 
 
-def _usual_steps(bill: Bill) -> list[Step]:
-    if not bill.customer.require_csm_approval:
+def _usual_steps(bill: Bill, csm_then_sales: bool) -> list[Step]:
+    if not csm_then_sales:
         return [Step(0, APPROVER_ROLES, None, "the customer's usual approval", 1)]
-    csm = _customer_csm(bill)
+    csm = _usable_csm(bill.customer)
     first_reason = "the customer's CSM" if csm is not None else "the customer has no CSM"
     return [
         Step(0, frozenset({Role.CUSTOMER_SUCCESS}), csm, first_reason, 1),
@@ -447,7 +465,7 @@ def _person(bill: Bill, name: str) -> User | None:
     """The account a threshold names, looked up once per session (a Home or an export reads many bills)."""
     session = object_session(bill)
     if session is None:
-        return None
+        raise RuntimeError("a bill's approval progress is read while its session is open")
     people = session.info.setdefault("approval_people", {})
     if name not in people:
         people[name] = session.scalar(select(User).where(User.name == name))
@@ -471,17 +489,8 @@ def _threshold_steps(bill: Bill, policy: Policy) -> list[Step]:
     return steps
 
 
-def _counted(effective: Sequence[BillAction]) -> list[BillAction]:
-    """The approvals after the latest effective DRAFT or EDIT, oldest first."""
-    start = 0
-    for index, action in enumerate(effective):
-        if action.action in RESETS:
-            start = index + 1
-    return [action for action in effective[start:] if action.action is ActionType.APPROVE]
-
-
-def _fill(steps: list[Step], approvals: Iterable[BillAction], status: BillStatus) -> tuple[Step, ...]:
-    """The steps with the approvals that count for each, in order."""
+def _fill(steps: list[Step], approvals: Iterable[BillAction], status: BillStatus) -> list[list[BillAction]]:
+    """The approvals that count for each step, in order."""
     given: list[list[BillAction]] = [[] for _ in steps]
     index = 0
     for approval in approvals:
@@ -491,26 +500,41 @@ def _fill(steps: list[Step], approvals: Iterable[BillAction], status: BillStatus
             break
         given[index].append(approval)
     if status is BillStatus.DRAFT and steps and all(len(g) >= s.approvers for g, s in zip(given, steps)):
-        # A DRAFT always lacks its last approval; more could be counted only after the customer's terms
-        # changed mid-way, and then the bill still waits for its final one.
+        # A DRAFT always lacks its last approval; more were counted only for a bill drafted before its
+        # customer's terms were recorded with it, whose terms then changed: it still waits for its last one.
         given[-1] = given[-1][: steps[-1].approvers - 1]
-    return tuple(
-        Step(number, step.roles, step.person, step.reason, step.approvers, tuple(given[number - 1]), step.missing)
-        for number, step in enumerate(steps, start=1)
-    )
+    return given
 
 
 def progress(bill: Bill, on: date | None = None) -> Progress:
     """Where the bill's approval stands on the day `on` (default: today), from its actions and its policy."""
-    policy = recorded_policy(bill)
     effective = effective_actions(bill)
-    counted = _counted(effective)
+    start = max((index + 1 for index, action in enumerate(effective) if action.action in RESETS), default=0)
+    basis = effective[start - 1] if start else None  # the DRAFT or EDIT whose rules the bill follows
+    policy = Policy.from_json(basis.policy) if basis is not None else Policy()
+    csm_then_sales = bill.customer.require_csm_approval
+    if basis is not None and basis.require_csm_approval is not None:
+        csm_then_sales = basis.require_csm_approval
+    counted = [action for action in effective[start:] if action.action is ActionType.APPROVE]
     auto = next((approval for approval in counted if _actor_id(approval) is None), None)
     by_people = [approval for approval in counted if _actor_id(approval) is not None]
-    steps = _fill(_usual_steps(bill) + _threshold_steps(bill, policy), by_people, bill.status)
+    rules = _usual_steps(bill, csm_then_sales) + _threshold_steps(bill, policy)
+    given = _fill(rules, by_people, bill.status)
     edits = [action for action in effective if action.action is ActionType.EDIT]
     editor = edits[-1].stakeholder if edits else None
-    return Progress(bill.id, bill.status, policy, steps, auto, editor, on or today())
+    approvers = {_actor_id(approval) for approval in by_people}
+    # An approval given for the person a step names (by their stand-in) counts as theirs.
+    approvers |= {rule.person.id for rule, approvals in zip(rules, given) if rule.person is not None and approvals}
+    steps = []
+    for number, (rule, approvals) in enumerate(zip(rules, given, strict=True), start=1):
+        person = rule.person
+        barred = (
+            person is not None
+            and not approvals
+            and (person.id in approvers or (editor is not None and editor.id == person.id))
+        )
+        steps.append(replace(rule, number=number, approvals=tuple(approvals), barred=barred))
+    return Progress(bill.status, tuple(steps), auto, editor, frozenset(approvers), on or today())
 
 
 def approval_comment(step: Step, of: int, user: User) -> str | None:
@@ -521,16 +545,12 @@ def approval_comment(step: Step, of: int, user: User) -> str | None:
     return "; ".join(parts) or None
 
 
-def auto_approval_comment(policy: Policy, amount: Decimal) -> str:
+def auto_approval_comment(policy: Policy) -> str:
     """The comment of the policy's own approval, naming the rule."""
-    return f"approved automatically: {money(amount)} is below {money(policy.auto_approve_below)} (approval policy)"
+    return f"approved automatically: below {money(policy.auto_approve_below)} (approval policy)"
 
 
 # --- the checks: each raises the refusal, or returns what the change needs ----------------------------------
-
-
-def _who(user: User | None) -> str:
-    return user.name if user is not None else "the approval policy"
 
 
 def check_approver(bill: Bill, actor: User, today: date, doing: str) -> None:
@@ -548,16 +568,8 @@ def check_approve(bill: Bill, actor: User, today: date) -> Step:
     state = progress(bill, today)
     pending = state.waiting_for
     assert pending is not None  # a DRAFT always lacks its last approval
-    taken = state.taken_by(actor)
-    if taken is not None:
-        approval = next(given for given in taken.approvals if _actor_id(given) == actor.id)
-        why = " (one person never takes two steps of a bill)" if pending.may_take(actor, today) else ""
-        raise _already(
-            bill,
-            approval,
-            f"Bill #{bill.id} was already approved by {actor.name} at {timestamp(approval.created_at)};"
-            f" it is waiting for {pending.who} now{why}",
-        )
+    if state.has_approved(actor):
+        raise _approved_already(bill, state, actor, pending, today)
     if pending.may_take(actor, today):
         if state.last_editor is not None and state.last_editor.id == actor.id:
             raise NotApprover(f"You edited bill #{bill.id} last; whoever last edited a bill cannot approve it")
@@ -565,10 +577,10 @@ def check_approve(bill: Bill, actor: User, today: date) -> Step:
     for step in state.done_steps:
         if step.may_take(actor, today):
             given = step.approvals[-1]
-            raise _already(
+            raise _refusal(
                 bill,
                 given,
-                f"Bill #{bill.id} was already approved by {_who(given.stakeholder)} at {timestamp(given.created_at)};"
+                f"Bill #{bill.id} was already approved by {actor_name(given)} at {timestamp(given.created_at)};"
                 f" it is waiting for {pending.who} now",
             )
     if any(step.may_take(actor, today) for step in state.steps[pending.number :]):
@@ -576,10 +588,35 @@ def check_approve(bill: Bill, actor: User, today: date) -> Step:
     if state.done_steps and actor.role not in pending.roles:
         done = state.done_steps[-1]
         raise WaitingForOther(
-            f"Bill #{bill.id} was approved by {_who(done.approved_by[-1])} for {done.roles_label};"
+            f"Bill #{bill.id} was approved by {actor_name(done.approvals[-1])} for {done.roles_label};"
             f" it is waiting for {pending.who} now"
         )
-    raise NotApprover(f"Only {_takers(pending, today)} can approve bill #{bill.id} at this step")
+    raise NotApprover(f"Only {_takers(pending, today)} can approve bill #{bill.id} now; none of its steps is yours")
+
+
+def _approved_already(bill: Bill, state: Progress, actor: User, pending: Step, today: date) -> AlreadyDone:
+    """The refusal for someone who took a step of the bill already, themselves or through a stand-in."""
+    own = next((given for step in state.steps for given in step.approvals if _actor_id(given) == actor.id), None)
+    rule = " (one person never takes two steps of a bill)" if pending.may_take(actor, today) else ""
+    if own is not None:
+        return _refusal(
+            bill,
+            own,
+            f"Bill #{bill.id} was already approved by {actor.name} at {timestamp(own.created_at)};"
+            f" it is waiting for {pending.who} now{rule}",
+        )
+    step = state.taken_by(actor)
+    given = step.approvals[0]
+    return _refusal(
+        bill,
+        given,
+        f"Bill #{bill.id}'s step {step.number} was approved for you by {actor_name(given)}"
+        f" at {timestamp(given.created_at)}; one person never takes two steps of a bill",
+    )
+
+
+def _refusal(bill: Bill, action: BillAction, message: str) -> AlreadyDone:
+    return AlreadyDone.of(message, bill_id=bill.id, action=action.action, who=action.stakeholder, at=action.created_at)
 
 
 def check_reject(bill: Bill, actor: User, today: date) -> None:
@@ -596,22 +633,12 @@ def _roles_sentence(roles: set[Role]) -> str:
 
 
 def _takers(step: Step, today: date) -> str:
-    """Who may take the step, for a refusal: "carol (Acme's CSM)" or "Sales"."""
+    """Who may take the step, for a refusal: "carol (the customer's CSM)" or "Sales"."""
     if step.person is None:
         return step.roles_label if step.missing is None else f"{step.missing} (who has no account)"
-    away = absence(step.person, today)
-    covering = f", or {away.stand_in} while they are away" if away is not None else ""
-    return f"{step.person.name} ({step.reason}){covering}"
-
-
-def _already(bill: Bill, action: BillAction, message: str) -> AlreadyDone:
-    who = action.stakeholder
-    return AlreadyDone(
-        message,
-        bill_id=bill.id,
-        action=action.action,
-        user_id=who.id if who else None,
-        user_name=who.name if who else None,
-        slack_user_id=who.slack_user_id if who else None,
-        at=action.created_at,
-    )
+    covering = step.stand_in(today)
+    if covering is None:
+        return f"{step.person.name} ({step.reason})"
+    if covering.until is None:
+        return f"{covering.stand_in} for {step.person.name} ({step.reason})"
+    return f"{step.person.name} ({step.reason}), or {covering.stand_in} while they are away"

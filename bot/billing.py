@@ -23,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -158,53 +159,67 @@ def _candidates(dialect: str, period: Period):
 
 
 def _draft_actions(new_bills, actor: User | None, now, policy: approval.Policy):
-    """INSERT the DRAFT action of every bill that `new_bills` (a one-column SELECT of ids) yields.
+    """INSERT the DRAFT action of every bill that `new_bills` (a SELECT of id and customer_id) yields.
 
-    Each records the approval policy the bill follows from now on.
+    Each records what the bill's approval follows from now on: the policy's rules, and whether its
+    customer requires the CSM's approval.
     """
-    bill_ids = new_bills.subquery("new_bill_ids")
+    bills = new_bills.subquery("new_bills_drafted")
     return insert(BillAction).from_select(
-        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "policy", "created_at"],
+        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "policy",
+         "require_csm_approval", "created_at"],
         select(
-            bill_ids.c.id,
+            bills.c.id,
             literal(actor.id if actor else None, Integer),
             literal(ActionType.DRAFT.value, String),
             null(),
             null(),
             literal(BillStatus.DRAFT.value, String),
-            literal(policy.to_json(), BillAction.policy.type),
+            literal(policy.to_json(), BillAction.policy.type) if not policy.is_default else null(),
+            Customer.require_csm_approval,
             literal(now, UTCDateTime),
-        ),
+        ).join_from(bills, Customer, Customer.id == bills.c.customer_id),
     )
 
 
 def _auto_approve(session: Session, period: Period, now, policy: approval.Policy) -> None:
-    """Approve, as the policy, the month's bills drafted at `now` below its auto-approval amount."""
+    """Approve, as the policy, the month's bills drafted at `now` below its auto-approval amount (set-based)."""
     if policy.auto_approve_below is None:
-        return 0
-    bills = session.scalars(
-        select(Bill).where(
+        return
+    small = and_(
+        Bill.year == period.year,
+        Bill.month == period.month,
+        Bill.created_at == now,
+        Bill.status == BillStatus.DRAFT,
+        Bill.overage_amount < policy.auto_approve_below,
+    )
+    session.execute(
+        insert(BillAction).from_select(
+            ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
+            select(
+                Bill.id,
+                null(),
+                literal(ActionType.APPROVE.value, String),
+                literal(approval.auto_approval_comment(policy), String),
+                literal(BillStatus.DRAFT.value, String),
+                literal(BillStatus.FINAL.value, String),
+                literal(now, UTCDateTime),
+            ).where(small).order_by(Bill.id),
+        )
+    )
+    session.execute(
+        update(Bill).where(small).values(status=BillStatus.FINAL).execution_options(synchronize_session=False)
+    )
+    outbox.thread_replies(
+        session,
+        select(BillAction.id, BillAction.bill_id).join(Bill, Bill.id == BillAction.bill_id).where(
             Bill.year == period.year,
             Bill.month == period.month,
-            Bill.created_at == now,
-            Bill.status == BillStatus.DRAFT,
-            Bill.overage_amount < policy.auto_approve_below,
-        )
-    ).all()
-    for bill in bills:
-        bill.status = BillStatus.FINAL
-        entry = BillAction(
-            bill_id=bill.id,
-            stakeholder_id=None,
-            action=ActionType.APPROVE,
-            comment=approval.auto_approval_comment(policy, bill.overage_amount),
-            status_before=BillStatus.DRAFT,
-            status_after=BillStatus.FINAL,
-            created_at=now,
-        )
-        session.add(entry)
-        session.flush()
-        outbox.bill_changed(session, bill.id, entry.id)
+            BillAction.action == ActionType.APPROVE,
+            BillAction.created_at == now,
+            BillAction.stakeholder_id.is_(None),
+        ),
+    )
 
 
 def check_month_ended(period: Period, today: date) -> None:
@@ -286,15 +301,17 @@ def generate_month(
             # One statement: the actions come from the bills insert's RETURNING, and the messages to post
             # from the actions insert's. (A NOT EXISTS over bill_actions is planned as a nested loop while
             # the table's statistics say it is empty.)
-            new_bill_ids = insert_bills.returning(Bill.id).cte("new_bills")
+            new_bills = insert_bills.returning(Bill.id, Bill.customer_id).cte("new_bills")
             drafted = (
-                _draft_actions(select(new_bill_ids.c.id), actor, now, policy).returning(BillAction.bill_id).cte("drafted")
+                _draft_actions(select(new_bills.c.id, new_bills.c.customer_id), actor, now, policy)
+                .returning(BillAction.bill_id)
+                .cte("drafted")
             )
             outbox.bills_created(session, select(drafted.c.bill_id.label("id")), **announce)
         else:
             # SQLite has no INSERT inside WITH: find the new bills by their missing DRAFT action.
             session.execute(insert_bills)
-            new_bills = select(Bill.id).where(
+            new_bills = select(Bill.id, Bill.customer_id).where(
                 Bill.year == period.year,
                 Bill.month == period.month,
                 ~exists().where(BillAction.bill_id == Bill.id),

@@ -417,20 +417,20 @@ class Delivery:
     # --- what each kind of row does ----------------------------------------------------------------
 
     def _load_bill(self, bill_id: int):
+        """The bill, the linked team, and the bill's approval progress (read while the session is open)."""
         with self.sessions() as session:
             try:
                 bill = get_bill(session=session, bill_id=bill_id)
             except NotFound:
-                return None, {}
-            team = load_team(session)
-        return bill, team
+                return None, {}, None
+            return bill, load_team(session), approval.progress(bill, self.settings.today())
 
     def _deliver_bill_message(self, row: Outbox) -> None:
-        bill, team = self._load_bill(row.bill_id)
+        bill, team, progress = self._load_bill(row.bill_id)
         if bill is None:
             self._finish(row)
             return
-        text, blocks = bill_message(bill, approval.progress(bill), team)
+        text, blocks = bill_message(bill, progress, team)
         if bill.slack_ts is not None:
             try:
                 self.call(self.client.chat_update, channel=bill.slack_channel, ts=bill.slack_ts, text=text, blocks=blocks)
@@ -453,7 +453,7 @@ class Delivery:
             self._done(session, row, slack_channel=posted.channel, slack_ts=posted.ts)
 
     def _deliver_thread_reply(self, row: Outbox) -> None:
-        bill, team = self._load_bill(row.bill_id)
+        bill, team, progress = self._load_bill(row.bill_id)
         action_id = (row.payload or {}).get("action_id")
         action = next((a for a in bill.actions if a.id == action_id), None) if bill else None
         if action is None:
@@ -461,7 +461,7 @@ class Delivery:
             return
         if bill.slack_ts is None:
             raise Permanent(f"bill #{bill.id} has no Slack message to reply to")
-        text, blocks = action_reply(action, bill, approval.progress(bill), team)
+        text, blocks = action_reply(action, bill, progress, team)
         posted = self._post(row, bill.slack_channel, text, blocks, thread_ts=bill.slack_ts, action_id=action.id)
         self._finish(row, slack_channel=posted.channel, slack_ts=posted.ts)
 
@@ -471,9 +471,10 @@ class Delivery:
             covered = session.scalar(
                 select(func.max(Outbox.id)).where(Outbox.lane == row.lane, Outbox.status == OutboxStatus.PENDING)
             )
-            people = linked(load_team(session))
-        for slack_user_id in people:
-            self._publish_home(slack_user_id)
+            # Built in one session: every Home reads the same drafts' approval progress, computed once.
+            views = {slack_user_id: self._home_view(session, slack_user_id) for slack_user_id in linked(load_team(session))}
+        for slack_user_id, view in views.items():
+            self._publish(slack_user_id, view)
         self._finish_lane(row, covered)
 
     def _deliver_home(self, row: Outbox) -> None:
@@ -498,8 +499,14 @@ class Delivery:
 
     def _publish_home(self, slack_user_id: str) -> None:
         with self.sessions() as session:
-            user = session.scalar(select(User).where(User.slack_user_id == slack_user_id))
-            view = home_view(session=session, user=user, today=self.settings.today())
+            view = self._home_view(session, slack_user_id)
+        self._publish(slack_user_id, view)
+
+    def _home_view(self, session, slack_user_id: str) -> dict:
+        user = session.scalar(select(User).where(User.slack_user_id == slack_user_id))
+        return home_view(session=session, user=user, today=self.settings.today())
+
+    def _publish(self, slack_user_id: str, view: dict) -> None:
         try:
             self.call(self.client.views_publish, user_id=slack_user_id, view=view)
         except Permanent as error:

@@ -64,6 +64,19 @@ class AlreadyDone(InvalidTransition):
         self.slack_user_id = slack_user_id
         self.at = at
 
+    @classmethod
+    def of(cls, message: str, *, bill_id: int, action: ActionType, who, at: datetime):
+        """The refusal naming who (an account, or None for nobody) got there first with `action`, and when."""
+        return cls(
+            message,
+            bill_id=bill_id,
+            action=action,
+            user_id=who.id if who else None,
+            user_name=who.name if who else None,
+            slack_user_id=who.slack_user_id if who else None,
+            at=at,
+        )
+
 
 class MonthNotEnded(BillProcessError):
     """Bills for a month can only be generated once it is over."""

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind
+from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind, Role
 
 if TYPE_CHECKING:
     from bot.approval import Progress
@@ -91,6 +91,11 @@ def person_name(user: User | None) -> str:
     return user.name if user is not None else "the scheduler"
 
 
+def roles_label(roles) -> str:
+    """Roles as a person reads them, in the usual order: "Customer Success or Sales"."""
+    return " or ".join(role.label for role in Role if role in roles)
+
+
 def actor_name(action: BillAction) -> str:
     """Who took an action: the account's name, or the approval policy or the scheduler when nobody did."""
     if action.stakeholder is None and action.action is ActionType.APPROVE:
@@ -107,7 +112,7 @@ def approval_lines(progress: Progress) -> list[str]:
         number = f"{step.number}. " if progress.numbered else ""
         if step.approvals:
             given = ", ".join(
-                f"{approval.stakeholder.name if approval.stakeholder else 'the approval policy'}"
+                f"{actor_name(approval)}"
                 f" at {timestamp(approval.created_at)}"
                 for approval in step.approvals
             )
@@ -117,7 +122,7 @@ def approval_lines(progress: Progress) -> list[str]:
         else:
             state = "not yet"
         lines.append(f"{number}{step.label}: {state}")
-    lines += [absence.text for absence in progress.absences()]
+    lines += progress.notes()
     return lines
 
 

@@ -136,33 +136,39 @@ def approver_home(*, session: Session, user: User, limit: int = MAX_LISTED_BILLS
 def reminders_due(*, session: Session, user: User, now: datetime, after_days: int) -> ApproverHome | None:
     """The bills that have waited for `user`'s approval more than `after_days` days; None when none has."""
     cutoff = now - timedelta(days=after_days)
-    due: list[ListedBill] = []
-    waiting = waiting_for(session=session, user=user)
-    for start in range(0, len(waiting), _CHUNK):
-        chunk = waiting[start : start + _CHUNK]
-        bills = {bill.id: bill for bill in session.scalars(with_history(select(Bill).where(Bill.id.in_(chunk))))}
-        for bill_id in chunk:
-            bill = bills.get(bill_id)
-            since = latest_change(bill) if bill is not None else None
-            if since is not None and since.created_at <= cutoff:
-                due.append(_listed(bill, user, APPROVER_BUTTONS))
+    due = [
+        _listed(bill, user, APPROVER_BUTTONS)
+        for bill, state in _drafts(session)
+        if state.may_approve(user) and latest_change(bill).created_at <= cutoff
+    ]
     return ApproverHome(user=user, waiting=due, waiting_count=len(due)) if due else None
 
 
 def waiting_for(*, session: Session, user: User) -> list[int]:
     """The ids of the DRAFT bills waiting for an approval `user` may give, oldest first."""
+    return [bill.id for bill, state in _drafts(session) if state.may_approve(user)]
+
+
+def _drafts(session: Session) -> list[tuple[Bill, Progress]]:
+    """Every DRAFT bill, loaded with its history, and its approval progress; oldest first.
+
+    Read once per transaction: a Homes refresh and a reminder run ask it for every person in one session.
+    """
+    transaction = session.get_transaction()
+    cached = session.info.get("draft_progress")
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        return cached[1]
     today = approval.today()
     drafts = session.scalars(
         select(Bill.id).where(Bill.status == BillStatus.DRAFT).order_by(Bill.year, Bill.month, Bill.id)
     ).all()
-    waiting = []
+    found = []
     for start in range(0, len(drafts), _CHUNK):
         chunk = drafts[start : start + _CHUNK]
         bills = {bill.id: bill for bill in session.scalars(with_history(select(Bill).where(Bill.id.in_(chunk))))}
-        waiting += [
-            bill_id for bill_id in chunk if bill_id in bills and approval.progress(bills[bill_id], today).may_approve(user)
-        ]
-    return waiting
+        found += [(bills[bill_id], approval.progress(bills[bill_id], today)) for bill_id in chunk if bill_id in bills]
+    session.info["draft_progress"] = (session.get_transaction(), found)
+    return found
 
 
 def latest_billed_period(*, session: Session) -> Period | None:

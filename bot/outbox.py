@@ -102,6 +102,30 @@ def bills_created(session: Session, new_bill_ids: Select, *, period: str, summar
     )
 
 
+def thread_replies(session: Session, actions: Select) -> None:
+    """A thread reply for each action `actions` selects (its id and bill_id), in one statement."""
+    rows = actions.subquery("replied_actions")
+    json_object = func.json_build_object if session.get_bind().dialect.name == "postgresql" else func.json_object
+    now = utcnow()
+    session.execute(
+        insert(Outbox).from_select(
+            ["kind", "lane", "bill_id", "payload", "status", "attempts", "outcome_unknown", "available_at",
+             "created_at"],
+            select(
+                literal(OutboxKind.THREAD_REPLY.value, String),
+                literal(BILL_LANE, String) + cast(rows.c.bill_id, String),
+                rows.c.bill_id,
+                json_object("action_id", rows.c.id),
+                literal(OutboxStatus.PENDING.value, String),
+                literal(0),
+                literal(False),
+                literal(now, UTCDateTime),
+                literal(now, UTCDateTime),
+            ).order_by(rows.c.id),
+        )
+    )
+
+
 def generation(session: Session, *, period: str, summary: list[str], created: int) -> None:
     """The month's summary in the bills channel, showing how many of its bills are posted so far."""
     add(

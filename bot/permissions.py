@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bot import formatting
 from bot.errors import NotAllowed
 from db.models import Role, User
 
@@ -45,7 +46,7 @@ def roles(power: Power) -> frozenset[Role]:
 
 def roles_label(power: Power) -> str:
     """The roles holding `power`, as a refusal names them: "Finance"."""
-    return " or ".join(role.label for role in Role if role in GRANTS[power].roles)
+    return formatting.roles_label(GRANTS[power].roles)
 
 
 def allowed(user: User, power: Power) -> bool:

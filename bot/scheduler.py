@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import approval, billing, outbox
+from bot import absences, approval, billing, outbox
 from bot.errors import BillProcessError
 from bot.home import reminders_due
 from bot.periods import Period
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 # A missed occurrence younger than this runs when an instance starts; an older one is skipped.
 CATCH_UP = timedelta(hours=24)
-GENERATE, REMIND = "generate", "remind"
+GENERATE, REMIND, ABSENCES = "generate", "remind", "absences"
+# Just after midnight in TIMEZONE: absences whose last day has passed end, and what shows them is redrawn.
+ABSENCES_CRON = "5 0 * * *"
 
 
 def last_fire_time(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
@@ -55,6 +57,7 @@ class Scheduler:
             self.jobs[GENERATE] = (CronTrigger.from_crontab(settings.generate_cron, timezone=zone), self._generate)
         if settings.reminder_cron:
             self.jobs[REMIND] = (CronTrigger.from_crontab(settings.reminder_cron, timezone=zone), self._remind)
+        self.jobs[ABSENCES] = (CronTrigger.from_crontab(ABSENCES_CRON, timezone=zone), self._end_absences)
         self._scheduler = BackgroundScheduler(timezone=zone)
 
     def start(self) -> Scheduler:
@@ -116,6 +119,13 @@ class Scheduler:
             before_commit=lambda: self._claim(session, GENERATE, fire_time),
         )
         return "; ".join(summary.lines())
+
+    def _end_absences(self, session: Session, fire_time: datetime) -> str:
+        """End the absences whose last day is over, so that bill messages and Homes stop showing them."""
+        with session.begin():
+            self._claim(session, ABSENCES, fire_time)
+            ended = absences.end_past(session=session, today=fire_time.date())
+        return f"{ended} absence(s) ended"
 
     def _remind(self, session: Session, fire_time: datetime) -> str:
         """Queue one reminder for each person with bills waiting on them longer than REMINDER_AFTER_DAYS.

@@ -71,9 +71,7 @@ class Settings(BaseSettings):
     def _usable_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        from bot.mailer import (
-            parse_smtp_url,  # the mailer owns the format; it imports this module
-        )
+        from bot.mailer import parse_smtp_url  # the mailer owns the format; it imports this module
 
         try:
             parse_smtp_url(value.get_secret_value())
@@ -84,7 +82,9 @@ class Settings(BaseSettings):
     @field_validator("mail_from")
     @classmethod
     def _an_address(cls, value: str) -> str:
-        if "@" not in parseaddr(value)[1]:
+        from bot.parsing import is_email  # parsing reaches this module through the billing rules
+
+        if not is_email(parseaddr(value)[1]):
             raise ValueError(f"{value!r} is not an email address (e.g. billing@example.com)")
         return value
 

@@ -55,7 +55,6 @@ SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
 
 
-
 # --- the bill's history -------------------------------------------------------------------------------
 
 
@@ -130,21 +129,7 @@ def _already_done(bill: Bill, action: BillAction, message: str | None = None) ->
         message = (
             f"Bill #{bill.id} was already {ACTION_WORDS[action.action].past} by {actor_name(action)} at {timestamp(action.created_at)}"
         )
-    return _got_there_first(AlreadyDone, message, bill, action.action, who, action.created_at)
-
-
-def _got_there_first(
-    kind: type[AlreadyDone], message: str, bill: Bill, action: ActionType, who: User | None, at: datetime
-) -> AlreadyDone:
-    return kind(
-        message,
-        bill_id=bill.id,
-        action=action,
-        user_id=who.id if who else None,
-        user_name=who.name if who else None,
-        slack_user_id=who.slack_user_id if who else None,
-        at=at,
-    )
+    return AlreadyDone.of(message, bill_id=bill.id, action=action.action, who=who, at=action.created_at)
 
 
 def latest_change(bill: Bill) -> BillAction | None:
@@ -221,7 +206,7 @@ def _in_progress(bill: Bill, current: Sending) -> SendInProgress:
         f"Bill #{bill.id} is being sent by {person_name(current.by)} since {timestamp(current.started_at)};"
         " look at it again in a minute"
     )
-    return _got_there_first(SendInProgress, message, bill, ActionType.SEND, current.by, current.started_at)
+    return SendInProgress.of(message, bill_id=bill.id, action=ActionType.SEND, who=current.by, at=current.started_at)
 
 
 def _check_mark_delivered(bill: Bill, actor: User) -> Sending:
@@ -264,7 +249,10 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
     if target.stakeholder_id != actor.id and not permissions.allowed(actor, Power.UNDO_ANYONES):
         who, anyone = actor_name(target), permissions.roles_label(Power.UNDO_ANYONES)
-        raise NotAllowed(f"Only {who} or {anyone} can undo {who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}")
+        what = f"{who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}"
+        if target.stakeholder_id is None:  # the approval policy's own approval, or the scheduler's
+            raise NotAllowed(f"Only {anyone} can undo {what}")
+        raise NotAllowed(f"Only {who} or {anyone} can undo {what}")
     return target
 
 
@@ -582,6 +570,7 @@ def _record(
         action=action,
         comment=comment,
         policy=approval.in_force().to_json() if action in approval.RESETS else None,
+        require_csm_approval=bill.customer.require_csm_approval if action in approval.RESETS else None,
         status_before=bill.status,
         status_after=status_after,
         unit_cost_before=unit_cost_before,

@@ -7,7 +7,6 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     CheckConstraint,
     Date,
@@ -15,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
     MetaData,
     String,
     Text,
@@ -224,8 +224,10 @@ class BillAction(Base):
     unit_cost_before: Mapped[Decimal | None] = mapped_column(UNIT_COST)
     unit_cost_after: Mapped[Decimal | None] = mapped_column(UNIT_COST)
     undone_action_id: Mapped[int | None] = mapped_column(ForeignKey("bill_actions.id"), unique=True)
-    # The approval policy a DRAFT or EDIT set for the bill (bot/approval.py); empty: the default policy.
+    # What a DRAFT or EDIT fixed of the bill's approval (bot/approval.py): the policy file's rules (empty:
+    # none), and whether the customer required its CSM's approval then.
     policy: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    require_csm_approval: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     bill: Mapped[Bill] = relationship(back_populates="actions")

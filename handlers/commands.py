@@ -376,7 +376,12 @@ _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def away(request: CommandRequest) -> None:
-    word, day, named = arguments(request, "`until`", "the last day you are away", "a delegate", optional=1)
+    # Slack sends "@Dave Smith" as typed (the command is not escaped): the delegate is all that follows the day.
+    words = request.text.split(None, 2)
+    if len(words) < 2:
+        arguments(request, "`until`", "the last day you are away")  # refuses, naming what is missing
+    word, day = words[:2]
+    named = words[2].strip() if len(words) > 2 else None
     if word.lower() != "until":
         raise invalid(request, f"Say until when you are away, e.g. `/bill away until {request.services.settings.today()}`.")
     try:
@@ -407,7 +412,10 @@ def delegate_argument(request: CommandRequest, session, text: str):
     try:
         return get_user(session=session, name=text.removeprefix("@"))
     except NotFound:
-        raise invalid(request, f"{echoed(text)} is not an account; name the delegate with an @-mention.") from None
+        raise invalid(
+            request, f"{echoed(text)} is not a BillProcess account; name the delegate by their account name"
+            " (`/bill whoami` shows yours) or as an @-mention."
+        ) from None
 
 
 def back(request: CommandRequest) -> None:

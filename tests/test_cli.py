@@ -440,3 +440,15 @@ def test_users_away_and_back(cli, session):
     )
     assert cli("users", "back", "carol")[:2] == (0, "carol is back: the steps that name them wait for them again.\n")
     assert cli("users", "back", "carol")[2] == "error: carol is not away\n"
+
+
+def test_policy_check_refuses_a_person_without_an_account(cli, cli_env, session):
+    from tests.factories import add_user
+
+    add_user(session, "fred", "finance")
+    (cli_env / "named.yml").write_text("thresholds:\n  - at_least: 100\n    by: name:fred\n")
+    (cli_env / "unknown.yml").write_text("thresholds:\n  - at_least: 100\n    by: name:alice\n")
+    code, out, _ = cli("policy", "check", "named.yml")
+    assert code == 0 and out.startswith("named.yml: valid.\n") and "a bill of 100.00 or more also needs fred" in out
+    code, out, err = cli("policy", "check", "unknown.yml")
+    assert (code, out, err) == (1, "", "error: unknown.yml: thresholds[0].by: no account is named 'alice'\n")

@@ -46,6 +46,7 @@ from bot.formatting import (
     bill_period,
     calls,
     money,
+    roles_label,
     timestamp,
     unit_cost,
 )
@@ -63,7 +64,6 @@ MAX_MENTIONS = 5
 PREVIEW_REASON_MAX = 300
 
 
-
 # --- text helpers ----------------------------------------------------------------------------------
 
 
@@ -73,13 +73,9 @@ def _title(bill: Bill) -> str:
     return head + clip(bill.customer.name, HEADER_MAX - len(head) - len(tail)) + tail
 
 
-def _roles_label(roles: frozenset[Role]) -> str:
-    return " or ".join(role.label for role in Role if role in roles)
-
-
 def _people(roles: frozenset[Role], team: Team | None) -> str:
     """The linked people holding `roles` as @-mentions with the role, or the role alone."""
-    label = _roles_label(roles)
+    label = roles_label(roles)
     people = sorted(
         (user for role in Role if role in roles for user in (team or {}).get(role, ()) if user.slack_user_id),
         key=lambda user: user.name,
@@ -89,10 +85,15 @@ def _people(roles: frozenset[Role], team: Team | None) -> str:
     return f"{', '.join(mention(user) for user in people)} ({label})"
 
 
-def step_people(step: Step, team: Team | None = None) -> str:
-    """Who may take the step: the person it names, else the people of its roles."""
+def step_people(step: Step, state: Progress, team: Team | None = None) -> str:
+    """Who may take the step: the person it names (and who stands in for them), else the people of its roles."""
     if step.person is not None:
-        return f"{mention(step.person)} ({step.person.role.label})"
+        named = f"{mention(step.person)} ({step.person.role.label})"
+        covering = step.stand_in(state.today)
+        if covering is None:
+            return named
+        stand_in = mention(covering.delegate) if covering.delegate else _people(frozenset({step.person.role}), team)
+        return f"{stand_in} for {named}" if covering.until is None else f"{named} or {stand_in} for them"
     if step.missing is not None:
         return f"{escape(step.missing)} (who has no account)"
     people = _people(step.roles, team)
@@ -107,7 +108,7 @@ def next_step(bill: Bill, state: Progress, team: Team | None = None) -> str:
         progress = f" — step {step.number} of {len(state.steps)}" if state.numbered else ""
         if step.approvers > 1:
             progress += f", {len(step.approvals)} of {step.approvers} approvals given"
-        return f"Waiting for {step_people(step, team)} to approve{progress}"
+        return f"Waiting for {step_people(step, state, team)} to approve{progress}"
     if bill.status is BillStatus.FINAL:
         return f"Ready to send — {_people(permissions.roles(Power.SEND), team)}"
     if bill.status is BillStatus.WRITEOFF:
@@ -134,10 +135,10 @@ def _step_line(step: Step, state: Progress, team: Team | None) -> str:
         if step.done:
             return f"{number}:white_check_mark: approved by {given}{reason}"
         missing = step.approvers - len(step.approvals)
-        return f"{number}:hourglass_flowing_sand: approved by {given}; waiting for {missing} more from {step_people(step, team)}{reason}"
+        return f"{number}:hourglass_flowing_sand: approved by {given}; waiting for {missing} more from {step_people(step, state, team)}{reason}"
     if state.waiting_for is step:
-        return f"{number}:hourglass_flowing_sand: waiting for {step_people(step, team)}{reason}"
-    return f"{number}:white_circle: then {step_people(step, team)}{reason}"
+        return f"{number}:hourglass_flowing_sand: waiting for {step_people(step, state, team)}{reason}"
+    return f"{number}:white_circle: then {step_people(step, state, team)}{reason}"
 
 
 def _role(user: User | None) -> str:
@@ -150,7 +151,7 @@ def _approvals(bill: Bill, state: Progress, team: Team | None) -> str:
     kind = f"{len(state.steps)} steps, in order" if state.numbered else "One approval"
     lines = [f"*Approvals:* {kind}"]
     lines += [_step_line(step, state, team) for step in state.steps]
-    lines += [f"_{escape(absence.text)}_" for absence in state.absences()]
+    lines += [f"_{escape(note)}_" for note in state.notes()]
     return "\n".join(lines)
 
 

@@ -168,12 +168,12 @@ def bill_list_blocks(
 
 def approval_text(bill: Bill) -> str:
     """The approvals the bill needs, each step with its reason, and how far it got."""
-    state = approval.progress(bill)
+    lines = [escape(line) for line in approval_lines(approval.progress(bill))]
     if bill.status is BillStatus.WRITEOFF:
-        return "*Approvals*\nRejected: the overage is written off."
+        lines.append("Rejected: the overage is written off.")
     if bill.status is BillStatus.SENT:
-        return f"*Approvals*\nSent to {escape(bill.customer.billing_email)}."
-    return "*Approvals*\n" + "\n".join(escape(line) for line in approval_lines(state))
+        lines.append(f"Sent to {escape(bill.customer.billing_email)}.")
+    return "\n".join(["*Approvals*", *lines])
 
 
 def bill_fields(bill: Bill) -> SectionBlock:

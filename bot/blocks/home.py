@@ -68,7 +68,7 @@ def _progress(listed: ListedBill) -> str:
         f"step {done.number} approved by {', '.join(actor_mention(given) for given in done.approvals)}"
         for done in state.done_steps
     ]
-    parts += [escape(absence.text) for absence in state.absences()]
+    parts += [escape(note) for note in state.notes()]
     return " · ".join(parts)
 
 
@@ -91,14 +91,14 @@ def unlinked_home() -> list[Block]:
     return [
         HeaderBlock(text="Welcome to BillProcess"),
         section(
-                "BillProcess handles the monthly API-overage bills: Finance generates them, Customer Success "
-                "and Sales approve them, and Finance sends them to the customers.\n\n"
-                "*Your Slack user is not linked to a BillProcess account yet.* To link it:"
+            "BillProcess handles the monthly API-overage bills: Finance generates them, the people each bill's"
+            " approval steps name approve them, and Finance sends them to the customers.\n\n"
+            "*Your Slack user is not linked to a BillProcess account yet.* To link it:"
         ),
         section(
-                "1. Ask an operator for a one-time code. They create it with `billprocess users invite NAME`, "
-                "where NAME is your account.\n"
-                "2. Type `/bill link CODE` in any channel or direct message. The code works once, within 24 hours."
+            "1. Ask an operator for a one-time code. They create it with `billprocess users invite NAME`, "
+            "where NAME is your account.\n"
+            "2. Type `/bill link CODE` in any channel or direct message. The code works once, within 24 hours."
         ),
         context("Never type a password into Slack: linking only ever needs the one-time code."),
     ]
@@ -109,8 +109,8 @@ def finance_home(home: FinanceHome) -> list[Block]:
     if home.period is None:
         blocks.append(
             section(
-                    f"No bills have been generated yet. `/bill generate {home.next_period}` creates the bills "
-                    f"for {home.next_period.label}."
+                f"No bills have been generated yet. `/bill generate {home.next_period}` creates the bills "
+                f"for {home.next_period.label}."
             )
         )
     else:

@@ -99,7 +99,7 @@ def test_an_absence_whose_day_has_passed_changes_nothing():
     state = approval.progress(bill_for(team, policy=None, amount="5.00", csm_then_sales=True, edited_by=None,
                                        approved=[]), TODAY)
     assert {name for name, user in team.items() if state.may_approve(user)} == {"carol"}
-    assert state.absences() == []
+    assert state.notes() == []
 
 
 def test_each_step_says_why_the_bill_needs_it():

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 
-from bot.scheduler import GENERATE, REMIND, Scheduler, last_fire_time
+from bot.scheduler import ABSENCES, GENERATE, REMIND, Scheduler, last_fire_time
 from bot.settings import load_settings
 from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind, Role, User
 from tests.factories import add_customer, add_user
@@ -92,3 +92,24 @@ def test_someone_away_is_not_reminded_their_delegate_is(db, database_url):
     with db() as session:
         reminded = sorted(session.scalars(select(Outbox.slack_user_id).where(Outbox.kind == OutboxKind.REMINDER)))
     assert reminded == ["UOSCAR01"]  # anyone of carol's role stands in; Sales waits for step 1
+
+
+def test_absences_whose_last_day_passed_end_once_and_redraw_the_bills_naming_them(db, database_url):
+    with db() as session:
+        carol = add_user(session, "carol", Role.CUSTOMER_SUCCESS, slack_user_id="UCAROL01")
+        add_customer(session, "Acme", usage={(2026, 10): 3_000}, require_csm_approval=True, csm=carol)
+    scheduler = _scheduler(db, database_url)
+    scheduler.run(GENERATE, datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc))
+    with db() as session:
+        session.get(User, carol.id).away_until = datetime(2026, 11, 30).date()
+        session.commit()
+        before = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == OutboxKind.BILL_MESSAGE))
+
+    assert scheduler.run(ABSENCES, datetime(2026, 11, 30, 0, 5, tzinfo=timezone.utc)) is True  # still away today
+    assert scheduler.run(ABSENCES, datetime(2026, 12, 1, 0, 5, tzinfo=timezone.utc)) is True
+    assert _scheduler(db, database_url).run(ABSENCES, datetime(2026, 12, 1, 0, 5, tzinfo=timezone.utc)) is False
+
+    with db() as session:
+        assert session.get(User, carol.id).away_until is None
+        after = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == OutboxKind.BILL_MESSAGE))
+    assert after == before + 1  # the bill waiting for carol shows her as back

@@ -133,10 +133,6 @@ class Bills:
         return sorted(posts, key=lambda call: call["metadata"]["event_payload"]["bill_id"])
 
 
-
-
-
-
 def button_values(message: dict) -> dict[str, tuple[str, str]]:
     """The message's buttons: label → (action_id, value)."""
     return {

@@ -16,6 +16,7 @@ depends_on = None
 def upgrade() -> None:
     # Not a batch operation: on SQLite that would rebuild bill_actions and lose its append-only triggers.
     op.add_column('bill_actions', sa.Column('policy', sa.JSON(), nullable=True))
+    op.add_column('bill_actions', sa.Column('require_csm_approval', sa.Boolean(), nullable=True))
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('away_until', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('delegate_id', sa.Integer(), nullable=True))
@@ -31,4 +32,5 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_users_delegate_id_users'), type_='foreignkey')
         batch_op.drop_column('delegate_id')
         batch_op.drop_column('away_until')
+    op.drop_column('bill_actions', 'require_csm_approval')
     op.drop_column('bill_actions', 'policy')
