@@ -199,12 +199,15 @@ def _slack_app(cli: Cli, *, socket_mode: bool):
 
 
 def serve(cli: Cli, args) -> None:
+    from handlers.api import create_api
     from handlers.web import serve as serve_http
 
     check_startup(cli.settings, port=cli.settings.port)
     with _slack_app(cli, socket_mode=False) as app:
         secret = cli.settings.slack_signing_secret.get_secret_value()
-        serve_http(app, cli.engine, signing_secret=secret, port=cli.settings.port)
+        api = create_api(cli.settings, make_session_factory(cli.engine))
+        serve_http(app, cli.engine, signing_secret=secret, port=cli.settings.port, api=api,
+                   trusted_proxy=cli.settings.trusted_proxy)
 
 
 def socket(cli: Cli, args) -> None:

@@ -27,9 +27,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot import outbox
+from bot.accounts import check_active
 from bot.errors import MonthNotEnded, NotAllowed
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User, utcnow
+from db.models import ActionOrigin, ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User, utcnow
 from db.types import AMOUNT, UNIT_COST, UTCDateTime
 
 FREE_MONTHS = 3
@@ -144,14 +145,15 @@ def _candidates(dialect: str, period: Period):
     )
 
 
-def _draft_actions(new_bills, actor: User | None, now):
+def _draft_actions(new_bills, actor: User | None, origin: ActionOrigin, now):
     """INSERT the DRAFT action of every bill that `new_bills` (a one-column SELECT of ids) yields."""
     bill_ids = new_bills.subquery("new_bill_ids")
     return insert(BillAction).from_select(
-        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
+        ["bill_id", "stakeholder_id", "origin", "action", "comment", "status_before", "status_after", "created_at"],
         select(
             bill_ids.c.id,
             literal(actor.id if actor else None, Integer),
+            literal(None if actor else origin.value, String),
             literal(ActionType.DRAFT.value, String),
             null(),
             null(),
@@ -174,15 +176,19 @@ def generate_month(
     period: Period,
     actor: User | None,
     today: date,
+    origin: ActionOrigin = ActionOrigin.SCHEDULER,
     before_commit: Callable[[], None] | None = None,
 ) -> GenerationSummary:
     """Create the DRAFT bills of `period` and their DRAFT actions in one transaction; idempotent.
 
-    `actor` is the Finance account generating, or None for the scheduler and operators. `before_commit`
-    runs inside the transaction, last (the scheduler claims its occurrence there).
+    `actor` is the Finance account generating, or None for the scheduler and for an operator acting as
+    no account, which `origin` then tells apart. `before_commit` runs inside the transaction, last (the
+    scheduler claims its occurrence there).
     """
-    if actor is not None and actor.role is not Role.FINANCE:
-        raise NotAllowed(f"Only Finance can generate bills; {actor.name} is {actor.role.label}")
+    if actor is not None:
+        check_active(actor)
+        if actor.role is not Role.FINANCE:
+            raise NotAllowed(f"Only Finance can generate bills; {actor.name} is {actor.role.label}")
     check_month_ended(period, today)
     with session.begin():
         dialect = session.get_bind().dialect.name
@@ -234,7 +240,7 @@ def generate_month(
             # from the actions insert's. (A NOT EXISTS over bill_actions is planned as a nested loop while
             # the table's statistics say it is empty.)
             new_bill_ids = insert_bills.returning(Bill.id).cte("new_bills")
-            drafted = _draft_actions(select(new_bill_ids.c.id), actor, now).returning(BillAction.bill_id).cte("drafted")
+            drafted = _draft_actions(select(new_bill_ids.c.id), actor, origin, now).returning(BillAction.bill_id).cte("drafted")
             outbox.bills_created(session, select(drafted.c.bill_id.label("id")), **announce)
         else:
             # SQLite has no INSERT inside WITH: find the new bills by their missing DRAFT action.
@@ -245,7 +251,7 @@ def generate_month(
                 ~exists().where(BillAction.bill_id == Bill.id),
             )
             outbox.bills_created(session, new_bills, **announce)
-            session.execute(_draft_actions(new_bills, actor, now))
+            session.execute(_draft_actions(new_bills, actor, origin, now))
         if before_commit is not None:
             before_commit()
     return summary

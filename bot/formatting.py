@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind
+from db.models import ActionOrigin, ActionType, Bill, BillAction, Outbox, OutboxKind
 
 
 def money(amount: Decimal) -> str:
@@ -54,8 +54,18 @@ def bill_details(bill: Bill) -> list[str]:
     ]
 
 
+def action_origin(action: BillAction) -> ActionOrigin:
+    """What took an action that no account took (rows from before origins were kept: the scheduler)."""
+    return action.origin or ActionOrigin.SCHEDULER
+
+
+def acted_by(action: BillAction) -> str:
+    """Who took the action, in a sentence: the account's name, else "the scheduler" or "an operator …"."""
+    return action.stakeholder.name if action.stakeholder else action_origin(action).label
+
+
 def action_line(action: BillAction) -> str:
-    who = action.stakeholder.name if action.stakeholder else "scheduler"
+    who = action.stakeholder.name if action.stakeholder else action_origin(action).value
     before = action.status_before.value if action.status_before else "—"
     line = (
         f"#{action.id:<5} {timestamp(action.created_at)}  {who:<12} {action.action.value:<8}"

@@ -147,7 +147,13 @@ def waiting_for(*, session: Session, user: User) -> list[int]:
         return []
     csm = aliased(User)
     drafts = session.execute(
-        select(Bill.id, Customer.require_csm_approval, Customer.csm_id, csm.role.label("csm_role"))
+        select(
+            Bill.id,
+            Customer.require_csm_approval,
+            Customer.csm_id,
+            csm.role.label("csm_role"),
+            csm.deactivated_at.label("csm_deactivated_at"),
+        )
         .join(Bill.customer)
         .outerjoin(csm, csm.id == Customer.csm_id)
         .where(Bill.status == BillStatus.DRAFT)
@@ -160,6 +166,7 @@ def waiting_for(*, session: Session, user: User) -> list[int]:
         elif (
             user.role is Role.CUSTOMER_SUCCESS
             and draft.csm_role is Role.CUSTOMER_SUCCESS
+            and draft.csm_deactivated_at is None
             and draft.csm_id != user.id
         ):
             decided[draft.id] = False

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from bot import outbox
+from bot.accounts import check_active
 from bot.billing import MAX_UNIT_COST, overage_amount
 from bot.errors import (
     AlreadyDone,
@@ -138,9 +139,9 @@ def _counted_approvals(effective: Sequence[BillAction]) -> list[BillAction]:
 
 
 def _customer_csm(customer: Customer) -> User | None:
-    """The customer's CSM, when it has one who is (still) a Customer Success user."""
+    """The customer's CSM, when it has one who is (still) an active Customer Success user."""
     csm = customer.csm
-    return csm if csm is not None and csm.role is Role.CUSTOMER_SUCCESS else None
+    return csm if csm is not None and csm.role is Role.CUSTOMER_SUCCESS and csm.active else None
 
 
 def approval_state(bill: Bill) -> ApprovalState:
@@ -731,7 +732,7 @@ def _lock(session: Session, bill_id: int, actor: User) -> tuple[Bill, User]:
     user = session.get(User, actor_id, populate_existing=True)
     if user is None:
         raise NotFound(f"Account #{actor_id} does not exist")
-    return bill, user
+    return bill, check_active(user)
 
 
 def _mark_sending(

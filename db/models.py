@@ -55,6 +55,17 @@ class BillStatus(str, enum.Enum):
     SENT = "SENT"
 
 
+class ActionOrigin(str, enum.Enum):
+    """Who or what took an action that no account took (its stakeholder is empty)."""
+
+    SCHEDULER = "scheduler"  # the scheduled monthly generation
+    OPERATOR = "operator"  # an operator on the command line, acting as no account
+
+    @property
+    def label(self) -> str:
+        return {"scheduler": "the scheduler", "operator": "an operator (command line)"}[self.value]
+
+
 class ActionType(str, enum.Enum):
     DRAFT = "DRAFT"
     APPROVE = "APPROVE"
@@ -92,8 +103,46 @@ class User(Base):
     session_token: Mapped[str] = mapped_column(String(64), unique=True)
     slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set while the account may not act anywhere (Slack, the API, the command line); its history stays.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (CheckConstraint("length(name) > 0", name="name_not_empty"),)
+
+    @property
+    def active(self) -> bool:
+        return self.deactivated_at is None
+
+
+class ApiSession(Base):
+    """A login to the JSON API: only the SHA-256 digest of its random bearer token is kept."""
+
+    __tablename__ = "api_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginAttempt(Base):
+    """A password login to the API, kept to throttle guessing per account name and per address."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))  # the account name as given, known or not
+    address: Mapped[str] = mapped_column(String(64))  # the client's IP address
+    succeeded: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_login_attempts_name_created_at", "name", "created_at"),
+        Index("ix_login_attempts_address_created_at", "address", "created_at"),
+    )
 
 
 class LinkCode(Base):
@@ -215,6 +264,8 @@ class BillAction(Base):
     unit_cost_after: Mapped[Decimal | None] = mapped_column(UNIT_COST)
     undone_action_id: Mapped[int | None] = mapped_column(ForeignKey("bill_actions.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who or what acted when no account did (an empty stakeholder); empty on older rows: the scheduler.
+    origin: Mapped[ActionOrigin | None] = mapped_column(_stored_enum(ActionOrigin, "origin"))
 
     bill: Mapped[Bill] = relationship(back_populates="actions")
     stakeholder: Mapped[User | None] = relationship()

@@ -27,7 +27,7 @@ from slack_sdk.models.views import View
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
 from bot.blocks import HEADER_MAX, clip, escape, mention, message_blocks, view_blocks
 from bot.errors import AlreadyDone
-from bot.formatting import bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import acted_by, bill_period, calls, money, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
@@ -270,7 +270,7 @@ def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> 
 
 
 def _headline(action: BillAction, bill: Bill) -> str:
-    who = mention(action.stakeholder)
+    who = mention(action.stakeholder) if action.stakeholder else acted_by(action)
     emoji = ACTION_EMOJI[action.action]
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)

@@ -18,10 +18,12 @@ from waitress import wasyncore
 from bot.delivery import Delivery
 from bot.settings import Settings, load_settings
 from db.models import Outbox, OutboxStatus, Role, User
+from handlers.api import create_api
 from handlers.app import build_services, create_app
 from handlers.jobs import run_job
 from handlers.web import create_server
 from tests.factories import add_user
+from tests.handlers.api_support import OPERATOR_TOKEN, Api
 from tests.slack_fakes import (
     CHANNEL_ID,
     SIGNING_SECRET,
@@ -181,3 +183,30 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
 @pytest.fixture
 def slack(make_slack) -> SlackHarness:
     return make_slack()
+
+
+@pytest.fixture
+def make_api(database_url, db, tmp_path):
+    """The JSON API's WSGI application on the test database, with settings overrides."""
+
+    def start(**overrides) -> Api:
+        settings = load_settings(
+            _env_file=None,
+            **{
+                "database_url": database_url,
+                "mail_dir": tmp_path / "mail",
+                "bcrypt_rounds": 4,
+                "timezone": "UTC",
+                "api_operator_token": OPERATOR_TOKEN,
+                **overrides,
+            },
+        )
+        app = create_api(settings, db)
+        return Api(app=app, client=app.test_client(), db=db, settings=settings)
+
+    return start
+
+
+@pytest.fixture
+def api(make_api) -> Api:
+    return make_api()
