@@ -38,10 +38,37 @@ def cli(cli_env, capsys, monkeypatch):
 
 
 def test_schema_missing_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    (tmp_path / "empty.db").touch()  # a database file without the schema
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     code, out, err = run(capsys, "bills", "list")
     assert code == 1
     assert err == "error: the database schema is missing or out of date; run `billprocess db upgrade` first\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["bills", "list"], ["users", "list"], ["customers", "list"], ["bills", "generate"], ["outbox"]],
+)
+def test_a_folder_without_a_database_says_so_and_creates_none(monkeypatch, tmp_path, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: no database here (billprocess.db): run `billprocess db upgrade` to create it"
+        " (or set DATABASE_URL to the database to use)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_in_a_folder_without_a_database_creates_one(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("BCRYPT_ROUNDS", "4")
+    code, out, err = run(capsys, "seed")
+    assert (code, err) == (0, "")
+    assert out.startswith("Created the database.\nSeeded 4 accounts")
+    assert run(capsys, "customers", "list")[0] == 0
 
 
 def test_db_upgrade_creates_the_schema(monkeypatch, tmp_path, capsys):
