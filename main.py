@@ -499,7 +499,7 @@ def customers_show(cli: Cli, args) -> None:
 def customers_add(cli: Cli, args) -> None:
     from bot import customers
 
-    values = {"name": args.name, **_customer_values(args)}
+    values = {"name": args.name, "require_csm_approval": "false", **_customer_values(args)}
     missing = [CUSTOMER_OPTIONS[column] for column in NEEDED_TO_ADD if column not in values]
     if missing:
         raise InvalidInput(f"a new customer needs {', '.join(missing)}")

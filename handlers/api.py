@@ -355,6 +355,7 @@ class CustomerTerms(Body):
 
 class NewCustomer(CustomerTerms):
     name: Text = Field(min_length=1, max_length=200)
+    require_csm_approval: bool = Field(default=False, description="two-step approval: the CSM, then Sales")
 
 
 class Reason(Body):
