@@ -145,6 +145,7 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
                 "delivery_poll_seconds": 0.05,
                 "delivery_max_backoff": 0.5,
                 "progress_seconds": 0.1,
+                "api_operator_token": OPERATOR_TOKEN,
                 **overrides,  # may replace any of the above
             },
         )
@@ -154,7 +155,9 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
             deliveries.append(
                 Delivery(sessions=db, settings=settings, jobs=lambda row: run_job(services, row), threads=2).start()
             )
-        server = create_server(app, engine, signing_secret=SIGNING_SECRET, host="127.0.0.1", port=0, threads=8)
+        # As `serve` does: Slack's requests and the JSON API on one server.
+        server = create_server(app, engine, signing_secret=SIGNING_SECRET, host="127.0.0.1", port=0, threads=8,
+                               api=create_api(settings, db))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
