@@ -391,7 +391,12 @@ def users_set_role(cli: Cli, args) -> None:
     except accounts.NeedsForce as refusal:
         raise BillProcessError(f"{refusal}; add --force to change it anyway") from None
     cli.out(f"{change.user.name} is {role.label} now (was {change.before.label}).")
-    for effect in change.effects:
+    _effects(cli, change.effects)
+
+
+def _effects(cli: Cli, effects: list[str]) -> None:
+    """What a change to an account affects beyond it, one indented line each."""
+    for effect in effects:
         cli.out(f"  {effect}.")
 
 
@@ -401,8 +406,7 @@ def users_deactivate(cli: Cli, args) -> None:
     slack = f"unlinked from Slack user {done.slack_user_id}" if done.slack_user_id else "not linked to Slack"
     sessions = "API session" if done.sessions_ended == 1 else "API sessions"
     cli.out(f"Deactivated {done.user.name}: {slack}, {done.sessions_ended} {sessions} ended; its history stays.")
-    for effect in done.effects:
-        cli.out(f"  {effect}.")
+    _effects(cli, done.effects)
 
 
 def users_reactivate(cli: Cli, args) -> None:
@@ -466,6 +470,12 @@ def _terms(customer) -> str:
     )
 
 
+def _usage_line(month) -> str:
+    """One month of a customer's usage; a star marks a month over the limit."""
+    used = calls(month.api_usage) if month.api_usage is not None else "not recorded"
+    return f"  {month.period}  {used:>16}{'  *' if month.over_limit else ''}"
+
+
 def customers_list(cli: Cli, args) -> None:
     from bot import customers
 
@@ -488,8 +498,7 @@ def customers_show(cli: Cli, args) -> None:
     cli.out()
     cli.out("Usage, the 12 months ending last month (* over the limit):")
     for month in seen.months:
-        used = calls(month.api_usage) if month.api_usage is not None else "not recorded"
-        cli.out(f"  {month.period}  {used:>16}{'  *' if month.over_limit else ''}")
+        cli.out(_usage_line(month))
     cli.out()
     cli.out(f"Bills ({seen.bill_count}, the latest {len(seen.bills)} shown):" if seen.bills else "No bills yet.")
     for bill in seen.bills:
@@ -534,8 +543,7 @@ def usage_list(cli: Cli, args) -> None:
     if not history.months:
         cli.out("  No usage recorded.")
     for month in history.months:
-        used = calls(month.api_usage) if month.api_usage is not None else "not recorded"
-        cli.out(f"  {month.period}  {used:>16}{'  *' if month.over_limit else ''}")
+        cli.out(_usage_line(month))
 
 
 # --- customers and usage -----------------------------------------------------------------------

@@ -42,7 +42,7 @@ def tokens(api) -> list[str]:
 
 
 @schema.parametrize()
-@hypothesis.settings(max_examples=15, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.settings(max_examples=25, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_every_operation_answers_as_documented(case, tokens):
     for token in tokens:
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
