@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from bot.text import storable
-from db.models import ApiSession, Bill, BillStatus, Customer, LinkCode, OutboxKind, Role, User, utcnow
+from db.models import ApiSession, Bill, BillStatus, Customer, LinkCode, Role, User, utcnow
 
 MIN_PASSWORD_LENGTH = 8
 BCRYPT_MAX_BYTES = 72  # bcrypt reads no further, and refuses longer secrets
@@ -382,6 +382,4 @@ def _refresh_what_names(session: Session, user: User) -> None:
     drafts = session.scalars(
         select(Bill.id).join(Bill.customer).where(Customer.csm_id == user.id, Bill.status == BillStatus.DRAFT)
     )
-    for bill_id in drafts:
-        outbox.refresh_bill(session, bill_id)
-    outbox.add(session, OutboxKind.HOMES, "homes")
+    outbox.bills_shown_again(session, list(drafts))

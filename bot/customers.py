@@ -10,10 +10,11 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
+from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.imports import CUSTOMER_COLUMNS, NAME_MAX_LENGTH, apply_customer, check_csm, customer_row, lock_customers
 from bot.periods import Period
-from db.models import Bill, Customer, Usage
+from db.models import Bill, BillStatus, Customer, Usage
 
 OVERVIEW_MONTHS = 12
 MAX_OVERVIEW_BILLS = 12
@@ -196,8 +197,12 @@ def edit_customer(
         )
         row = customer_row({**_as_file_values(found), **changes}, labels)
         csm_id = check_csm(session, row, labels) if "csm" in changes else found.csm_id
+        approvers = (found.csm_id, found.require_csm_approval)
         apply_customer(found, row, csm_id)
         session.flush()
+        if (found.csm_id, found.require_csm_approval) != approvers:  # whom its drafts wait for changed
+            drafts = select(Bill.id).where(Bill.customer_id == found.id, Bill.status == BillStatus.DRAFT)
+            outbox.bills_shown_again(session, list(session.scalars(drafts)))
         session.refresh(found, ["csm"])
     return found
 

@@ -382,3 +382,16 @@ def test_unknown_routes_and_methods_are_problem_documents(api):
 def _user_id(api, name: str) -> int:
     with api.db() as session:
         return session.scalar(select(User.id).where(User.name == name))
+
+
+def test_changing_whom_a_customers_bills_wait_for_shows_its_drafts_again_in_slack(api):
+    acme, draft = api.customer_id("Acme Analytics"), api.bill_id("Acme Analytics", 9)
+    with api.db() as session:
+        before = session.scalar(select(Outbox.id).order_by(Outbox.id.desc()).limit(1))
+
+    api.call("PATCH", f"/api/customers/{acme}", OPERATOR_TOKEN, json={"billing_email": "ap@acme.example"})
+    api.call("PATCH", f"/api/customers/{acme}", OPERATOR_TOKEN, json={"csm": "casey"})
+
+    with api.db() as session:
+        queued = session.scalars(select(Outbox).where(Outbox.id > before).order_by(Outbox.id)).all()
+    assert [(row.kind, row.bill_id) for row in queued] == [(OutboxKind.BILL_MESSAGE, draft), (OutboxKind.HOMES, None)]
