@@ -240,7 +240,11 @@ def generate_month(
             # from the actions insert's. (A NOT EXISTS over bill_actions is planned as a nested loop while
             # the table's statistics say it is empty.)
             new_bill_ids = insert_bills.returning(Bill.id).cte("new_bills")
-            drafted = _draft_actions(select(new_bill_ids.c.id), actor, origin, now).returning(BillAction.bill_id).cte("drafted")
+            drafted = (
+                _draft_actions(select(new_bill_ids.c.id), actor, origin, now)
+                .returning(BillAction.bill_id)
+                .cte("drafted")
+            )
             outbox.bills_created(session, select(drafted.c.bill_id.label("id")), **announce)
         else:
             # SQLite has no INSERT inside WITH: find the new bills by their missing DRAFT action.

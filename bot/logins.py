@@ -106,7 +106,9 @@ def login(
         user = check_active(session.get(User, user.id, populate_existing=True))
         session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt.id).values(succeeded=True))
         session.execute(delete(ApiSession).where(ApiSession.user_id == user.id, ApiSession.expires_at <= now))
-        session.add(ApiSession(user_id=user.id, token_digest=token_digest(token), created_at=now, expires_at=expires_at))
+        session.add(
+            ApiSession(user_id=user.id, token_digest=token_digest(token), created_at=now, expires_at=expires_at)
+        )
     return Login(user=user, token=token, expires_at=expires_at)
 
 
@@ -126,7 +128,11 @@ def _locked_until(session: Session, name: str, address: str, now: datetime) -> d
         recent = list(
             session.scalars(
                 select(LoginAttempt.created_at)
-                .where(column == value, LoginAttempt.succeeded.is_(False), LoginAttempt.created_at > now - LOCKOUT_WINDOW)
+                .where(
+                    column == value,
+                    LoginAttempt.succeeded.is_(False),
+                    LoginAttempt.created_at > now - LOCKOUT_WINDOW,
+                )
                 .order_by(LoginAttempt.created_at.desc())
                 .limit(MAX_FAILURES)
             )

@@ -236,6 +236,8 @@ def invalid_request(error: ValidationError) -> Response:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "model_type":  # names the model, which means nothing to the caller
             message = "must be a JSON object"
+        elif item["type"] == "extra_forbidden":
+            message = "is not one this route takes"
         elif item["type"] == "string_pattern_mismatch":
             message = PATTERN_MEANING.get(item["ctx"]["pattern"], message)
         errors.append(FieldProblem(field=location, detail=message))
@@ -338,7 +340,9 @@ class CustomerTerms(Body):
     start_date: Text | None = Field(default=None, max_length=20, description="YYYY-MM-DD")
     end_date: Text | None = Field(default=None, max_length=20, description="YYYY-MM-DD; null: none")
     require_csm_approval: bool | None = Field(default=None, description="two-step approval: the CSM, then Sales")
-    csm: Text | None = Field(default=None, max_length=accounts.NAME_MAX_LENGTH, description="an account name; null: none")
+    csm: Text | None = Field(
+        default=None, max_length=accounts.NAME_MAX_LENGTH, description="an account name; null: none"
+    )
 
     def file_values(self, given_only: bool) -> dict[str, str]:
         """The values as a customers file holds them; `given_only` leaves out what the body does not name."""
@@ -406,7 +410,9 @@ def _never_null(schema: dict) -> None:
 
 
 class Query(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_never_null)
+    """Query parameters: the ones the document names, and no others."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_never_null)
 
 
 class BillFilters(Query):
@@ -766,7 +772,8 @@ def change_user(path: UserPath, body: UserChange):
     operator()
     given = sorted(name for name in ("name", "role", "active") if getattr(body, name) is not None)
     if len(given) != 1:
-        raise BadField("body", "give exactly one of name, role or active" + (f", not {' and '.join(given)}" if given else ""))
+        got = f", not {' and '.join(given)}" if given else ""
+        raise BadField("body", f"give exactly one of name, role or active{got}")
     with database() as session:
         if body.name is not None:
             with field("name"):
@@ -799,7 +806,8 @@ def list_customers():
     """Every customer and its terms, by name."""
     caller()
     with database() as session:
-        return reply(CustomerList(items=[_customer(customer) for customer in customers.list_customers(session=session)]))
+        found = customers.list_customers(session=session)
+        return reply(CustomerList(items=[_customer(customer) for customer in found]))
 
 
 @customers_api.get("/customers/<customer_id>", responses={200: CustomerDetail, **refusals(401, 403, 404, 422)})

@@ -355,14 +355,15 @@ def test_customers_are_added_and_changed_with_the_csv_files_checks(api):
                        json={"monthly_api_limit": 750000, "csm": None})
     assert changed.json["monthly_api_limit"] == 750000 and changed.json["csm"] is None
     assert changed.json["billing_email"] == "ap@piedpiper.example"
-    bad = problem(api.call("POST", "/api/customers", OPERATOR_TOKEN,
-                           json={**body, "name": "Hooli 2", "billing_email": "nope", "start_date": "2026-02-30"}), 422)
+    wrong = {**body, "name": "Hooli 2", "billing_email": "nope", "start_date": "2026-02-30"}
+    bad = problem(api.call("POST", "/api/customers", OPERATOR_TOKEN, json=wrong), 422)
     assert bad["errors"] == [
-        {"field": "billing_email", "detail": "billing_email must be an email address such as billing@example.com, not 'nope'"},
+        {"field": "billing_email",
+         "detail": "billing_email must be an email address such as billing@example.com, not 'nope'"},
         {"field": "start_date", "detail": "start_date '2026-02-30' is not a real date"},
     ]
-    not_csm = problem(api.call("POST", "/api/customers", OPERATOR_TOKEN, json={**body, "name": "Hooli 2", "csm": "sam"}),
-                      422)
+    not_csm = problem(
+        api.call("POST", "/api/customers", OPERATOR_TOKEN, json={**body, "name": "Hooli 2", "csm": "sam"}), 422)
     assert not_csm["errors"] == [{"field": "csm", "detail": "csm 'sam' is a Sales user, not Customer Success"}]
     taken = problem(api.call("POST", "/api/customers", OPERATOR_TOKEN, json=body), 409)
     assert taken["detail"].startswith("a customer named Pied Piper already exists")
@@ -377,6 +378,8 @@ def test_unknown_routes_and_methods_are_problem_documents(api):
     wrong = api.call("DELETE", "/api/bills/1", token)
     assert problem(wrong, 405)["detail"] == "/api/bills/1 does not take DELETE; it takes GET, HEAD, OPTIONS"
     assert problem(api.call("GET", "/api/bills/abc", token), 422)["errors"][0]["field"] == "bill_id"
+    unknown = problem(api.call("GET", "/api/bills?state=DRAFT", token), 422)
+    assert unknown["errors"] == [{"field": "state", "detail": "is not one this route takes"}]
 
 
 def _user_id(api, name: str) -> int:

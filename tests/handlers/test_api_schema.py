@@ -42,7 +42,9 @@ def tokens(api) -> list[str]:
 
 
 @schema.parametrize()
-@hypothesis.settings(max_examples=25, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+# The same examples on every run (found stable at 200 an operation), so that a run's outcome is the code's.
+@hypothesis.settings(max_examples=25, deadline=None, derandomize=True,
+                     suppress_health_check=list(hypothesis.HealthCheck))
 def test_every_operation_answers_as_documented(case, tokens):
     for token in tokens:
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
