@@ -232,7 +232,10 @@ def generate_month(
                 literal(BillStatus.DRAFT.value, String),
                 literal(now, UTCDateTime),
                 literal(now, UTCDateTime),
-            ).where(candidates.c.reason == BILLABLE),
+            )
+            .where(candidates.c.reason == BILLABLE)
+            # Bills are numbered in customer order, whichever plan the database picks for the join.
+            .order_by(candidates.c.customer_id),
         )
         announce = {"period": str(period), "summary": summary.lines(), "created": summary.created}
         if dialect == "postgresql":

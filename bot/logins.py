@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -51,7 +51,7 @@ class TooManyAttempts(BillProcessError):
 @dataclass(frozen=True)
 class Login:
     user: User
-    token: str  # shown once, to the person who logged in; never stored or logged
+    token: str = field(repr=False)  # shown once, to the person who logged in; never stored or logged
     expires_at: datetime
 
 

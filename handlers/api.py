@@ -10,6 +10,7 @@ with a specific `detail`; bad input names its field.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -90,7 +91,7 @@ class Caller:
     """A person (by a login's token) or an operator (by API_OPERATOR_TOKEN, as no account)."""
 
     user: User | None
-    token: str
+    token: str = dataclasses.field(repr=False)
 
     @property
     def operator(self) -> bool:
