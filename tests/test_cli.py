@@ -453,8 +453,8 @@ def test_customers_list_show_add_and_edit(cli):
          "error: a new customer needs --address, --limit, --unit-cost, --start\n"),
         (["customers", "add", "X", "--email", "nope", "--address", "a", "--limit", "-1", "--unit-cost", "0.1",
           "--start", "2026-01-01"],
-         "error: --email must be an email address such as billing@example.com, not 'nope';"
-         " --limit must be a whole number ≥ 0, not '-1'\n"),
+         ("error: --email must be an email address such as billing@example.com, not 'nope';"
+          " --limit must be a whole number ≥ 0, not '-1'\n")),
         (["customers", "add", "X", "--email", "x@x.example", "--address", "a", "--limit", "1", "--unit-cost", "0.1",
           "--start", "2026-05-01", "--end", "2026-01-01"],
          "error: --end 2026-01-01 is before --start 2026-05-01\n"),
@@ -481,6 +481,7 @@ def test_customer_and_usage_refusals_are_one_line_and_change_nothing(cli, db, ar
 def test_usage_list(cli):
     cli("seed")
     code, out, _ = cli("usage", "list", "--customer", "Acme Analytics", "--year", "2026")
+    assert code == 0
     lines = out.splitlines()
     assert lines[0] == "Acme Analytics: API calls in 2026 (limit 1,000,000; * over it)"
     assert len(lines) == 13 and lines[-1].split() == ["2026-12", "not", "recorded"]
@@ -533,8 +534,10 @@ def test_a_deactivated_account_cannot_act_and_its_history_stays(cli, db):
 def test_deactivating_a_csm_says_who_approves_instead(cli):
     cli("seed")
     out = cli("users", "deactivate", "casey")[1]
-    assert "casey is the CSM of Cyberdyne Cloud, Initech Payments, Soylent Foods, Umbrella Health: once" \
-           " deactivated, casey no longer approves their bills for Customer Success" in out
+    assert (
+        "casey is the CSM of Cyberdyne Cloud, Initech Payments, Soylent Foods, Umbrella Health: once"
+        " deactivated, casey no longer approves their bills for Customer Success"
+    ) in out
     assert "Initech Payments" in cli("customers", "list")[1]
     assert "CSM casey (deactivated)" in cli("customers", "list")[1]
 
@@ -565,7 +568,7 @@ def test_ctrl_c_at_a_real_terminals_password_prompt(cli_env):
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "users", "add", "zed", "--role", "sales"],
         stdin=terminal, stdout=terminal, stderr=terminal, cwd=cli_env, start_new_session=True,
-        preexec_fn=take_the_terminal,
+        preexec_fn=take_the_terminal,  # noqa: PLW1509 - one ioctl between fork and exec, as a terminal needs
     )
     os.close(terminal)
     seen = b""
