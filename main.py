@@ -15,30 +15,48 @@ from pathlib import Path
 
 import alembic.util
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import absences, accounts, approval, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
-from bot.formatting import action_line, bill_details, bill_row, outbox_line, timestamp
+from bot.formatting import action_line, bill_details, bill_row, calls, outbox_line, timestamp
+from bot.formatting import unit_cost as unit_cost_text
 from bot.imports import import_customers, import_usage
 from bot.periods import Period
 from bot.settings import Settings, SettingsError, load_settings
 from db import migrate
+from db.models import ActionOrigin
 from db.session import make_engine, make_session_factory
 
 log = logging.getLogger("billprocess")
 
 
 class Cli:
-    """What every command needs: the settings, the database, and somewhere to print."""
+    """What every command needs: the settings, the database, and somewhere to print.
 
-    def __init__(self, settings: Settings):
+    A command that `creates_database` may start a SQLite database where there is none; any other says
+    there is none instead of leaving an empty file behind.
+    """
+
+    def __init__(self, settings: Settings, *, creates_database: bool = False):
         self.settings = settings
+        self.creates_database = creates_database
+        self.new_database = False  # True once the engine is made for a SQLite file that did not exist
         self._schema_checked = False
 
     @cached_property
     def engine(self) -> Engine:
+        path = sqlite_file(self.settings.sqlalchemy_url)
+        if path is not None and not path.exists():
+            if not self.creates_database:
+                where = f"at {path}" if path.is_absolute() else f"here ({path})"
+                raise BillProcessError(
+                    f"no database {where}: run `billprocess db upgrade` to create it"
+                    " (or set DATABASE_URL to the database to use)"
+                )
+            self.new_database = True
         return make_engine(self.settings.sqlalchemy_url)
 
     @contextmanager
@@ -64,11 +82,20 @@ class Cli:
                 raise SettingsError(f"APPROVAL_POLICY {error}") from None
 
     def actor(self, session: Session, name: str):
-        return accounts.get_user(session=session, name=name)
+        """The account named by `--as`; a deactivated one may not act."""
+        return accounts.acting_user(session=session, name=name)
 
     @staticmethod
     def out(line: str = "") -> None:
         print(line)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for any other database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
 
 
 # --- db and seed -------------------------------------------------------------------------------
@@ -82,6 +109,10 @@ def db_upgrade(cli: Cli, args) -> None:
 def seed(cli: Cli, args) -> None:
     from bot.seed import seed_demo
 
+    engine = cli.engine
+    if cli.new_database:
+        migrate.upgrade(engine)
+        cli.out("Created the database.")
     with cli.session() as session:
         for line in seed_demo(session=session, settings=cli.settings, today=cli.today()):
             cli.out(line)
@@ -206,12 +237,15 @@ def _slack_app(cli: Cli, *, socket_mode: bool):
 
 
 def serve(cli: Cli, args) -> None:
+    from handlers.api import create_api
     from handlers.web import serve as serve_http
 
     check_startup(cli.settings, port=cli.settings.port)
     with _slack_app(cli, socket_mode=False) as app:
         secret = cli.settings.slack_signing_secret.get_secret_value()
-        serve_http(app, cli.engine, signing_secret=secret, port=cli.settings.port)
+        api = create_api(cli.settings, make_session_factory(cli.engine))
+        serve_http(app, cli.engine, signing_secret=secret, port=cli.settings.port, api=api,
+                   trusted_proxy=cli.settings.trusted_proxy)
 
 
 def socket(cli: Cli, args) -> None:
@@ -290,8 +324,13 @@ def read_new_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
         raise InvalidInput("no terminal to ask for a password; pipe it in with --password-stdin")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Password (again): "):
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Password (again): ")
+    except (KeyboardInterrupt, EOFError):  # Ctrl-C, or Ctrl-D at the prompt
+        print(file=sys.stderr)  # the prompt's line is left open
+        raise InvalidInput("no password given; nothing was changed") from None
+    if first != again:
         raise InvalidInput("the two passwords differ; nothing was changed")
     return first
 
@@ -317,7 +356,7 @@ def users_list(cli: Cli, args) -> None:
     if not users:
         cli.out("No accounts yet. Add one with `billprocess users add NAME --role ROLE`.")
     for user in users:
-        slack = user.slack_user_id or "not linked"
+        slack = user.slack_user_id or ("deactivated" if not user.active else "not linked")
         cli.out(f"{user.name:<20} {user.role.label:<17} {user.email or '—':<32} {slack}")
 
 
@@ -326,7 +365,7 @@ def users_invite(cli: Cli, args) -> None:
         invitation = accounts.invite(session=session, name=args.name, rounds=cli.settings.bcrypt_rounds)
     cli.out(f"One-time link code for {invitation.user.name}, valid until {timestamp(invitation.expires_at)}:")
     cli.out(invitation.code)
-    cli.out("They link their Slack user by typing: /bill link CODE")
+    cli.out(f"They link their Slack user by typing: /bill link {invitation.code}")
 
 
 def users_link(cli: Cli, args) -> None:
@@ -387,6 +426,176 @@ def policy_check(cli: Cli, args) -> None:
     cli.out(f"{args.file}: valid.")
     for line in policy.describe():
         cli.out(f"- {line}")
+# --- managing accounts ---------------------------------------------------------------------------
+
+
+def users_rename(cli: Cli, args) -> None:
+    with cli.session() as session:
+        user = accounts.rename(session=session, account=args.old, new_name=args.new)
+    cli.out(f"Renamed {args.old} to {user.name}.")
+
+
+def users_set_role(cli: Cli, args) -> None:
+    role = accounts.parse_role(args.role)
+    try:
+        with cli.session() as session:
+            change = accounts.set_role(session=session, account=args.name, role=role, force=args.force)
+    except accounts.NeedsForce as refusal:
+        raise BillProcessError(f"{refusal}; add --force to change it anyway") from None
+    cli.out(f"{change.user.name} is {role.label} now (was {change.before.label}).")
+    _effects(cli, change.effects)
+
+
+def _effects(cli: Cli, effects: list[str]) -> None:
+    """What a change to an account affects beyond it, one indented line each."""
+    for effect in effects:
+        cli.out(f"  {effect}.")
+
+
+def users_deactivate(cli: Cli, args) -> None:
+    with cli.session() as session:
+        done = accounts.deactivate(session=session, account=args.name)
+    slack = f"unlinked from Slack user {done.slack_user_id}" if done.slack_user_id else "not linked to Slack"
+    sessions = "API session" if done.sessions_ended == 1 else "API sessions"
+    cli.out(f"Deactivated {done.user.name}: {slack}, {done.sessions_ended} {sessions} ended; its history stays.")
+    _effects(cli, done.effects)
+
+
+def users_reactivate(cli: Cli, args) -> None:
+    with cli.session() as session:
+        user = accounts.reactivate(session=session, account=args.name)
+    cli.out(
+        f"Reactivated {user.name}. To act in Slack it needs linking again"
+        f" (`billprocess users invite {user.name}` or `billprocess users link {user.name} SLACK_USER_ID`)."
+    )
+
+
+def users_reset_password(cli: Cli, args) -> None:
+    with cli.session() as session:
+        accounts.get_user(session=session, name=args.name)  # before asking for a password
+    password = read_new_password(args.password_stdin)
+    with cli.session() as session:
+        user, ended = accounts.reset_password(
+            session=session, account=args.name, password=password, rounds=cli.settings.bcrypt_rounds
+        )
+    cli.out(f"Set a new password for {user.name}; {ended} API session{'' if ended == 1 else 's'} ended.")
+
+
+# --- listing and changing customers, listing usage ----------------------------------------------
+
+# The options of `customers add|edit`, by the column of a customers file each one sets.
+CUSTOMER_OPTIONS = {
+    "billing_address": "--address",
+    "billing_email": "--email",
+    "monthly_api_limit": "--limit",
+    "overage_unit_cost": "--unit-cost",
+    "start_date": "--start",
+    "end_date": "--end",
+    "csm": "--csm",
+    "require_csm_approval": "--two-step or --one-step",
+}
+NEEDED_TO_ADD = ("billing_address", "billing_email", "monthly_api_limit", "overage_unit_cost", "start_date")
+
+
+def _customer_values(args) -> dict[str, str]:
+    """The options given, as a customers file's columns would hold them."""
+    values = {
+        column: getattr(args, option.removeprefix("--").replace("-", "_"))
+        for column, option in CUSTOMER_OPTIONS.items()
+        if column != "require_csm_approval"
+    }
+    values = {column: value for column, value in values.items() if value is not None}
+    if args.two_step is not None:
+        values["require_csm_approval"] = "true" if args.two_step else "false"
+    return values
+
+
+def _terms(customer) -> str:
+    approval = "two-step" if customer.require_csm_approval else "one-step"
+    csm = f", CSM {customer.csm.name}" if customer.csm else ""
+    if customer.csm and not customer.csm.active:
+        csm += " (deactivated)"
+    until = f" to {customer.end_date}" if customer.end_date else ""
+    return (
+        f"limit {calls(customer.monthly_api_limit)} calls, {unit_cost_text(customer.overage_unit_cost)} per call"
+        f" over it, from {customer.start_date}{until}, {approval} approval{csm}"
+    )
+
+
+def _usage_line(month) -> str:
+    """One month of a customer's usage; a star marks a month over the limit."""
+    used = calls(month.api_usage) if month.api_usage is not None else "not recorded"
+    return f"  {month.period}  {used:>16}{'  *' if month.over_limit else ''}"
+
+
+def customers_list(cli: Cli, args) -> None:
+    from bot import customers
+
+    with cli.session() as session:
+        found = customers.list_customers(session=session)
+    if not found:
+        cli.out("No customers yet. Add one with `billprocess customers add NAME …` or import a CSV file.")
+    for customer in found:
+        cli.out(f"{customer.name:<28.28} {_terms(customer)}")
+
+
+def customers_show(cli: Cli, args) -> None:
+    from bot import customers
+
+    with cli.session() as session:
+        seen = customers.customer_overview(session=session, name=args.name, today=cli.today())
+    customer = seen.customer
+    cli.out(f"{customer.name}: {_terms(customer)}")
+    cli.out(f"Billing:         {customer.billing_email}, {customer.billing_address}")
+    cli.out()
+    cli.out("Usage, the 12 months ending last month (* over the limit):")
+    for month in seen.months:
+        cli.out(_usage_line(month))
+    cli.out()
+    cli.out(f"Bills ({seen.bill_count}, the latest {len(seen.bills)} shown):" if seen.bills else "No bills yet.")
+    for bill in seen.bills:
+        cli.out(bill_row(bill))
+
+
+def customers_add(cli: Cli, args) -> None:
+    from bot import customers
+
+    values = {"name": args.name, "require_csm_approval": "false", **_customer_values(args)}
+    missing = [CUSTOMER_OPTIONS[column] for column in NEEDED_TO_ADD if column not in values]
+    if missing:
+        raise InvalidInput(f"a new customer needs {', '.join(missing)}")
+    with cli.session() as session:
+        customer = customers.add_customer(session=session, values=values, labels=CUSTOMER_OPTIONS)
+    cli.out(f"Added {customer.name}: {_terms(customer)}.")
+
+
+def customers_edit(cli: Cli, args) -> None:
+    from bot import customers
+
+    with cli.session() as session:
+        customer = customers.edit_customer(
+            session=session, customer=args.name, changes=_customer_values(args), labels=CUSTOMER_OPTIONS
+        )
+    cli.out(f"Changed {customer.name}: {_terms(customer)}.")
+
+
+def usage_list(cli: Cli, args) -> None:
+    from bot import customers
+
+    year = None
+    if args.year is not None:
+        if not (args.year.isascii() and args.year.isdigit() and len(args.year) == 4):
+            raise InvalidInput(f"--year must be a year such as 2026, not {args.year!r}")
+        year = int(args.year)
+    with cli.session() as session:
+        history = customers.usage_history(session=session, name=args.customer, year=year)
+    customer = history.customer
+    span = f"in {history.year}" if history.year else "every month recorded"
+    cli.out(f"{customer.name}: API calls {span} (limit {calls(customer.monthly_api_limit)}; * over it)")
+    if not history.months:
+        cli.out("  No usage recorded.")
+    for month in history.months:
+        cli.out(_usage_line(month))
 
 
 # --- customers and usage -----------------------------------------------------------------------
@@ -426,7 +635,9 @@ def bills_generate(cli: Cli, args) -> None:
         with cli.session() as session:
             actor = cli.actor(session, args.actor)
     with cli.session() as session:
-        summary = billing.generate_month(session=session, period=period, actor=actor, today=cli.today())
+        summary = billing.generate_month(
+            session=session, period=period, actor=actor, today=cli.today(), origin=ActionOrigin.OPERATOR
+        )
         for line in summary.lines():
             cli.out(line)
         month_bills = bills.list_bills(session=session, period=period)
@@ -560,11 +771,13 @@ def build_parser() -> argparse.ArgumentParser:
     rules = group("policy", "the approval policy (APPROVAL_POLICY)")
     command(rules, "show", policy_show, "print the approval rules in force")
     command(rules, "check", policy_check, "validate an approval policy file").add_argument("file")
+    add_account_commands(users, command)
 
     customers = group("customers", "manage customers")
     command(customers, "import", customers_import, "import customers from a CSV file").add_argument("file")
     usage = group("usage", "manage recorded API usage")
     command(usage, "import", usage_import, "import monthly API usage from a CSV file").add_argument("file")
+    add_customer_commands(customers, usage, command)
 
     bill = group("bills", "generate, list and act on bills")
     generate = command(bill, "generate", bills_generate, "generate a month's bills (default: last month)")
@@ -595,6 +808,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_account_commands(users, command: Callable) -> None:
+    """`users rename|set-role|deactivate|reactivate|reset-password`."""
+    rename = command(users, "rename", users_rename, "give an account another name")
+    rename.add_argument("old", metavar="OLD")
+    rename.add_argument("new", metavar="NEW")
+    role = command(users, "set-role", users_set_role, "change an account's role")
+    role.add_argument("name")
+    role.add_argument("role", metavar="ROLE", help="finance, customer_success or sales")
+    role.add_argument("--force", action="store_true",
+                      help="change it even when that affects customers (a CSM) or leaves no Finance account")
+    command(users, "deactivate", users_deactivate,
+            "stop an account acting anywhere (Slack, API, --as); unlinks it from Slack, keeps its history"
+            ).add_argument("name")
+    command(users, "reactivate", users_reactivate, "let a deactivated account act again").add_argument("name")
+    reset = command(users, "reset-password", users_reset_password,
+                    "set a new password (asks for it); ends the account's API sessions")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+
+def add_customer_commands(customers, usage, command: Callable) -> None:
+    """`customers list|show|add|edit` and `usage list`."""
+    command(customers, "list", customers_list, "list customers and their terms")
+    command(customers, "show", customers_show, "a customer's terms, 12 months of usage and bills").add_argument("name")
+    for name, run, help in (
+        ("add", customers_add, "add one customer, checked as a row of a customers CSV file"),
+        ("edit", customers_edit, "change some of a customer's terms (an empty --end or --csm removes it)"),
+    ):
+        sub = command(customers, name, run, help)
+        sub.add_argument("name")
+        sub.add_argument("--email", help="billing email")
+        sub.add_argument("--address", help="billing address")
+        sub.add_argument("--limit", help="API calls a month without overage")
+        sub.add_argument("--unit-cost", help="cost per call over the limit, e.g. 0.000125")
+        sub.add_argument("--start", metavar="DATE", help="contract start, YYYY-MM-DD")
+        sub.add_argument("--end", metavar="DATE", help="contract end, YYYY-MM-DD")
+        sub.add_argument("--csm", metavar="NAME", help="the customer's CSM, a Customer Success account")
+        steps = sub.add_mutually_exclusive_group()
+        steps.add_argument("--two-step", dest="two_step", action="store_true", default=None,
+                           help="bills need the CSM's approval, then Sales'")
+        steps.add_argument("--one-step", dest="two_step", action="store_false",
+                           help="bills need one approval, by Customer Success or Sales")
+    listing = command(usage, "list", usage_list, "a customer's monthly API usage")
+    listing.add_argument("--customer", required=True, metavar="NAME")
+    listing.add_argument("--year", help="the twelve months of one year (default: every month recorded)")
+
+
+# Commands that may start a database where there is none; every other says there is none.
+CREATES_DATABASE = {db_upgrade, seed}
+
+
 def configure_logging(settings: Settings, *, server: bool) -> None:
     """Servers log at LOG_LEVEL; one-off commands print their results and log only warnings (or DEBUG)."""
     level = settings.log_level if server or settings.log_level == "DEBUG" else "WARNING"
@@ -607,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         approval.configure(settings)
         configure_logging(settings, server=args.run in (serve, socket, worker))
-        args.run(Cli(settings), args)
+        args.run(Cli(settings, creates_database=args.run in CREATES_DATABASE), args)
     except (SettingsError, BillProcessError, migrate.NewerSchema) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -618,6 +882,9 @@ def main(argv: list[str] | None = None) -> int:
     except alembic.util.CommandError as error:
         print(f"error: cannot migrate the database: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: stopped on purpose, nothing to explain
+        print(file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`billprocess bills list | head`): stop quietly, as other commands do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -437,9 +437,10 @@ def effective_actions(bill: Bill) -> list[BillAction]:
 
 
 def _usable_csm(customer: Customer) -> User | None:
-    """The customer's CSM, when it has one who is (still) a Customer Success user."""
+    """The customer's CSM, when it has one who is (still) an active Customer Success user."""
     csm = customer.csm
-    return csm if csm is not None and csm.role is Role.CUSTOMER_SUCCESS else None
+    usable = csm is not None and csm.role is Role.CUSTOMER_SUCCESS and csm.deactivated_at is None
+    return csm if usable else None
 
 
 def customer_terms(customer: Customer) -> str:

@@ -28,26 +28,17 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot import approval, outbox, permissions
+from bot.accounts import check_active
 from bot.errors import MonthNotEnded
 from bot.periods import Period
 from bot.permissions import Power
-from db.models import (
-    ActionType,
-    Bill,
-    BillAction,
-    BillStatus,
-    Customer,
-    Usage,
-    User,
-    utcnow,
-)
+from db.models import ActionOrigin, ActionType, Bill, BillAction, BillStatus, Customer, Usage, User, utcnow
 from db.types import AMOUNT, UNIT_COST, UTCDateTime
 
 FREE_MONTHS = 3
 CENT = Decimal("0.01")
-# The largest values accepted: with them an amount (10**15) still fits both databases' amount columns.
+# The largest counts accepted (the largest unit cost is bot.parsing's): an amount still fits both databases.
 MAX_CALLS = 10**12  # API calls in a month, and monthly limits
-MAX_UNIT_COST = Decimal(1000)  # per call
 # PostgreSQL advisory locks taken by imports of customers and of usage (bot/imports.py).
 IMPORT_LOCK_NAMESPACE = 0x494D5054  # "IMPT"
 IMPORT_LOCKS = (1, 2)
@@ -158,7 +149,7 @@ def _candidates(dialect: str, period: Period):
     )
 
 
-def _draft_actions(new_bills, actor: User | None, now, policy: approval.Policy):
+def _draft_actions(new_bills, actor: User | None, origin: ActionOrigin, now, policy: approval.Policy):
     """INSERT the DRAFT action of every bill that `new_bills` (a SELECT of id and customer_id) yields.
 
     Each records what the bill's approval follows from now on: the policy's rules, and whether its
@@ -166,11 +157,12 @@ def _draft_actions(new_bills, actor: User | None, now, policy: approval.Policy):
     """
     bills = new_bills.subquery("new_bills_drafted")
     return insert(BillAction).from_select(
-        ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "policy",
+        ["bill_id", "stakeholder_id", "origin", "action", "comment", "status_before", "status_after", "policy",
          "require_csm_approval", "created_at"],
         select(
             bills.c.id,
             literal(actor.id if actor else None, Integer),
+            literal(None if actor else origin.value, String),
             literal(ActionType.DRAFT.value, String),
             null(),
             null(),
@@ -195,10 +187,12 @@ def _auto_approve(session: Session, period: Period, now, policy: approval.Policy
     )
     session.execute(
         insert(BillAction).from_select(
-            ["bill_id", "stakeholder_id", "action", "comment", "status_before", "status_after", "created_at"],
+            ["bill_id", "stakeholder_id", "origin", "action", "comment", "status_before", "status_after",
+             "created_at"],
             select(
                 Bill.id,
                 null(),
+                literal(ActionOrigin.POLICY.value, String),
                 literal(ActionType.APPROVE.value, String),
                 literal(approval.auto_approval_comment(policy), String),
                 literal(BillStatus.DRAFT.value, String),
@@ -235,14 +229,17 @@ def generate_month(
     period: Period,
     actor: User | None,
     today: date,
+    origin: ActionOrigin = ActionOrigin.SCHEDULER,
     before_commit: Callable[[], None] | None = None,
 ) -> GenerationSummary:
     """Create the DRAFT bills of `period` and their DRAFT actions in one transaction; idempotent.
 
-    `actor` is the Finance account generating, or None for the scheduler and operators. `before_commit`
-    runs inside the transaction, last (the scheduler claims its occurrence there).
+    `actor` is the Finance account generating, or None for the scheduler and for an operator acting as
+    no account, which `origin` then tells apart. `before_commit` runs inside the transaction, last (the
+    scheduler claims its occurrence there).
     """
     if actor is not None:
+        check_active(actor)
         permissions.require(actor, Power.GENERATE)
     check_month_ended(period, today)
     with session.begin():
@@ -288,7 +285,10 @@ def generate_month(
                 literal(BillStatus.DRAFT.value, String),
                 literal(now, UTCDateTime),
                 literal(now, UTCDateTime),
-            ).where(candidates.c.reason == BILLABLE),
+            )
+            .where(candidates.c.reason == BILLABLE)
+            # Bills are numbered in customer order, whichever plan the database picks for the join.
+            .order_by(candidates.c.customer_id),
         )
         if policy.auto_approve_below is not None:
             summary.auto_approved = session.scalar(
@@ -303,7 +303,7 @@ def generate_month(
             # the table's statistics say it is empty.)
             new_bills = insert_bills.returning(Bill.id, Bill.customer_id).cte("new_bills")
             drafted = (
-                _draft_actions(select(new_bills.c.id, new_bills.c.customer_id), actor, now, policy)
+                _draft_actions(select(new_bills.c.id, new_bills.c.customer_id), actor, origin, now, policy)
                 .returning(BillAction.bill_id)
                 .cte("drafted")
             )
@@ -317,7 +317,7 @@ def generate_month(
                 ~exists().where(BillAction.bill_id == Bill.id),
             )
             outbox.bills_created(session, new_bills, **announce)
-            session.execute(_draft_actions(new_bills, actor, now, policy))
+            session.execute(_draft_actions(new_bills, actor, origin, now, policy))
         _auto_approve(session, period, now, policy)
         if before_commit is not None:
             before_commit()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from bot.errors import InvalidInput, NotFound
@@ -57,8 +58,44 @@ def get_bill(*, session: Session, bill_id: int) -> Bill:
 
 def list_bills(*, session: Session, status: BillStatus | None = None, period: Period | None = None) -> list[Bill]:
     query = select(Bill).options(joinedload(Bill.customer)).order_by(Bill.year, Bill.month, Bill.id)
+    return list(session.scalars(_matching(query, status, period)))
+
+
+def _matching(query, status: BillStatus | None, period: Period | None, customer_id: int | None = None):
     if status is not None:
         query = query.where(Bill.status == status)
     if period is not None:
         query = query.where(Bill.year == period.year, Bill.month == period.month)
-    return list(session.scalars(query))
+    if customer_id is not None:
+        query = query.where(Bill.customer_id == customer_id)
+    return query
+
+
+@dataclass(frozen=True)
+class BillPage:
+    bills: list[Bill]  # oldest month first, then by number
+    total: int  # bills matching, on every page
+    page: int
+    per_page: int
+
+
+def page_of_bills(
+    *,
+    session: Session,
+    status: BillStatus | None = None,
+    period: Period | None = None,
+    customer_id: int | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> BillPage:
+    """One page (from 1) of the bills matching every filter given."""
+    total = session.scalar(_matching(select(func.count()).select_from(Bill), status, period, customer_id)) or 0
+    query = (
+        select(Bill)
+        .options(joinedload(Bill.customer))
+        .order_by(Bill.year, Bill.month, Bill.id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    bills = list(session.scalars(_matching(query, status, period, customer_id)))
+    return BillPage(bills=bills, total=total, page=page, per_page=per_page)

@@ -1,4 +1,5 @@
-"""Reading customers: the list, one customer's terms, recent usage and bills, and its usage history."""
+"""Customers: the list, one customer's terms, recent usage and bills, its usage history; and adding or
+changing one customer without a file, checked exactly as a row of a customers file is (bot/imports.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from bot.errors import InvalidInput, NotFound
-from bot.imports import NAME_MAX_LENGTH
+from bot import outbox
+from bot.errors import Conflict, InvalidInput, NotFound
+from bot.imports import CUSTOMER_COLUMNS, NAME_MAX_LENGTH, apply_customer, check_csm, customer_row, lock_customers
 from bot.periods import Period
-from db.models import Bill, Customer, Usage
+from db.models import Bill, BillStatus, Customer, Usage
 
 OVERVIEW_MONTHS = 12
 MAX_OVERVIEW_BILLS = 12
@@ -81,9 +83,21 @@ def find_customer(*, session: Session, name: str) -> Customer:
     raise NotFound(_unknown_customer(wanted, same or _close_matches(wanted, by_key)))
 
 
+def get_customer(*, session: Session, customer_id: int) -> Customer:
+    """The customer with that id, with its CSM."""
+    customer = session.scalar(select(Customer).where(Customer.id == customer_id).options(joinedload(Customer.csm)))
+    if customer is None:
+        raise NotFound(f"there is no customer #{customer_id}")
+    return customer
+
+
 def customer_overview(*, session: Session, name: str, today: date) -> CustomerOverview:
     """Terms, the 12 months of usage ending last month, and the latest bills of the customer `name`."""
-    customer = find_customer(session=session, name=name)
+    return overview(session=session, customer=find_customer(session=session, name=name), today=today)
+
+
+def overview(*, session: Session, customer: Customer, today: date) -> CustomerOverview:
+    """Terms, the 12 months of usage ending last month, and the latest bills of `customer`."""
     last = Period.containing(today).shifted(-1)
     periods = [last.shifted(offset) for offset in range(1 - OVERVIEW_MONTHS, 1)]
     recorded = _recorded_usage(session, customer, periods[0], periods[-1])
@@ -102,7 +116,11 @@ def customer_overview(*, session: Session, name: str, today: date) -> CustomerOv
 
 def usage_history(*, session: Session, name: str, year: int | None) -> UsageHistory:
     """The twelve months of `year` (unrecorded ones included), or every recorded month when no year is given."""
-    customer = find_customer(session=session, name=name)
+    return usage_of(session=session, customer=find_customer(session=session, name=name), year=year)
+
+
+def usage_of(*, session: Session, customer: Customer, year: int | None) -> UsageHistory:
+    """The usage of `customer` in `year`, or every recorded month (see usage_history)."""
     limit = customer.monthly_api_limit
     if year is None:
         rows = session.execute(
@@ -129,6 +147,79 @@ def _recorded_usage(session: Session, customer: Customer, first: Period, last: P
         )
     )
     return {Period(row.year, row.month): row.api_usage for row in rows}
+
+
+# --- adding and changing one customer --------------------------------------------------------------
+
+
+def add_customer(*, session: Session, values: dict[str, str], labels: dict[str, str] | None = None) -> Customer:
+    """Add the customer `values` describes, given as a customers file's columns would hold them.
+
+    `labels` says how messages name each column (`--email` on the command line); InvalidFields names each
+    bad value.
+    """
+    row = customer_row(values, labels)
+    with session.begin():
+        lock_customers(session)
+        same = session.scalar(select(Customer.name).where(func.lower(Customer.name) == row.name.lower()))
+        if same == row.name:
+            raise Conflict(f"a customer named {same} already exists; change it with `billprocess customers edit`")
+        if same is not None:
+            raise Conflict(f"a customer named {same} already exists (the same name in other upper and lower case)")
+        customer = Customer(name=row.name)
+        apply_customer(customer, row, check_csm(session, row, labels))
+        session.add(customer)
+        session.flush()
+        _ = customer.csm
+    return customer
+
+
+def edit_customer(
+    *, session: Session, customer: str | int, changes: dict[str, str], labels: dict[str, str] | None = None
+) -> Customer:
+    """Change some of a customer's terms (by name, or id); every value is checked again as in a file.
+
+    `changes` holds the new values by column, as a customers file would hold them (an empty `end_date`
+    or `csm` removes it). The customer's CSM is checked only when it is changed.
+    """
+    unknown = sorted(set(changes) - set(CUSTOMER_COLUMNS) - {"name"})
+    if unknown or "name" in changes:
+        raise InvalidInput(f"a customer's {', '.join(unknown) or 'name'} cannot be changed here")
+    if not changes:
+        described = ", ".join((labels or {}).get(column, column) for column in CUSTOMER_COLUMNS[1:])
+        raise InvalidInput(f"nothing to change: give at least one of {described}")
+    with session.begin():
+        lock_customers(session)
+        found = (
+            get_customer(session=session, customer_id=customer)
+            if isinstance(customer, int)
+            else find_customer(session=session, name=customer)
+        )
+        row = customer_row({**_as_file_values(found), **changes}, labels)
+        csm_id = check_csm(session, row, labels) if "csm" in changes else found.csm_id
+        approvers = (found.csm_id, found.require_csm_approval)
+        apply_customer(found, row, csm_id)
+        session.flush()
+        if (found.csm_id, found.require_csm_approval) != approvers:  # whom its drafts wait for changed
+            drafts = select(Bill.id).where(Bill.customer_id == found.id, Bill.status == BillStatus.DRAFT)
+            outbox.bills_shown_again(session, list(session.scalars(drafts)))
+        session.refresh(found, ["csm"])
+    return found
+
+
+def _as_file_values(customer: Customer) -> dict[str, str]:
+    """The customer's terms as a customers file holds them."""
+    return {
+        "name": customer.name,
+        "billing_address": customer.billing_address,
+        "billing_email": customer.billing_email,
+        "monthly_api_limit": str(customer.monthly_api_limit),
+        "overage_unit_cost": f"{customer.overage_unit_cost:f}",
+        "start_date": customer.start_date.isoformat(),
+        "end_date": customer.end_date.isoformat() if customer.end_date else "",
+        "require_csm_approval": "true" if customer.require_csm_approval else "false",
+        "csm": customer.csm.name if customer.csm else "",
+    }
 
 
 def _clean(name: str) -> str:

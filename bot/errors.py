@@ -17,6 +17,14 @@ class InvalidInput(BillProcessError):
     """The input is malformed or out of range."""
 
 
+class InvalidFields(InvalidInput):
+    """Values that cannot be used, each named: `problems` lists (field, reason), the reason naming it too."""
+
+    def __init__(self, problems: list[tuple[str | None, str]]):
+        super().__init__("; ".join(reason for _, reason in problems))
+        self.problems = problems
+
+
 class NotFound(BillProcessError):
     """The bill, customer or account does not exist."""
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind, Role
+from db.models import ActionOrigin, ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind, Role
 
 if TYPE_CHECKING:
     from bot.approval import Progress
@@ -97,10 +97,9 @@ def roles_label(roles) -> str:
 
 
 def actor_name(action: BillAction) -> str:
-    """Who took an action: the account's name, or the approval policy or the scheduler when nobody did."""
-    if action.stakeholder is None and action.action is ActionType.APPROVE:
-        return "the approval policy"
-    return person_name(action.stakeholder)
+    """Who took the action, in a sentence: the account's name, else "the scheduler", "an operator (command
+    line)" or "the approval policy"."""
+    return action.stakeholder.name if action.stakeholder is not None else action_origin(action).label
 
 
 def approval_lines(progress: Progress) -> list[str]:
@@ -140,8 +139,13 @@ def bill_details(bill: Bill, progress: Progress) -> list[str]:
     ]
 
 
+def action_origin(action: BillAction) -> ActionOrigin:
+    """What took an action that no account took (rows from before origins were kept: the scheduler)."""
+    return action.origin or ActionOrigin.SCHEDULER
+
+
 def action_line(action: BillAction) -> str:
-    who = actor_name(action)
+    who = action.stakeholder.name if action.stakeholder else action_origin(action).value
     before = action.status_before.value if action.status_before else "—"
     line = (
         f"#{action.id:<5} {timestamp(action.created_at)}  {who:<12} {action.action.value:<8}"

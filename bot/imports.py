@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS
-from bot.errors import InvalidInput
+from bot.errors import InvalidFields, InvalidInput
 from bot.parsing import parse_email, parse_unit_cost
 from bot.text import shown
 from db.models import Customer, Role, Usage, User
@@ -115,15 +115,20 @@ def import_customers(*, session: Session, file: TextIO, source: str = "file") ->
                 summary.created += 1
             else:
                 summary.updated += 1
-            customer.billing_address = row.billing_address
-            customer.billing_email = row.billing_email
-            customer.monthly_api_limit = row.monthly_api_limit
-            customer.overage_unit_cost = row.overage_unit_cost
-            customer.start_date = row.start_date
-            customer.end_date = row.end_date
-            customer.require_csm_approval = row.require_csm_approval
-            customer.csm_id = users[row.csm].id if row.csm else None
+            apply_customer(customer, row, users[row.csm].id if row.csm else None)
     return summary
+
+
+def apply_customer(customer: Customer, row: CustomerRow, csm_id: int | None) -> None:
+    """Give `customer` the terms of a checked row (its name aside)."""
+    customer.billing_address = row.billing_address
+    customer.billing_email = row.billing_email
+    customer.monthly_api_limit = row.monthly_api_limit
+    customer.overage_unit_cost = row.overage_unit_cost
+    customer.start_date = row.start_date
+    customer.end_date = row.end_date
+    customer.require_csm_approval = row.require_csm_approval
+    customer.csm_id = csm_id
 
 
 def import_usage(*, session: Session, file: TextIO, source: str = "file") -> ImportSummary:
@@ -279,13 +284,15 @@ def _not_text(source: str, reason: str) -> ImportRejected:
 
 
 class _Problems:
-    """Every problem found in a file, by row."""
+    """Every problem found in a file, by row (and column, when it is about one value)."""
 
     def __init__(self, found: Iterable[tuple[int, str]] = ()):
         self._found = list(found)
+        self.columns: list[tuple[str | None, str]] = []  # (column, reason), in the order found
 
-    def add(self, row: int, reason: str) -> None:
+    def add(self, row: int, reason: str, column: str | None = None) -> None:
         self._found.append((row, reason))
+        self.columns.append((column, reason))
 
     def raise_if_any(self, source: str) -> None:
         if not self._found:
@@ -305,22 +312,26 @@ class _BadValue(Exception):
 class _RowReader:
     """Parses a record's values one column at a time, noting each bad value as a problem of the row."""
 
-    def __init__(self, record: _Record, problems: _Problems):
+    def __init__(self, record: _Record, problems: _Problems, labels: dict[str, str] | None = None):
         self.record = record
         self.problems = problems
+        self.labels = labels or {}  # how messages name each column, when not by the column's own name
         self.ok = True
+
+    def label(self, column: str) -> str:
+        return self.labels.get(column, column)
 
     def get(self, column: str, parse: Callable[[str, str], T]) -> T:
         try:
-            return parse(column, self.record.values[column])
+            return parse(self.label(column), self.record.values[column])
         except _BadValue as bad:
-            self.problems.add(self.record.number, str(bad))
+            self.problems.add(self.record.number, str(bad), column)
             self.ok = False
             return None  # type: ignore[return-value]  # the row is discarded when not ok
 
 
 @dataclass
-class _CustomerRow:
+class CustomerRow:
     number: int
     name: str
     billing_address: str
@@ -342,9 +353,9 @@ class _UsageRow:
     api_usage: int
 
 
-def _parse_customer(record: _Record, problems: _Problems) -> _CustomerRow | None:
-    read = _RowReader(record, problems)
-    row = _CustomerRow(
+def _parse_customer(record: _Record, problems: _Problems, labels: dict[str, str] | None = None) -> CustomerRow | None:
+    read = _RowReader(record, problems, labels)
+    row = CustomerRow(
         number=record.number,
         name=read.get("name", _required_text(NAME_MAX_LENGTH)),
         billing_address=read.get("billing_address", _required_text(None)),
@@ -357,7 +368,11 @@ def _parse_customer(record: _Record, problems: _Problems) -> _CustomerRow | None
         csm=record.values["csm"],
     )
     if row.start_date and row.end_date and row.end_date < row.start_date:
-        problems.add(record.number, f"end_date {row.end_date} is before start_date {row.start_date}")
+        problems.add(
+            record.number,
+            f"{read.label('end_date')} {row.end_date} is before {read.label('start_date')} {row.start_date}",
+            "end_date",
+        )
         return None
     return row if read.ok else None
 
@@ -384,7 +399,7 @@ def _reject_duplicates(
             problems.add(row.number, f"{describe(row)} is already in row {first}")
 
 
-def _check_csm(row: _CustomerRow, users: dict[str, User], hints: dict[str, str], problems: _Problems) -> None:
+def _check_csm(row: CustomerRow, users: dict[str, User], hints: dict[str, str], problems: _Problems) -> None:
     user = users.get(row.csm)
     if user is None:
         problems.add(row.number, f"csm {shown(row.csm)} is not a user{_did_you_mean(hints, row.csm)}")
@@ -392,6 +407,8 @@ def _check_csm(row: _CustomerRow, users: dict[str, User], hints: dict[str, str],
         problems.add(
             row.number, f"csm {shown(row.csm)} is a {user.role.label} user, not {Role.CUSTOMER_SUCCESS.label}"
         )
+    elif not user.active:
+        problems.add(row.number, f"csm {shown(row.csm)} is deactivated")
 
 
 # --- parsing values ---------------------------------------------------------------------------
@@ -464,6 +481,41 @@ def _month(column: str, text: str) -> int:
     if not _MONTH.fullmatch(text) or not 1 <= int(text) <= 12:
         raise _BadValue(f"{column} must be a whole number from 1 to 12, not {shown(text)}")
     return int(text)
+
+
+# --- one customer, checked as a row of a customers file ------------------------------------------
+
+
+def customer_row(values: dict[str, str], labels: dict[str, str] | None = None) -> CustomerRow:
+    """One customer's values, given as a customers file would hold them, checked as the file's rows are.
+
+    InvalidFields names every bad value by its column; `labels` says how messages name each column
+    (`--email` on the command line).
+    """
+    problems = _Problems()
+    text = {column: (values.get(column) or "").strip() for column in CUSTOMER_COLUMNS}
+    row = _parse_customer(_Record(0, text), problems, labels)
+    if row is None:
+        raise InvalidFields(problems.columns)
+    return row
+
+
+def check_csm(session: Session, row: CustomerRow, labels: dict[str, str] | None = None) -> int | None:
+    """The id of the account `row` names as CSM (None for none); InvalidFields when it cannot be one."""
+    if not row.csm:
+        return None
+    users, hints = _find_by_name(session, User, User.name, {row.csm})
+    problems = _Problems()
+    _check_csm(row, users, hints, problems)
+    if problems.columns:
+        label = (labels or {}).get("csm", "csm")
+        raise InvalidFields([("csm", label + reason.removeprefix("csm")) for _, reason in problems.columns])
+    return users[row.csm].id
+
+
+def lock_customers(session: Session) -> None:
+    """Changes to customers wait for each other (and for imports of customers) on PostgreSQL."""
+    _lock(session, CUSTOMERS_LOCK)
 
 
 # --- the database -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.accounts import SECRET_LENGTH, SELECTOR_LENGTH, secret_matches
+from bot.accounts import SECRET_LENGTH, SELECTOR_LENGTH, check_active, secret_matches
 from bot.errors import BillProcessError, Conflict, InvalidInput
 from db.models import LinkAttempt, LinkCode, User, utcnow
 
@@ -82,7 +82,7 @@ def _redeem(session: Session, slack_user_id: str, code: str, now: datetime) -> U
     )
     if link_code is None or not secret_matches(secret, link_code.code_digest):
         return None
-    user = link_code.user
+    user = check_active(link_code.user)
     _check_free(session, user, slack_user_id)
     link_code.used_at = now
     user.slack_user_id = slack_user_id
@@ -101,7 +101,11 @@ def link_by_email(*, session: Session, slack_user_id: str, email: str) -> User |
     """Link to the unlinked account whose email equals the Slack profile's; None when there is none."""
     with session.begin():
         user = session.scalar(
-            select(User).where(func.lower(User.email) == email.strip().lower(), User.slack_user_id.is_(None))
+            select(User).where(
+                func.lower(User.email) == email.strip().lower(),
+                User.slack_user_id.is_(None),
+                User.deactivated_at.is_(None),
+            )
         )
         if user is None or user_for_slack(session=session, slack_user_id=slack_user_id) is not None:
             return None

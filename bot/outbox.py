@@ -12,7 +12,7 @@ shows the bill's latest state, however late it goes out.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -141,6 +141,13 @@ def generation(session: Session, *, period: str, summary: list[str], created: in
 def refresh_bill(session: Session, bill_id: int) -> None:
     """Bring the bill's message up to date, without a thread reply (after a refused, stale click)."""
     add(session, OutboxKind.BILL_MESSAGE, bill_lane(bill_id), bill_id=bill_id)
+
+
+def bills_shown_again(session: Session, bill_ids: Iterable[int]) -> None:
+    """What these bills' messages and everyone's App Home show changed, not the bills: show them again."""
+    for bill_id in bill_ids:
+        refresh_bill(session, bill_id)
+    add(session, OutboxKind.HOMES, "homes")
 
 
 def refresh_home(session: Session, slack_user_id: str) -> None:

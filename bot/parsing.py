@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from bot.billing import MAX_UNIT_COST
 from bot.errors import InvalidInput
 from bot.text import shown, storable
+
+MAX_UNIT_COST = Decimal(1000)  # per call: with it the largest amount still fits both databases' columns
+
 
 UNIT_COST_PLACES = 6
 UNIT_COST_STEP = Decimal(1).scaleb(-UNIT_COST_PLACES)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///billprocess.db"
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
+MIN_OPERATOR_TOKEN_LENGTH = 32
 
 
 class SettingsError(Exception):
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     progress_seconds: float = Field(default=2.0, gt=0, le=600)  # how often a month's summary shows progress
     # The approval policy file (bot/approval.py); without the default file, the customers' usual steps alone.
     approval_policy: Path = Path("approval-policy.yml")
+    # The JSON API: the operators' bearer token (accounts and customers), and how long a login lasts.
+    api_operator_token: SecretStr | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 366)
+    # The address of the reverse proxy in front of `serve`: requests through it are from X-Forwarded-For's
+    # address (login throttling counts per address).
+    trusted_proxy: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -78,6 +85,18 @@ class Settings(BaseSettings):
         except SettingsError as error:
             raise ValueError(str(error).removeprefix("SMTP_URL ")) from None
         return value
+
+    @field_validator("api_operator_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < MIN_OPERATOR_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_OPERATOR_TOKEN_LENGTH} characters"
+                " (e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("mail_from")
     @classmethod

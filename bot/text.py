@@ -8,12 +8,12 @@ from bot.errors import InvalidInput
 
 SHOWN_MAX = 40  # characters of a person's input repeated in a message about it
 # PostgreSQL text cannot hold NUL, and no database encoding can hold half of a UTF-16 surrogate pair.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable(text: str, what: str) -> str:
     """`text` as given; InvalidInput naming `what` ("The reason") when it holds a character no database stores."""
-    found = _UNSTORABLE.search(text)
+    found = UNSTORABLE.search(text)
     if found:
         character = "a NUL character (\\0)" if found[0] == "\x00" else "half of a UTF-16 surrogate pair"
         raise InvalidInput(f"{what} contains {character}, which cannot be stored; type it again without it")

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from bot import approval, outbox, permissions
+from bot.accounts import check_active
 from bot.approval import effective_actions
 from bot.billing import overage_amount
 from bot.errors import (
@@ -534,7 +535,7 @@ def _lock(session: Session, bill_id: int, actor: User) -> tuple[Bill, User]:
     user = session.get(User, actor_id, populate_existing=True)
     if user is None:
         raise NotFound(f"Account #{actor_id} does not exist")
-    return bill, user
+    return bill, check_active(user)
 
 
 def _mark_sending(

@@ -55,6 +55,20 @@ class BillStatus(str, enum.Enum):
     SENT = "SENT"
 
 
+class ActionOrigin(str, enum.Enum):
+    """Who or what took an action that no account took (its stakeholder is empty)."""
+
+    SCHEDULER = "scheduler"  # the scheduled monthly generation
+    OPERATOR = "operator"  # an operator on the command line, acting as no account
+    POLICY = "policy"  # the approval policy, approving a small bill when it is drafted (bot/approval.py)
+
+    @property
+    def label(self) -> str:
+        return {
+            "scheduler": "the scheduler", "operator": "an operator (command line)", "policy": "the approval policy"
+        }[self.value]
+
+
 class ActionType(str, enum.Enum):
     DRAFT = "DRAFT"
     APPROVE = "APPROVE"
@@ -96,6 +110,8 @@ class User(Base):
     # or by anyone of their role when they named none (bot/approval.py).
     away_until: Mapped[date | None] = mapped_column(Date)
     delegate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Set while the account may not act anywhere (Slack, the API, the command line); its history stays.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     delegate: Mapped[User | None] = relationship(remote_side="User.id", lazy="selectin", join_depth=1)
 
@@ -103,6 +119,42 @@ class User(Base):
         CheckConstraint("length(name) > 0", name="name_not_empty"),
         CheckConstraint("delegate_id IS NULL OR away_until IS NOT NULL", name="delegate_only_when_away"),
         CheckConstraint("delegate_id IS NULL OR delegate_id <> id", name="delegate_not_self"),
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.deactivated_at is None
+
+
+class ApiSession(Base):
+    """A login to the JSON API: only the SHA-256 digest of its random bearer token is kept."""
+
+    __tablename__ = "api_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginAttempt(Base):
+    """A password login to the API, kept to throttle guessing per account name and per address."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))  # the account name as given, known or not
+    address: Mapped[str] = mapped_column(String(64))  # the client's IP address
+    succeeded: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_login_attempts_name_created_at", "name", "created_at"),
+        Index("ix_login_attempts_address_created_at", "address", "created_at"),
     )
 
 
@@ -229,6 +281,8 @@ class BillAction(Base):
     policy: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     require_csm_approval: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who or what acted when no account did (an empty stakeholder); empty on older rows: the scheduler.
+    origin: Mapped[ActionOrigin | None] = mapped_column(_stored_enum(ActionOrigin, "origin"))
 
     bill: Mapped[Bill] = relationship(back_populates="actions")
     stakeholder: Mapped[User | None] = relationship()

@@ -30,6 +30,7 @@ from handlers.verification import SIGNED, Unverified, verify
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+API_PREFIX = "/api"
 # Slack's payloads are a few kilobytes; a modal's state or an event with a long message stays far below.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -42,13 +43,16 @@ class Refused(Exception):
         self.status = status
 
 
-def wsgi_app(app: App, engine: Engine, signing_secret: str):
-    """The WSGI application: Slack's requests on EVENTS_PATH, a health check that also reaches the database."""
+def wsgi_app(app: App, engine: Engine, signing_secret: str, api=None):
+    """The WSGI application: Slack's requests on EVENTS_PATH, a health check that also reaches the database,
+    and the JSON API (handlers/api.py) under API_PREFIX."""
 
     def application(environ, start_response):
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
         if path == "/healthz" and method in ("GET", "HEAD"):
             return _health(engine, start_response)
+        if api is not None and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+            return api(environ, start_response)
         if path != EVENTS_PATH:
             return _json(start_response, "404 Not Found", {"ok": False, "error": "not found"})
         try:
@@ -119,24 +123,35 @@ def _json(start_response, status: str, body: dict):
 
 
 def create_server(app: App, engine: Engine, *, signing_secret: str, port: int, host: str = "0.0.0.0",
-                  threads: int = 16):
-    """A waitress server, a production WSGI server, for the app; a body over MAX_BODY_BYTES gets 413 unread."""
+                  threads: int = 16, api=None, trusted_proxy: str | None = None):
+    """A waitress server, a production WSGI server, for the app; a body over MAX_BODY_BYTES gets 413 unread.
+
+    Behind a reverse proxy at `trusted_proxy`, a request's address is the client's, from X-Forwarded-For.
+    """
+    proxy = {}
+    if trusted_proxy:
+        proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},
+                 "trusted_proxy_count": 1, "clear_untrusted_proxy_headers": True}
     return waitress.create_server(
-        wsgi_app(app, engine, signing_secret),
+        wsgi_app(app, engine, signing_secret, api),
         host=host,
         port=port,
         threads=threads,
         ident="billprocess",
         max_request_body_size=MAX_BODY_BYTES + 1,  # waitress refuses a body of this size or more
+        **proxy,
     )
 
 
 def serve(
-    app: App, engine: Engine, *, signing_secret: str, port: int, host: str = "0.0.0.0", threads: int = 16
+    app: App, engine: Engine, *, signing_secret: str, port: int, host: str = "0.0.0.0", threads: int = 16,
+    api=None, trusted_proxy: str | None = None,
 ) -> None:
     """Serve until interrupted."""
-    server = create_server(app, engine, signing_secret=signing_secret, port=port, host=host, threads=threads)
+    server = create_server(app, engine, signing_secret=signing_secret, port=port, host=host, threads=threads,
+                           api=api, trusted_proxy=trusted_proxy)
     # SIGTERM (how services are stopped) unwinds like Ctrl-C, so the worker process is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    log.info("BillProcess listening on http://%s:%d%s", host, port, EVENTS_PATH)
+    log.info("BillProcess listening on http://%s:%d%s%s", host, port, EVENTS_PATH,
+             f" and {API_PREFIX}/" if api is not None else "")
     server.run()

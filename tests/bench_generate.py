@@ -194,8 +194,8 @@ WITH new AS (
     ON CONFLICT (customer_id, year, month) DO NOTHING
     RETURNING id
 ), drafted AS (
-    INSERT INTO bill_actions (bill_id, stakeholder_id, action, status_after, created_at)
-    SELECT id, NULL, 'DRAFT', 'DRAFT', now() FROM new
+    INSERT INTO bill_actions (bill_id, stakeholder_id, origin, action, status_after, created_at)
+    SELECT id, NULL, 'scheduler', 'DRAFT', 'DRAFT', now() FROM new
     RETURNING bill_id
 )
 INSERT INTO outbox (kind, lane, bill_id, status, attempts, outcome_unknown, available_at, created_at)
@@ -311,7 +311,7 @@ SELECT count(*),
            ',' ORDER BY customer_id), '')),
        (SELECT count(*) FROM bill_actions AS a JOIN bills AS b ON b.id = a.bill_id
         WHERE b.year = %(year)s AND b.month = %(month)s AND a.action = 'DRAFT' AND a.stakeholder_id IS NULL
-          AND a.status_before IS NULL AND a.status_after = 'DRAFT'),
+          AND a.origin = 'scheduler' AND a.status_before IS NULL AND a.status_after = 'DRAFT'),
        (SELECT count(*) FROM outbox AS o JOIN bills AS b ON b.id = o.bill_id
         WHERE b.year = %(year)s AND b.month = %(month)s AND o.kind = 'bill_message' AND o.status = 'pending'
           AND o.lane = 'bill:' || b.id)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 import main
 from bot.accounts import secret_matches
 from bot.formatting import timestamp
-from db.models import Bill, BillStatus, LinkCode, Outbox, OutboxStatus, User
+from db.models import Bill, BillStatus, Customer, LinkCode, Outbox, OutboxStatus, User
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,10 +38,37 @@ def cli(cli_env, capsys, monkeypatch):
 
 
 def test_schema_missing_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    (tmp_path / "empty.db").touch()  # a database file without the schema
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     code, out, err = run(capsys, "bills", "list")
     assert code == 1
     assert err == "error: the database schema is missing or out of date; run `billprocess db upgrade` first\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["bills", "list"], ["users", "list"], ["customers", "list"], ["bills", "generate"], ["outbox"]],
+)
+def test_a_folder_without_a_database_says_so_and_creates_none(monkeypatch, tmp_path, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: no database here (billprocess.db): run `billprocess db upgrade` to create it"
+        " (or set DATABASE_URL to the database to use)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_in_a_folder_without_a_database_creates_one(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("BCRYPT_ROUNDS", "4")
+    code, out, err = run(capsys, "seed")
+    assert (code, err) == (0, "")
+    assert out.startswith("Created the database.\nSeeded 4 accounts")
+    assert run(capsys, "customers", "list")[0] == 0
 
 
 def test_db_upgrade_creates_the_schema(monkeypatch, tmp_path, capsys):
@@ -452,3 +479,207 @@ def test_policy_check_refuses_a_person_without_an_account(cli, cli_env, session)
     assert code == 0 and out.startswith("named.yml: valid.\n") and "a bill of 100.00 or more also needs fred" in out
     code, out, err = cli("policy", "check", "unknown.yml")
     assert (code, out, err) == (1, "", "error: unknown.yml: thresholds[0].by: no account is named 'alice'\n")
+# --- managing accounts and customers without CSV files -------------------------------------------------
+
+
+def test_invite_prints_the_command_to_type(cli):
+    cli("users", "add", "carol", "--role", "customer_success", "--password-stdin", stdin="long enough\n")
+    out = cli("users", "invite", "carol")[1]
+    code = out.splitlines()[1]
+    assert out.splitlines()[2] == f"They link their Slack user by typing: /bill link {code}"
+
+
+@pytest.mark.parametrize("pressed", [KeyboardInterrupt, EOFError], ids=["ctrl-c", "ctrl-d"])
+def test_leaving_the_password_prompt_is_one_line_and_changes_nothing(cli, db, monkeypatch, pressed):
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+
+    def prompt(text):
+        raise pressed()
+
+    monkeypatch.setattr(main.getpass, "getpass", prompt)
+    code, out, err = cli("users", "add", "sam", "--role", "sales")
+    assert (code, out) == (1, "")
+    assert err == "\nerror: no password given; nothing was changed\n"
+    with db() as session:
+        assert session.scalar(select(User)) is None
+
+
+def test_bills_generated_by_an_operator_say_so(cli):
+    cli("seed")
+    cli("bills", "generate")
+    hooli = _latest(cli, "DRAFT", "Hooli Search")
+    history = cli("bills", "show", hooli)[1].split("History:")[1].splitlines()[1:]
+    assert history[0].split()[4:6] == ["operator", "DRAFT"]
+    oldest = cli("bills", "list")[1].split()[0].removeprefix("#")
+    assert "fiona        DRAFT" in cli("bills", "show", oldest)[1]  # seed generates its months as fiona
+
+
+def test_customers_list_show_add_and_edit(cli):
+    cli("users", "add", "carol", "--role", "customer_success", "--password-stdin", stdin="long enough\n")
+    code, out, err = cli("customers", "add", "Pied Piper", "--email", "ap@piedpiper.example", "--address",
+                         "5230 Newell Road", "--limit", "500000", "--unit-cost", "0.000125", "--start", "2026-01-01",
+                         "--two-step", "--csm", "carol")
+    assert (code, err) == (0, "")
+    assert out == ("Added Pied Piper: limit 500,000 calls, 0.000125 per call over it, from 2026-01-01, two-step"
+                   " approval, CSM carol.\n")
+
+    code, out, err = cli("customers", "edit", "Pied Piper", "--limit", "750000", "--end", "2026-12-31", "--one-step",
+                         "--csm", "")
+    assert (code, err) == (0, "")
+    assert out == ("Changed Pied Piper: limit 750,000 calls, 0.000125 per call over it, from 2026-01-01 to"
+                   " 2026-12-31, one-step approval.\n")
+    assert cli("customers", "list")[1].startswith("Pied Piper")
+    shown = cli("customers", "show", "pied piper")[1]
+    assert shown.startswith("Pied Piper: limit 750,000 calls") and "No bills yet." in shown
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["customers", "add", "X", "--email", "x@x.example"],
+         "error: a new customer needs --address, --limit, --unit-cost, --start\n"),
+        (["customers", "add", "X", "--email", "nope", "--address", "a", "--limit", "-1", "--unit-cost", "0.1",
+          "--start", "2026-01-01"],
+         ("error: --email must be an email address such as billing@example.com, not 'nope';"
+          " --limit must be a whole number ≥ 0, not '-1'\n")),
+        (["customers", "add", "X", "--email", "x@x.example", "--address", "a", "--limit", "1", "--unit-cost", "0.1",
+          "--start", "2026-05-01", "--end", "2026-01-01"],
+         "error: --end 2026-01-01 is before --start 2026-05-01\n"),
+        (["customers", "add", "X", "--email", "x@x.example", "--address", "a", "--limit", "1", "--unit-cost", "0.1",
+          "--start", "2026-05-01", "--csm", "fiona"],
+         "error: --csm 'fiona' is a Finance user, not Customer Success\n"),
+        (["customers", "edit", "Nobody", "--limit", "5"], "error: There is no customer named “Nobody”."),
+        (["customers", "edit", "Acme"], "error: nothing to change: give at least one of"),
+        (["usage", "list", "--customer", "Acme", "--year", "last"], "error: --year must be a year such as 2026"),
+    ],
+)
+def test_customer_and_usage_refusals_are_one_line_and_change_nothing(cli, db, argv, message):
+    cli("users", "add", "fiona", "--role", "finance", "--password-stdin", stdin="long enough\n")
+    cli("customers", "add", "Acme", "--email", "a@acme.example", "--address", "1 Main St", "--limit", "10",
+        "--unit-cost", "0.5", "--start", "2026-01-01")
+    code, out, err = cli(*argv)
+    assert (code, out) == (1, "")
+    assert err.startswith(message) and err.count("\n") == 1
+    with db() as session:
+        assert [c.name for c in session.scalars(select(Customer))] == ["Acme"]
+        assert session.scalar(select(Customer.monthly_api_limit)) == 10
+
+
+def test_usage_list(cli):
+    cli("seed")
+    code, out, _ = cli("usage", "list", "--customer", "Acme Analytics", "--year", "2026")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "Acme Analytics: API calls in 2026 (limit 1,000,000; * over it)"
+    assert len(lines) == 13 and lines[-1].split() == ["2026-12", "not", "recorded"]
+    assert any(line.endswith("*") for line in lines[1:])
+
+
+def test_rename_and_set_role(cli, db):
+    cli("seed")
+    assert cli("users", "rename", "sam", "samantha")[1] == "Renamed sam to samantha.\n"
+    assert cli("users", "rename", "samantha", "fiona")[2] == "error: an account named fiona already exists\n"
+
+    code, out, err = cli("users", "set-role", "carol", "sales")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: changing carol's role to Sales affects more than the account: carol is the CSM of"
+                          " Acme Analytics, Globex Logistics, Tyrell Robotics, Wayne Media: as Sales, carol no longer"
+                          " approves their bills for Customer Success, any Customer Success user does")
+    assert err.endswith("Nothing was changed; add --force to change it anyway\n")
+    code, out, err = cli("users", "set-role", "carol", "sales", "--force")
+    assert code == 0 and out.startswith("carol is Sales now (was Customer Success).\n  carol is the CSM of")
+    assert cli("users", "set-role", "casey", "finance")[0] == 1  # the CSM of other customers
+    code, out, err = cli("users", "set-role", "fiona", "sales")
+    assert code == 1 and "fiona is the only active Finance account" in err
+    history = cli("bills", "show", _latest(cli, "SENT", "Acme Analytics"))[1]
+    assert "samantha" in history  # the history names the account by its new name
+
+
+def test_a_deactivated_account_cannot_act_and_its_history_stays(cli, db):
+    cli("seed")
+    cli("users", "link", "sam", "U0SAM0001")
+    cli("bills", "generate")
+    hooli = _latest(cli, "DRAFT", "Hooli Search")
+
+    code, out, err = cli("users", "deactivate", "sam")
+    assert (code, err) == (0, "")
+    assert out == "Deactivated sam: unlinked from Slack user U0SAM0001, 0 API sessions ended; its history stays.\n"
+
+    code, out, err = cli("bills", "approve", hooli, "--as", "sam")
+    assert (code, out) == (1, "")
+    assert err == ("error: sam's account is deactivated; an operator can reactivate it"
+                   " (`billprocess users reactivate sam`)\n")
+    assert cli("users", "invite", "sam")[2].startswith("error: sam's account is deactivated")
+    assert re.search(r"sam\s+Sales\s+sam@example.com\s+deactivated", cli("users", "list")[1])
+    globex = cli("bills", "show", _latest(cli, "SENT", "Globex Logistics"))[1]
+    assert " sam " in globex and "APPROVE" in globex
+
+    assert cli("users", "reactivate", "sam")[1].startswith("Reactivated sam.")
+    assert cli("bills", "approve", hooli, "--as", "sam")[0] == 0
+
+
+def test_deactivating_a_csm_says_who_approves_instead(cli):
+    cli("seed")
+    out = cli("users", "deactivate", "casey")[1]
+    assert (
+        "casey is the CSM of Cyberdyne Cloud, Initech Payments, Soylent Foods, Umbrella Health: once"
+        " deactivated, casey no longer approves their bills for Customer Success"
+    ) in out
+    assert "Initech Payments" in cli("customers", "list")[1]
+    assert "CSM casey (deactivated)" in cli("customers", "list")[1]
+
+
+def test_reset_password_asks_for_the_new_one(cli, db):
+    cli("users", "add", "sam", "--role", "sales", "--password-stdin", stdin="first password\n")
+    code, out, err = cli("users", "reset-password", "sam", "--password-stdin", stdin="second password\n")
+    assert (code, out, err) == (0, "Set a new password for sam; 0 API sessions ended.\n", "")
+    with db() as session:
+        assert secret_matches("second password", session.scalar(select(User.password_digest)))
+    assert cli("users", "reset-password", "nobody", "--password-stdin", stdin="x\n")[2] == (
+        "error: no account named 'nobody'\n")
+
+
+def test_ctrl_c_at_a_real_terminals_password_prompt(cli_env):
+    """As a person at a terminal: Ctrl-C at the prompt ends the command with one line, no traceback."""
+    import fcntl
+    import os
+    import select as waiting
+    import termios
+    import time
+
+    controller, terminal = os.openpty()
+
+    def take_the_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # getpass reads /dev/tty, where Ctrl-C becomes SIGINT
+
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "users", "add", "zed", "--role", "sales"],
+        stdin=terminal, stdout=terminal, stderr=terminal, cwd=cli_env, start_new_session=True,
+        preexec_fn=take_the_terminal,  # noqa: PLW1509 - one ioctl between fork and exec, as a terminal needs
+    )
+    os.close(terminal)
+    seen = b""
+
+    def read_until(found, deadline):
+        nonlocal seen
+        while not found(seen) and time.monotonic() < deadline:
+            if waiting.select([controller], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(controller, 1024)
+                except OSError:  # the other side closed: the command ended
+                    return
+                if not chunk:
+                    return
+                seen += chunk
+
+    try:
+        read_until(lambda text: b"Password:" in text, time.monotonic() + 20)
+        assert b"Password:" in seen, seen
+        os.write(controller, b"\x03")
+        read_until(lambda text: b"nothing was changed" in text, time.monotonic() + 20)
+        assert process.wait(timeout=20) == 1
+    finally:
+        process.kill()
+        os.close(controller)
+    assert b"error: no password given; nothing was changed" in seen
+    assert b"Traceback" not in seen

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import accounts
-from bot.errors import InvalidInput
-from bot.linking import LOCKOUT_WINDOW, MAX_FAILURES, LockedOut, link_with_code
+from bot.errors import InvalidInput, NotAllowed
+from bot.linking import LOCKOUT_WINDOW, MAX_FAILURES, LockedOut, link_by_email, link_with_code
 from db.models import LinkAttempt, Role
 from tests.factories import add_user
 
@@ -119,3 +119,23 @@ def test_concurrent_guesses_by_one_slack_user_never_exceed_the_limit(db, code):
     assert sorted(outcome.__name__ for outcome in outcomes) == (
         ["InvalidInput"] * MAX_FAILURES + ["LockedOut"] * (guesses - MAX_FAILURES)
     )
+
+
+def test_a_code_issued_before_the_account_was_deactivated_no_longer_links(db, code):
+    with db() as session:
+        accounts.deactivate(session=session, account="dana", now=T0 + timedelta(minutes=1))
+
+    with pytest.raises(InvalidInput, match="That code is not valid"):
+        link(db, code, T0 + timedelta(minutes=2))
+    with db() as session, pytest.raises(NotAllowed, match="dana's account is deactivated"):
+        accounts.invite(session=session, name="dana", rounds=4)
+
+
+def test_a_deactivated_account_is_not_linked_by_its_email(db):
+    with db() as session:
+        add_user(session, "dana", Role.SALES, email="dana@example.com")
+    with db() as session:
+        accounts.deactivate(session=session, account="dana")
+
+    with db() as session:
+        assert link_by_email(session=session, slack_user_id=DANA, email="dana@example.com") is None

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def _start_serve(cli_env, database_url: str, fake: FakeSlack, port: int) -> subp
     )
 
 
-def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cli_env, database_url):
+def test_serve_answers_health_checks_signed_commands_and_the_api_and_stops_on_sigterm(cli_env, database_url):
     port = _free_port()
     with FakeSlack() as fake:
         server = _start_serve(cli_env, database_url, fake, port)
@@ -194,6 +195,11 @@ def test_serve_answers_health_checks_and_signed_commands_and_stops_on_sigterm(cl
             [reply] = fake.wait_for("response_url", timeout=10)
             assert "/bill link" in json.dumps(reply)
             assert sender.post(slash_command_body("help", "U0NOBODY1"), forge=True).status == 401
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=10) as document:
+                assert "/api/bills/{bill_id}/approve" in json.loads(document.read())["paths"]
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bills", timeout=10)
+            assert refused.value.code == 401 and refused.value.headers["Content-Type"] == "application/problem+json"
         finally:
             server.send_signal(signal.SIGTERM)
             assert server.wait(timeout=30) == 0

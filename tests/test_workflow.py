@@ -823,3 +823,36 @@ def test_available_actions_follow_the_bill_through_its_life(db, session, people)
     act(db, workflow.send, bill_id, people["fiona"], deliver=Outbox())
     assert all(actions == set() for actions in now().values())
     assert workflow.undo_target(load(db, bill_id)) is None
+
+
+# --- deactivated accounts ------------------------------------------------------------------------------
+
+
+def test_an_account_deactivated_after_it_was_loaded_cannot_act(db, session, people):
+    from bot import accounts
+
+    bill_id = make_bill(session, db, people)
+    sam = people["sam"]  # loaded before the deactivation, as a click recorded earlier has it
+    with db() as s:
+        accounts.deactivate(session=s, account="sam")
+
+    with pytest.raises(NotAllowed) as refused:
+        act(db, workflow.approve, bill_id, sam)
+
+    assert str(refused.value) == (
+        "sam's account is deactivated; an operator can reactivate it (`billprocess users reactivate sam`)")
+    assert load(db, bill_id).status is BillStatus.DRAFT and len(load(db, bill_id).actions) == 1
+
+
+def test_a_deactivated_csm_leaves_the_first_step_to_any_customer_success_user(db, session, people):
+    from bot import accounts
+
+    bill_id = make_bill(session, db, people, csm_then_sales=True)
+    with db() as s:
+        assert approval.progress(s.get(Bill, bill_id)).waiting_for.label == "carol (the customer's CSM)"
+    with db() as s:
+        accounts.deactivate(session=s, account="carol")
+
+    with db() as s:
+        assert approval.progress(s.get(Bill, bill_id)).waiting_for.label == "Customer Success (the customer has no CSM)"
+    assert act(db, workflow.approve, bill_id, people["oscar"]).status is BillStatus.DRAFT

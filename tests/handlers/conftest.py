@@ -18,10 +18,12 @@ from waitress import wasyncore
 from bot.delivery import Delivery
 from bot.settings import Settings, load_settings
 from db.models import Outbox, OutboxStatus, Role, User
+from handlers.api import create_api
 from handlers.app import build_services, create_app
 from handlers.jobs import run_job
 from handlers.web import create_server
 from tests.factories import add_user
+from tests.handlers.api_support import OPERATOR_TOKEN, Api
 from tests.slack_fakes import (
     CHANNEL_ID,
     SIGNING_SECRET,
@@ -143,6 +145,7 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
                 "delivery_poll_seconds": 0.05,
                 "delivery_max_backoff": 0.5,
                 "progress_seconds": 0.1,
+                "api_operator_token": OPERATOR_TOKEN,
                 **overrides,  # may replace any of the above
             },
         )
@@ -152,7 +155,9 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
             deliveries.append(
                 Delivery(sessions=db, settings=settings, jobs=lambda row: run_job(services, row), threads=2).start()
             )
-        server = create_server(app, engine, signing_secret=SIGNING_SECRET, host="127.0.0.1", port=0, threads=8)
+        # As `serve` does: Slack's requests and the JSON API on one server.
+        server = create_server(app, engine, signing_secret=SIGNING_SECRET, host="127.0.0.1", port=0, threads=8,
+                               api=create_api(settings, db))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
@@ -181,3 +186,30 @@ def make_slack(fake, database_url, engine, db, tmp_path) -> Iterator:
 @pytest.fixture
 def slack(make_slack) -> SlackHarness:
     return make_slack()
+
+
+@pytest.fixture
+def make_api(database_url, db, tmp_path):
+    """The JSON API's WSGI application on the test database, with settings overrides."""
+
+    def start(**overrides) -> Api:
+        settings = load_settings(
+            _env_file=None,
+            **{
+                "database_url": database_url,
+                "mail_dir": tmp_path / "mail",
+                "bcrypt_rounds": 4,
+                "timezone": "UTC",
+                "api_operator_token": OPERATOR_TOKEN,
+                **overrides,
+            },
+        )
+        app = create_api(settings, db)
+        return Api(app=app, client=app.test_client(), db=db, settings=settings)
+
+    return start
+
+
+@pytest.fixture
+def api(make_api) -> Api:
+    return make_api()
