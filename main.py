@@ -22,6 +22,7 @@ from bot import accounts, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
 from bot.formatting import action_line, bill_details, bill_row, outbox_line, timestamp
 from bot.imports import import_customers, import_usage
+from bot.invoices import Invoicing
 from bot.periods import Period
 from bot.settings import Settings, SettingsError, load_settings
 from db import migrate
@@ -444,7 +445,14 @@ def bills_send(cli: Cli, args) -> None:
     if args.delivered:
         _act(cli, args, workflow.mark_delivered)
         return
-    _act(cli, args, workflow.send, deliver=Mailer.from_settings(cli.settings).send_bill, again=args.again)
+    _act(
+        cli,
+        args,
+        workflow.send,
+        deliver=Mailer.from_settings(cli.settings).send_bill,
+        again=args.again,
+        invoicing=Invoicing.from_settings(cli.settings),
+    )
 
 
 def bills_undo(cli: Cli, args) -> None:

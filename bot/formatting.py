@@ -5,17 +5,25 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from bot.money import format_money, format_unit_price
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind
 
 
-def money(amount: Decimal) -> str:
-    """An amount in currency units: 1,500.00."""
-    return f"{amount:,.2f}"
+def money(amount: Decimal, currency: str) -> str:
+    """An amount with its currency, as people read it: $1,500.00, ¥1,500."""
+    return format_money(amount, currency)
 
 
-def unit_cost(cost: Decimal) -> str:
-    """A unit cost with every significant place and at least two: 0.000125, 0.02."""
+def bill_amount(bill: Bill) -> str:
+    """The bill's amount in its currency: $1,500.00."""
+    return format_money(bill.overage_amount, bill.currency)
+
+
+def unit_cost(cost: Decimal, currency: str | None = None) -> str:
+    """A unit cost with every significant place: $0.000125, $0.02; without a currency, a plain 0.000125."""
+    if currency is not None:
+        return format_unit_price(cost, currency)
     places = max(2, -cost.normalize().as_tuple().exponent)
     return f"{cost:.{places}f}"
 
@@ -36,7 +44,8 @@ def bill_row(bill: Bill) -> str:
     """One line of a bill list."""
     return (
         f"#{bill.id:<6} {bill_period(bill)}  {bill.status.value:<8}  {bill.customer.name:<28.28}"
-        f" {calls(bill.overage_units):>14} calls  {money(bill.overage_amount):>14}"
+        f" {calls(bill.overage_units):>14} calls  {bill_amount(bill):>16}"
+        + (f"  {bill.invoice_number}" if bill.invoice_number else "")
     )
 
 
@@ -46,8 +55,8 @@ def bill_details(bill: Bill) -> list[str]:
         f"Bill #{bill.id} — {customer.name}, {bill_period(bill).label}",
         f"Status:          {bill.status.value}",
         f"API usage:       {calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
-        f"Overage:         {calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}",
-        f"Amount:          {money(bill.overage_amount)}",
+        f"Overage:         {calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost, bill.currency)}",
+        f"Amount:          {bill_amount(bill)}",
         f"Approval:        {'two-step (CSM, then Sales)' if customer.require_csm_approval else 'one-step'}"
         + (f", CSM {customer.csm.name}" if customer.csm else ""),
         f"Billing email:   {customer.billing_email}",
@@ -66,6 +75,8 @@ def action_line(action: BillAction) -> str:
         details.append(f"undid action #{action.undone_action_id}")
     if action.unit_cost_before is not None and action.action is ActionType.UNDO:
         details.append(f"unit cost {unit_cost(action.unit_cost_before)} → {unit_cost(action.unit_cost_after)}")
+    if action.usage_before is not None and action.action is ActionType.UNDO:
+        details.append(f"usage {calls(action.usage_before)} → {calls(action.usage_after)} calls")
     if action.comment:
         details.append(action.comment)
     return "  ".join([line, "; ".join(details)]) if details else line

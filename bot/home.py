@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
 from bot.blocks import home as home_blocks
 from bot.blocks import view_blocks
+from bot.money import add_up
 from bot.periods import Period
 from bot.workflow import APPROVER_ROLES, ApprovalState, approval_state, available_actions, latest_change
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Outbox, OutboxStatus, Role, User
@@ -29,7 +30,7 @@ _CHUNK = 500  # bill ids per IN list
 class StatusTotal:
     status: BillStatus
     count: int
-    total: Decimal
+    totals: dict[str, Decimal]  # per currency, never added across currencies
 
 
 @dataclass(frozen=True)
@@ -185,14 +186,21 @@ def latest_billed_period(*, session: Session) -> Period | None:
 
 
 def status_totals(*, session: Session, period: Period) -> list[StatusTotal]:
-    """Count and total amount of the month's bills for every status, in workflow order."""
+    """Count and total amounts (per currency) of the month's bills for every status, in workflow order."""
     rows = session.execute(
-        select(Bill.status, func.count(), type_coerce(func.sum(Bill.overage_amount), AMOUNT))
+        select(Bill.status, Bill.currency, func.count(), type_coerce(func.sum(Bill.overage_amount), AMOUNT))
         .where(Bill.year == period.year, Bill.month == period.month)
-        .group_by(Bill.status)
-    )
-    found = {status: (count, total) for status, count, total in rows}
-    return [StatusTotal(status, *found.get(status, (0, Decimal("0.00")))) for status in BillStatus]
+        .group_by(Bill.status, Bill.currency)
+    ).all()
+    return [
+        StatusTotal(
+            status,
+            sum(count for found, _, count, _ in rows if found is status),
+            add_up((currency, total) for found, currency, _, total in rows if found is status),
+        )
+        for status in BillStatus
+    ]
+
 
 
 def _with_history(query):

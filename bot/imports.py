@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS, MAX_UNIT_COST
 from bot.errors import InvalidInput
-from bot.text import shown
+from bot.text import is_email_address, shown
 from db.models import Customer, Role, Usage, User
 
 CUSTOMER_COLUMNS = (
@@ -39,7 +39,6 @@ USAGE_COLUMNS = ("customer", "year", "month", "api_usage")
 MAX_COUNT = MAX_CALLS
 UNIT_COST_PLACES = 6
 NAME_MAX_LENGTH = 200
-EMAIL_MAX_LENGTH = 254
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 PROBLEMS_SHOWN = 50
@@ -54,7 +53,6 @@ _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR = re.compile(r"[0-9]{4}")
 _MONTH = re.compile(r"[0-9]{1,2}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 # Characters no CSV text contains; finding one means the file is binary (an image, a spreadsheet).
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 
@@ -416,7 +414,7 @@ def _optional(parse: Callable[[str, str], T]) -> Callable[[str, str], T | None]:
 
 
 def _email(column: str, text: str) -> str:
-    if len(text) > EMAIL_MAX_LENGTH or not _EMAIL.fullmatch(text):
+    if not is_email_address(text):
         raise _BadValue(f"{column} must be an email address such as billing@example.com, not {shown(text)}")
     return text
 

@@ -6,6 +6,8 @@ import re
 
 from bot.errors import InvalidInput
 
+EMAIL_MAX_LENGTH = 254
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 SHOWN_MAX = 40  # characters of a person's input repeated in a message about it
 # PostgreSQL text cannot hold NUL, and no database encoding can hold half of a UTF-16 surrogate pair.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -28,3 +30,15 @@ def clip(text: str, limit: int) -> str:
 def shown(value: str, limit: int = SHOWN_MAX) -> str:
     """A value quoted in a message, shortened when long, so that a message never grows with its input."""
     return repr(clip(value, limit))
+
+
+def is_email_address(text: str) -> bool:
+    """True for one plain address such as billing@example.com."""
+    return len(text) <= EMAIL_MAX_LENGTH and _EMAIL.fullmatch(text) is not None
+
+
+def parse_email_address(text: str | None, what: str = "The email address") -> str:
+    address = (text or "").strip()
+    if not is_email_address(address):
+        raise InvalidInput(f"{what} {shown(address)} is not an email address such as billing@example.com")
+    return address

@@ -30,7 +30,7 @@ from bot.blocks import escape
 from bot.blocks.bill import UNDONE_NOUN
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import BillProcessError, Conflict, InvalidInput
-from bot.formatting import money, unit_cost
+from bot.formatting import bill_amount, unit_cost
 from bot.periods import Period
 from bot.text import SHOWN_MAX, clip, storable
 from db.models import BillStatus, Role
@@ -314,7 +314,7 @@ def show(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         bill = get_bill(session=session, bill_id=bill_id)
         blocks = bill_detail_blocks(bill)
-        summary = f"Bill #{bill.id}: {bill.customer.name}, {bill.status.value}, {money(bill.overage_amount)}"
+        summary = f"Bill #{bill.id}: {bill.customer.name}, {bill.status.value}, {bill_amount(bill)}"
     request.reply(summary, blocks)
 
 
@@ -325,8 +325,8 @@ def edit(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         bill = workflow.edit(session=session, bill_id=bill_id, actor=request.account(), unit_cost=cost)
     request.reply(
-        f"Bill #{bill.id} ({escape(bill.customer.name)}): unit cost now {unit_cost(bill.overage_unit_cost)},"
-        f" amount {money(bill.overage_amount)}. Its approvals start over."
+        f"Bill #{bill.id} ({escape(bill.customer.name)}): unit cost now {unit_cost(bill.overage_unit_cost, bill.currency)},"
+        f" amount {bill_amount(bill)}. Its approvals start over."
     )
 
 
@@ -346,6 +346,7 @@ def send(request: CommandRequest) -> None:
                 actor=request.account(),
                 deliver=request.services.mailer.send_bill,
                 again=how == "again",
+                invoicing=request.services.invoicing,
             )
     email = escape(bill.customer.billing_email)
     if how == "delivered":

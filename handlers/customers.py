@@ -15,7 +15,7 @@ from bot.blocks import message_blocks
 from bot.blocks import customers as customer_blocks
 from bot.blocks import escape
 from bot.errors import InvalidInput
-from bot.formatting import money
+from bot.money import add_totals, format_totals
 from bot.home import status_totals
 from bot.periods import Period
 from handlers.requests import CommandRequest
@@ -103,7 +103,7 @@ def export(request: CommandRequest) -> None:
     if not count:
         request.reply(f"There are no bills for {period.label}, so there is nothing to export.")
         return
-    amount = money(sum(total.total for total in totals))
+    amount = format_totals(add_totals(total.totals for total in totals))
     by_status = ", ".join(f"{total.status.value} {total.count}" for total in totals if total.count)
     summary = f"{period.label}: {count} {'bill' if count == 1 else 'bills'}, {amount} in all ({by_status})"
     dm_channel = _direct_channel(request)

@@ -147,12 +147,12 @@ def test_imports_then_generate(cli, cli_env):
 
     code, out, _ = cli("bills", "generate", "2026-09")
     assert code == 0
-    assert out.splitlines()[0] == "September 2026: 1 bill created, total 11.13"
+    assert out.splitlines()[0] == "September 2026: 1 bill created, total $11.13"
     assert "1 customer skipped: within limit 1" in out
-    assert re.search(r"2026-09\s+DRAFT\s+Acme\s+89,000 calls\s+11.13", out)
+    assert re.search(r"2026-09\s+DRAFT\s+Acme\s+89,000 calls\s+\$11.13", out)
 
     code, out, _ = cli("bills", "generate", "2026-09")
-    assert out.splitlines()[0] == "September 2026: 0 bills created, total 0.00"
+    assert out.splitlines()[0] == "September 2026: 0 bills created"
     assert "2 customers skipped: already billed 1, within limit 1" in out
 
 
@@ -186,7 +186,7 @@ def test_seed_then_generate_last_month(cli, db):
 
     code, out, _ = cli("bills", "generate")
     first = out.splitlines()[0]
-    assert re.fullmatch(r"\w+ \d{4}: 6 bills created, total [\d,]+\.\d\d", first), first
+    assert re.fullmatch(r"\w+ \d{4}: 6 bills created, total \$[\d,]+\.\d\d", first), first
     assert "first three months 1" in out and "not under contract 1" in out
 
     code, out, err = cli("seed")

@@ -27,7 +27,7 @@ from slack_sdk.models.views import View
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
 from bot.blocks import HEADER_MAX, clip, escape, mention, message_blocks, view_blocks
 from bot.errors import AlreadyDone
-from bot.formatting import bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import bill_amount, bill_period, calls, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
@@ -181,7 +181,7 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     elif bill.status is BillStatus.FINAL:
         confirm = _confirm(
             "Send this bill?",
-            f"Bill #{bill.id} for {money(bill.overage_amount)} will be emailed to {bill.customer.billing_email}."
+            f"Bill #{bill.id} for {bill_amount(bill)} will be emailed to {bill.customer.billing_email}."
             " A sent bill cannot be undone.",
             "Send",
         )
@@ -201,7 +201,7 @@ def _send_again_button(bill: Bill) -> ButtonElement:
     confirm = _confirm(
         "Send this bill again?",
         f"An earlier email of bill #{bill.id} may already have reached the customer. Send it again only once you"
-        f" know they do not have it: {money(bill.overage_amount)} is emailed to {bill.customer.billing_email}"
+        f" know they do not have it: {bill_amount(bill)} is emailed to {bill.customer.billing_email}"
         " once more.",
         "Send again",
     )
@@ -242,8 +242,8 @@ def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> 
         f"*Period*\n{period}",
         f"*API usage*\n{calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
         f"*Overage*\n{calls(bill.overage_units)} calls",
-        f"*Unit cost*\n{unit_cost(bill.overage_unit_cost)} per call",
-        f"*Amount*\n{money(bill.overage_amount)}",
+        f"*Unit cost*\n{unit_cost(bill.overage_unit_cost, bill.currency)} per call",
+        f"*Amount*\n{bill_amount(bill)}",
         f"*Status*\n{STATUS_EMOJI[bill.status]} {bill.status.value}",
     ]
     blocks: list[Block] = [
@@ -260,7 +260,7 @@ def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> 
     if buttons:
         blocks.append(ActionsBlock(block_id=BlockId.BILL_ACTIONS.value, elements=buttons))
     text = (
-        f"Bill #{bill.id} · {escape(customer.name)} · {period}: {money(bill.overage_amount)} "
+        f"Bill #{bill.id} · {escape(customer.name)} · {period}: {bill_amount(bill)} "
         f"for {calls(bill.overage_units)} calls over the limit · {bill.status.value}. {upcoming}"
     )
     return text, message_blocks(blocks)
@@ -326,7 +326,7 @@ def reject_modal(bill: Bill) -> dict:
     """A modal asking why the bill is rejected; its private_metadata names the bill and the version shown."""
     summary = (
         f"*Bill #{bill.id}* · {escape(bill.customer.name)} · {bill_period(bill).label} · "
-        f"{money(bill.overage_amount)}\nRejecting writes the overage off. The reason is posted in the bill's thread."
+        f"{bill_amount(bill)}\nRejecting writes the overage off. The reason is posted in the bill's thread."
     )
     blocks = [
         SectionBlock(text=MarkdownTextObject(text=summary)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from slack_sdk.models.blocks import (
     Block,
@@ -18,7 +17,8 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks import HEADER_MAX, MAX_MESSAGE_BLOCKS, clip, context, escape, message_blocks
 from bot.blocks.bill import sending_text
-from bot.formatting import action_line, bill_period, calls, money, timestamp, unit_cost
+from bot.formatting import action_line, bill_amount, bill_period, calls, timestamp, unit_cost
+from bot.money import add_up, format_totals
 from bot.periods import Period
 from bot.workflow import ApprovalStep, approval_state, history
 from db.models import Bill, BillStatus, User
@@ -129,16 +129,16 @@ def bill_list_line(bill: Bill) -> str:
     customer = escape(clip(bill.customer.name, CUSTOMER_NAME_WIDTH))
     return (
         f"`#{bill.id}`  {bill_period(bill)}  *{customer}*  {bill.status.value}"
-        f"  {calls(bill.overage_units)} calls over  *{money(bill.overage_amount)}*"
+        f"  {calls(bill.overage_units)} calls over  *{bill_amount(bill)}*"
     )
 
 
 def bill_list_summary(bills: Sequence[Bill]) -> str:
     """How many bills, their total, and how many there are of each status when they differ."""
-    total = sum((bill.overage_amount for bill in bills), start=Decimal("0.00"))
+    totals = add_up((bill.currency, bill.overage_amount) for bill in bills)
     noun = "bill" if len(bills) == 1 else "bills"
     counts = Counter(bill.status for bill in bills)
-    summary = f"{len(bills)} {noun}, total {money(total)}"
+    summary = f"{len(bills)} {noun}, total {format_totals(totals, none='0')}"
     if len(counts) > 1:
         summary += " (" + ", ".join(f"{counts[s]} {s.value}" for s in BillStatus if counts[s]) + ")"
     return summary
@@ -204,9 +204,9 @@ def bill_fields(bill: Bill) -> list[MarkdownTextObject]:
         ("Customer", escape(customer.name)),
         ("Period", bill_period(bill).label),
         ("Status", bill.status.value),
-        ("Amount", money(bill.overage_amount)),
+        ("Amount", bill_amount(bill)),
         ("API usage", f"{calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})"),
-        ("Overage", f"{calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}"),
+        ("Overage", f"{calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost, bill.currency)}"),
         ("CSM", escape(customer.csm.name) if customer.csm else "—"),
         ("Billing email", escape(customer.billing_email)),
     ]

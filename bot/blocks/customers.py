@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks import MAX_MESSAGE_BLOCKS, context, escape, header, mention
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
-from bot.formatting import bill_period, calls, money, unit_cost
+from bot.formatting import bill_amount, bill_period, calls, unit_cost
 from db.models import Customer
 
 MAX_SECTION_TEXT = 3000
@@ -100,7 +100,7 @@ def customers_list(customers: Sequence[Customer]) -> list[Block]:
         ]
     lines = [
         f"*{escape(customer.name)}* — {calls(customer.monthly_api_limit)} calls a month, then "
-        f"{unit_cost(customer.overage_unit_cost)} per call · {approval_kind(customer)} · CSM {_csm(customer)} · "
+        f"{unit_cost(customer.overage_unit_cost, customer.currency)} per call · {approval_kind(customer)} · CSM {_csm(customer)} · "
         f"contract {contract(customer)}"
         for customer in customers
     ]
@@ -120,7 +120,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
         SectionBlock(
             fields=[
                 _text(f"*Monthly limit*\n{calls(customer.monthly_api_limit)} calls"),
-                _text(f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost)} per call"),
+                _text(f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost, customer.currency)} per call"),
                 _text(f"*Contract*\n{contract(customer)}"),
                 _text(f"*Approval*\n{approval_kind(customer)}"),
                 _text(f"*CSM*\n{_csm(customer)}"),
@@ -142,7 +142,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
         return blocks
     lines = [
         f"`#{bill.id}` {bill_period(bill).label} · {bill.status.value} · "
-        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost)} = *{money(bill.overage_amount)}*"
+        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost, bill.currency)} = *{bill_amount(bill)}*"
         for bill in overview.bills
     ]
     blocks.append(SectionBlock(text=_text(f"*Bills* ({overview.bill_count}), latest first\n" + "\n".join(lines))))

@@ -117,7 +117,7 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
     assert blocks[0] == {
         "type": "header", "text": {"type": "plain_text", "text": "Bill #12 · Acme · October 2026", "emoji": True}
     }
-    figures = ("Acme", "October 2026", "12,000 calls (limit 10,000)", "2,000 calls", "0.01 per call", "20.00", "DRAFT")
+    figures = ("Acme", "October 2026", "12,000 calls (limit 10,000)", "2,000 calls", "$0.01 per call", "$20.00", "DRAFT")
     for figure in figures:
         assert figure in body
     assert "One approval" in body
@@ -127,7 +127,7 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
         (ActionId.REJECT.value, "Reject", bill_value(12, 1)),
     ]
     assert next(block for block in blocks if block["type"] == "actions")["block_id"] == BlockId.BILL_ACTIONS.value
-    assert text.startswith("Bill #12 · Acme · October 2026: 20.00")
+    assert text.startswith("Bill #12 · Acme · October 2026: $20.00")
     assert "<@USAM>" in text
 
 

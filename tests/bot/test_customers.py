@@ -147,7 +147,7 @@ def test_customer_view_blocks_show_terms_marked_months_and_bills(session, db, ac
 
     assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "Acme Corp", "emoji": True}}
     assert "*Monthly limit*\n1,000 calls" in text
-    assert "*Overage unit cost*\n0.000125 per call" in text
+    assert "*Overage unit cost*\n$0.000125 per call" in text
     assert "*Contract*\n2024-03-15 → 2027-03-14" in text
     assert "*Approval*\nTwo-step: the CSM, then Sales" in text
     assert "*CSM*\n<@UCAROL>" in text
@@ -156,7 +156,7 @@ def test_customer_view_blocks_show_terms_marked_months_and_bills(session, db, ac
     assert "2026-03      1,000  1,000\n" in text
     assert "2026-04          —  1,000  no usage recorded" in text
     assert "Over the limit in 6 of 12 months" in text
-    assert "October 2026 · DRAFT · 100 over × 0.000125 = *0.01*" in text
+    assert "October 2026 · DRAFT · 100 over × $0.000125 = *$0.01*" in text
 
 
 def test_customers_list_fits_one_message_however_many_customers(session, db):

@@ -199,7 +199,7 @@ def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(s
 
     answer = slack.ask(FINANCE, "generate")
     assert answer["response_type"] == "ephemeral"  # the bills themselves are what the channel sees
-    assert f"{PERIOD.label}: 3 bills created, total 15.00" in texts(answer)
+    assert f"{PERIOD.label}: 3 bills created, total $15.00" in texts(answer)
 
     assert f"The bills are being posted to <#{CHANNEL_ID}>" in texts(answer)
 
@@ -207,7 +207,7 @@ def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(s
     assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3
     assert all(bill.status is BillStatus.DRAFT for bill in bills(slack))
     summary = summary_message(slack)["text"]  # the channel sees the month's summary, then the bills
-    assert f"{PERIOD.label}: 3 bills created, total 15.00" in summary and "All 3 bills are posted" in summary
+    assert f"{PERIOD.label}: 3 bills created, total $15.00" in summary and "All 3 bills are posted" in summary
     assert all(reply["response_type"] == "ephemeral" for reply in slack.responses(FINANCE))
 
     again = slack.ask(FINANCE, f"generate {PERIOD}")
@@ -314,7 +314,7 @@ def test_list_filters_by_status_and_month_in_either_order(slack):
 
     everything = texts(slack.ask(SALES, "list"))
     assert all(f"`#{number}`" in everything for number in (acme_october, globex_october, acme_latest))
-    assert "3 bills, total 35.00 (2 DRAFT, 1 FINAL)" in everything
+    assert "3 bills, total $35.00 (2 DRAFT, 1 FINAL)" in everything
 
     for text in ("list draft 2025-10", "list 2025-10 DRAFT"):
         answer = slack.ask(SALES, text)
