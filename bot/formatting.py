@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from bot.invoices import format_day
 from bot.money import format_money, format_unit_price
 from bot.periods import Period
+from bot.text import clip
 from db.models import ActionType, Bill, BillAction, Outbox, OutboxKind
 
 
@@ -40,6 +42,25 @@ def bill_period(bill: Bill) -> Period:
     return Period(bill.year, bill.month)
 
 
+def invoice_line(bill: Bill) -> str:
+    """The bill's invoice in one line: "Invoice BP-2026-000123 · issued November 3, 2026 · due December 3, 2026"."""
+    if bill.invoice_number is None or bill.issue_date is None or bill.due_date is None:
+        return "No invoice yet: a bill gets its invoice when it is first sent"
+    return (
+        f"Invoice {bill.invoice_number} · issued {format_day(bill.issue_date)} · due {format_day(bill.due_date)}"
+    )
+
+
+def credit_lines(bill: Bill) -> list[str]:
+    """One line per credit note issued against the bill."""
+    return [
+        f"Credit note {note.number} of {format_day(note.issue_date)}: {money(note.amount, note.currency)}"
+        f" ({clip(note.reason, 100)})"
+        + ("" if note.emailed_at else " — not emailed yet")
+        for note in bill.credit_notes
+    ]
+
+
 def bill_row(bill: Bill) -> str:
     """One line of a bill list."""
     return (
@@ -60,6 +81,8 @@ def bill_details(bill: Bill) -> list[str]:
         f"Approval:        {'two-step (CSM, then Sales)' if customer.require_csm_approval else 'one-step'}"
         + (f", CSM {customer.csm.name}" if customer.csm else ""),
         f"Billing email:   {customer.billing_email}",
+        f"Invoice:         {invoice_line(bill)}",
+        *(f"Credit note:     {line}" for line in credit_lines(bill)),
     ]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject
 
 from bot.text import clip  # builders clip text to Block Kit's limits: `from bot.blocks import clip`
-from db.models import User
+from db.models import ActionType, BillAction, User
 
 MAX_MESSAGE_BLOCKS = 50
 HEADER_MAX = 150  # characters in a header block's text
@@ -28,6 +28,13 @@ def mention(user: User | None) -> str:
     if user is None:
         return "the scheduler"
     return f"<@{user.slack_user_id}>" if user.slack_user_id else user.name
+
+
+def actor(action: BillAction) -> str:
+    """Who took the action, as Slack shows them; a usage import for the corrections it made."""
+    if action.stakeholder is None and action.action in (ActionType.RECOMPUTE, ActionType.NOTE):
+        return "a usage import"
+    return mention(action.stakeholder)
 
 
 def _checked(blocks: Sequence[Block], limit: int, where: str) -> list[dict]:

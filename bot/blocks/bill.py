@@ -25,9 +25,9 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 # `escape` is defined in bot.blocks; builders that import it from this module keep working.
-from bot.blocks import HEADER_MAX, clip, escape, mention, message_blocks, view_blocks
+from bot.blocks import HEADER_MAX, actor, clip, escape, mention, message_blocks, view_blocks
 from bot.errors import AlreadyDone
-from bot.formatting import bill_amount, bill_period, calls, timestamp, unit_cost
+from bot.formatting import bill_amount, bill_period, calls, credit_lines, invoice_line, money, timestamp, unit_cost
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from bot.workflow import REASON_MAX_LENGTH, ApprovalState, ApprovalStep, latest_change, sending, undo_target
 from db.models import ActionType, Bill, BillAction, BillStatus, Role, User
@@ -52,6 +52,10 @@ ACTION_EMOJI = {
     ActionType.EDIT: ":pencil2:",
     ActionType.SEND: ":email:",
     ActionType.UNDO: ":leftwards_arrow_with_hook:",
+    ActionType.RECOMPUTE: ":arrows_counterclockwise:",
+    ActionType.NOTE: ":memo:",
+    ActionType.RESEND: ":email:",
+    ActionType.CREDIT: ":receipt:",
 }
 VERB = {
     ActionType.DRAFT: "created",
@@ -60,9 +64,23 @@ VERB = {
     ActionType.EDIT: "edited",
     ActionType.SEND: "sent",
     ActionType.UNDO: "undid",
+    ActionType.RECOMPUTE: "recomputed",
+    ActionType.NOTE: "noted a usage correction on",
+    ActionType.RESEND: "sent again",
+    ActionType.CREDIT: "credited",
 }
-UNDO_LABEL = {ActionType.APPROVE: "Undo approval", ActionType.REJECT: "Undo rejection", ActionType.EDIT: "Undo edit"}
-UNDONE_NOUN = {ActionType.APPROVE: "approval", ActionType.REJECT: "rejection", ActionType.EDIT: "edit"}
+UNDO_LABEL = {
+    ActionType.APPROVE: "Undo approval",
+    ActionType.REJECT: "Undo rejection",
+    ActionType.EDIT: "Undo edit",
+    ActionType.RECOMPUTE: "Undo usage correction",
+}
+UNDONE_NOUN = {
+    ActionType.APPROVE: "approval",
+    ActionType.REJECT: "rejection",
+    ActionType.EDIT: "edit",
+    ActionType.RECOMPUTE: "usage correction",
+}
 
 
 # --- text helpers ----------------------------------------------------------------------------------
@@ -109,8 +127,10 @@ def next_step(bill: Bill, state: ApprovalState, team: Team | None = None) -> str
     if bill.status is BillStatus.FINAL:
         return f"Ready to send — {_people(frozenset({Role.FINANCE}), team)}"
     if bill.status is BillStatus.WRITEOFF:
-        return "Written off — nothing more to do unless the rejection is undone"
-    return "Sent to the customer — this bill is closed"
+        latest = latest_change(bill)
+        undone = UNDONE_NOUN.get(latest.action, "rejection") if latest is not None else "rejection"
+        return f"Written off — nothing more to do unless the {undone} is undone"
+    return "Sent to the customer — the invoice can be sent again or credited"
 
 
 def _latest(bill: Bill, kind: ActionType) -> BillAction | None:
@@ -142,6 +162,9 @@ def _approvals(bill: Bill, state: ApprovalState, team: Team | None) -> str:
 
 def _outcome(bill: Bill) -> str | None:
     """How a bill that left DRAFT got where it is, for WRITEOFF and SENT."""
+    latest = latest_change(bill)
+    if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.RECOMPUTE:
+        return f"*Written off* by {actor(latest)} at {timestamp(latest.created_at)}: {escape(latest.comment or '')}"
     if bill.status is BillStatus.WRITEOFF:
         rejection = _latest(bill, ActionType.REJECT)
         if rejection is not None:
@@ -153,7 +176,11 @@ def _outcome(bill: Bill) -> str | None:
     if bill.status is BillStatus.SENT:
         sending = _latest(bill, ActionType.SEND)
         if sending is not None:
-            return f"*Sent* by {mention(sending.stakeholder)} at {timestamp(sending.created_at)}"
+            lines = [f"*Sent* by {mention(sending.stakeholder)} at {timestamp(sending.created_at)}"]
+            if bill.invoice_number:
+                lines.append(escape(invoice_line(bill)))
+            lines += [escape(line) for line in credit_lines(bill)]
+            return "\n".join(lines)
     return None
 
 
@@ -189,7 +216,14 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     target = undo_target(bill)
     if target is not None:
         buttons.append(_button(UNDO_LABEL[target.action], ActionId.UNDO, undo_value(bill.id, target.id)))
+    if bill.invoice_number is not None:
+        buttons.append(pdf_button(bill))
     return buttons
+
+
+def pdf_button(bill: Bill) -> ButtonElement:
+    """Uploads the bill's invoice as a PDF to the direct messages of whoever clicks it."""
+    return _button("Invoice PDF", ActionId.PDF, bill_value(bill.id))
 
 
 def uncertain_send_buttons(bill: Bill) -> list[ButtonElement]:
@@ -270,14 +304,28 @@ def bill_message(bill: Bill, state: ApprovalState, team: Team | None = None) -> 
 
 
 def _headline(action: BillAction, bill: Bill) -> str:
-    who = mention(action.stakeholder)
+    who = actor(action)
     emoji = ACTION_EMOJI[action.action]
+    if action.action is ActionType.CREDIT and action.credit_note is not None:
+        note = action.credit_note
+        return (
+            f"{emoji} {who} issued credit note {note.number} for {money(note.amount, note.currency)}"
+            f" against invoice {bill.invoice_number} (bill #{bill.id})"
+        )
+    if action.action in (ActionType.RECOMPUTE, ActionType.NOTE):
+        line = f"{emoji} {who.capitalize() if who[0].islower() else who} {VERB[action.action]} bill #{bill.id}"
+        line += f": {escape(action.comment or '')}"
+        if action.action is ActionType.RECOMPUTE and action.amount_before != action.amount_after:
+            line += ". Approvals given before no longer count"
+        return line
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
-        what = f"{mention(undone.stakeholder)}'s {UNDONE_NOUN[undone.action]}" if undone else "an action"
+        what = f"{actor(undone)}'s {UNDONE_NOUN[undone.action]}" if undone else "an action"
+        if undone is not None and undone.action is ActionType.RECOMPUTE:
+            what = f"the {UNDONE_NOUN[undone.action]} of {timestamp(undone.created_at)}"
         return f"{emoji} {who} undid {what} on bill #{bill.id}"
     line = f"{emoji} {who} {VERB[action.action]} bill #{bill.id}"
-    if action.action in (ActionType.APPROVE, ActionType.EDIT, ActionType.SEND) and action.comment:
+    if action.action in (ActionType.APPROVE, ActionType.EDIT, ActionType.SEND, ActionType.RESEND) and action.comment:
         line += f" ({escape(action.comment)})"
     if action.action is ActionType.REJECT:
         line += " and wrote it off"
@@ -296,6 +344,8 @@ def action_reply(
     upcoming = next_step(bill, state, team)
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=clip(headline, 3000)))]
     reason = action.comment if action.action in (ActionType.REJECT, ActionType.UNDO) else None
+    if action.action is ActionType.CREDIT and action.credit_note is not None:
+        reason = action.credit_note.reason
     if reason:
         # Plain text shows the reason exactly as typed: no markup, no mentions.
         blocks.append(SectionBlock(text=PlainTextObject(text=f"Reason: {reason}", emoji=False)))

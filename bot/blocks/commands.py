@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
     DividerBlock,
     HeaderBlock,
@@ -16,8 +17,17 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.blocks import HEADER_MAX, MAX_MESSAGE_BLOCKS, clip, context, escape, message_blocks
-from bot.blocks.bill import sending_text
-from bot.formatting import action_line, bill_amount, bill_period, calls, timestamp, unit_cost
+from bot.blocks.bill import pdf_button, sending_text
+from bot.formatting import (
+    action_line,
+    bill_amount,
+    bill_period,
+    calls,
+    credit_lines,
+    invoice_line,
+    timestamp,
+    unit_cost,
+)
 from bot.money import add_up, format_totals
 from bot.periods import Period
 from bot.workflow import ApprovalStep, approval_state, history
@@ -209,6 +219,7 @@ def bill_fields(bill: Bill) -> list[MarkdownTextObject]:
         ("Overage", f"{calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost, bill.currency)}"),
         ("CSM", escape(customer.csm.name) if customer.csm else "—"),
         ("Billing email", escape(customer.billing_email)),
+        ("Invoice", escape(invoice_line(bill))),
     ]
     return [MarkdownTextObject(text=f"*{label}*\n{value}") for label, value in values]
 
@@ -230,6 +241,11 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
     warning = sending_text(bill)
     if warning:
         blocks.append(_section(warning))
+    credits = credit_lines(bill)
+    if credits:
+        blocks.append(_section("*Credit notes*\n" + "\n".join(escape(line) for line in credits)))
+    if bill.invoice_number is not None:
+        blocks.append(ActionsBlock(elements=[pdf_button(bill)]))
     blocks += [DividerBlock(), _section("*History*")]
     texts = history_texts(bill)
     room = MAX_MESSAGE_BLOCKS - len(blocks)

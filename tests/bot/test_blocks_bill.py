@@ -227,7 +227,7 @@ def test_a_sent_bill_has_no_buttons():
     assert buttons(blocks) == []
     assert not any(block["type"] == "actions" for block in blocks)
     assert "*Sent* by <@UFIONA>" in shown(blocks)
-    assert "closed" in text
+    assert "the invoice can be sent again or credited" in text
 
 
 def test_an_edit_can_be_undone_and_asks_for_approval_again():
