@@ -351,7 +351,8 @@ def _import(cli: Cli, path: Path, run: Callable, noun: str) -> None:
         raise InvalidInput(f"{path} cannot be read (permission denied)") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{path.name} is not a UTF-8 CSV file") from None
-    cli.out(summary.line(noun))
+    for line in summary.lines(noun):
+        cli.out(line)
 
 
 def customers_import(cli: Cli, args) -> None:

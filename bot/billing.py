@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -44,6 +45,7 @@ from db.models import (
 from db.types import AMOUNT, UNIT_COST, UTCDateTime
 
 FREE_MONTHS = 3
+MONTH_LOCK_NAMESPACE = 0x42494C4C  # "BILL": PostgreSQL advisory locks of one month's bills
 # The largest values accepted: with them an amount (10**15) still fits both databases' amount columns.
 MAX_CALLS = 10**12  # API calls in a month, and monthly limits
 MAX_UNIT_COST = Decimal(1000)  # per call
@@ -216,7 +218,16 @@ def generate_month(
 
 def lock_month(session: Session, period: Period) -> None:
     """On PostgreSQL, wait for (and then hold off) anything else creating bills of `period`."""
-    session.execute(select(func.pg_advisory_xact_lock(0x42494C4C, period.year * 100 + period.month)))
+    lock_months(session, {period})
+
+
+def lock_months(session: Session, periods: Collection[Period]) -> None:
+    """`lock_month` for several months at once, in order (so that two callers never wait for each other)."""
+    if session.get_bind().dialect.name != "postgresql" or not periods:
+        return
+    keys = sorted(period.year * 100 + period.month for period in periods)
+    ordered = select(func.unnest(literal(keys, ARRAY(Integer))).label("key")).order_by("key").subquery()
+    session.execute(select(func.count(func.pg_advisory_xact_lock(MONTH_LOCK_NAMESPACE, ordered.c.key))))
 
 
 def create_bills(

@@ -41,7 +41,7 @@ def parse_bill_id(text: str | int) -> int:
 
 
 def get_bill(*, session: Session, bill_id: int) -> Bill:
-    """The bill with its customer and full history loaded."""
+    """The bill with its customer, full history and credit notes loaded."""
     bill = session.scalar(
         select(Bill)
         .where(Bill.id == bill_id)
@@ -49,6 +49,8 @@ def get_bill(*, session: Session, bill_id: int) -> Bill:
             joinedload(Bill.customer).joinedload(Customer.csm),
             joinedload(Bill.sending_by),
             selectinload(Bill.actions).joinedload(BillAction.stakeholder),
+            selectinload(Bill.actions).joinedload(BillAction.credit_note),
+            selectinload(Bill.credit_notes),
         )
     )
     if bill is None:

@@ -43,12 +43,10 @@ def bill_period(bill: Bill) -> Period:
 
 
 def invoice_line(bill: Bill) -> str:
-    """The bill's invoice in one line: "Invoice BP-2026-000123 · issued November 3, 2026 · due December 3, 2026"."""
+    """The bill's invoice in one line: "BP-2026-000123, issued November 3, 2026, due December 3, 2026"."""
     if bill.invoice_number is None or bill.issue_date is None or bill.due_date is None:
-        return "No invoice yet: a bill gets its invoice when it is first sent"
-    return (
-        f"Invoice {bill.invoice_number} · issued {format_day(bill.issue_date)} · due {format_day(bill.due_date)}"
-    )
+        return "none yet (a bill gets its invoice when it is first sent)"
+    return f"{bill.invoice_number}, issued {format_day(bill.issue_date)}, due {format_day(bill.due_date)}"
 
 
 def credit_lines(bill: Bill) -> list[str]:

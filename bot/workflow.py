@@ -255,11 +255,19 @@ def _name(user: User | None) -> str:
     return user.name if user is not None else "the scheduler"
 
 
+def _doer(action: BillAction) -> str:
+    """Who took the action: a person, the scheduler, or a usage import (its corrections)."""
+    if action.stakeholder is None and action.action in (ActionType.RECOMPUTE, ActionType.NOTE):
+        return "a usage import"
+    return _name(action.stakeholder)
+
+
 def _already_done(bill: Bill, action: BillAction, message: str | None = None) -> AlreadyDone:
     who = action.stakeholder
     if message is None:
         message = (
-            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_name(who)} at {timestamp(action.created_at)}"
+            f"Bill #{bill.id} was already {_PAST_TENSE[action.action]} by {_doer(action)}"
+            f" at {timestamp(action.created_at)}"
         )
     return _got_there_first(AlreadyDone, message, bill, action.action, who, action.created_at)
 
@@ -452,6 +460,8 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
     if target is None:
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
     if actor.role is not Role.FINANCE and target.stakeholder_id != actor.id:
+        if target.stakeholder is None:
+            raise NotAllowed(f"Only Finance can undo the {_NOUN[target.action]} of bill #{bill.id}")
         who = _name(target.stakeholder)
         raise NotAllowed(f"Only {who} or Finance can undo {who}'s {_NOUN[target.action]} of bill #{bill.id}")
     return target
@@ -479,18 +489,18 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
         raise _already_done(
             bill,
             latest,
-            f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_name(latest.stakeholder)}"
+            f"Bill #{bill.id} has changed since: {_PAST_TENSE[latest.action]} by {_doer(latest)}"
             f" at {timestamp(latest.created_at)}",
         )
 
 
 def _what_happened(bill: Bill, action: BillAction) -> str:
     """One action as "edited by fiona at 2026-11-03 10:32 UTC"."""
-    by = f"by {_name(action.stakeholder)} at {timestamp(action.created_at)}"
+    by = f"by {_doer(action)} at {timestamp(action.created_at)}"
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
         if undone is not None:
-            return f"{_name(undone.stakeholder)}'s {_NOUN[undone.action]} undone {by}"
+            return f"{_doer(undone)}'s {_NOUN[undone.action]} undone {by}"
     return f"{_PAST_TENSE[action.action]} {by}"
 
 
