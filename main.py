@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot import accounts, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
-from bot.formatting import action_line, bill_details, bill_row, outbox_line, timestamp
+from bot.formatting import action_line, bill_details, bill_row, money, outbox_line, timestamp
 from bot.imports import import_customers, import_usage
 from bot.invoices import Invoicing
 from bot.periods import Period
@@ -460,6 +460,57 @@ def bills_undo(cli: Cli, args) -> None:
     _act(cli, args, workflow.undo, reason=args.reason)
 
 
+def bills_resend(cli: Cli, args) -> None:
+    from bot.mailer import Mailer
+
+    _act(cli, args, workflow.resend, deliver=Mailer.from_settings(cli.settings).resend_bill, to=args.to)
+
+
+def bills_credit(cli: Cli, args) -> None:
+    from bot.mailer import Mailer
+
+    bill_id = bills.parse_bill_id(args.id)
+    with cli.session() as session:
+        actor = cli.actor(session, args.actor)
+    with cli.session() as session:
+        credited = workflow.credit(
+            session=session,
+            bill_id=bill_id,
+            actor=actor,
+            amount=args.amount,
+            reason=args.reason,
+            deliver=Mailer.from_settings(cli.settings).send_credit_note,
+            invoicing=Invoicing.from_settings(cli.settings),
+        )
+    note = credited.note
+    cli.out(
+        f"Credit note {note.number} for {money(note.amount, note.currency)} issued against invoice"
+        f" {credited.bill.invoice_number} (bill #{credited.bill.id})."
+    )
+    if credited.email_error:
+        raise BillProcessError(
+            f"credit note {note.number} is issued, but emailing it failed: {credited.email_error};"
+            f" `billprocess bills resend {credited.bill.id} --as NAME` emails the invoice with its credit notes"
+        )
+    cli.out(f"  emailed to {credited.bill.customer.billing_email}")
+
+
+def bills_pdf(cli: Cli, args) -> None:
+    from bot.pdf import invoice_pdf
+
+    with cli.session() as session:
+        bill = bills.get_bill(session=session, bill_id=bills.parse_bill_id(args.id))
+    filename, content = invoice_pdf(bill, paper_size=cli.settings.paper_size)
+    path = Path(args.output) if args.output else Path(filename)
+    try:
+        path.write_bytes(content)
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a folder; give a file name with -o") from None
+    except OSError as error:
+        raise InvalidInput(f"cannot write {path}: {error.strerror or error}") from None
+    cli.out(f"Wrote the invoice {bill.invoice_number} of bill #{bill.id} to {path}.")
+
+
 # --- the parser --------------------------------------------------------------------------------
 
 
@@ -535,6 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--delivered", action="store_true",
         help="record it as sent, without emailing it, after a send that was not confirmed but reached the customer")
     act("undo", bills_undo, "undo the latest action on a bill").add_argument("--reason")
+    act("resend", bills_resend, "email a sent bill's invoice again, with the same number").add_argument(
+        "--to", metavar="EMAIL", help="send it to this address instead of the customer's billing email")
+    credit = act("credit", bills_credit, "issue a credit note against a sent bill and email it")
+    credit.add_argument("--amount", required=True, help="in the bill's currency, at most what is left of its total")
+    credit.add_argument("--reason", required=True)
+    pdf = command(bill, "pdf", bills_pdf, "write a bill's invoice as a PDF file")
+    pdf.add_argument("id")
+    pdf.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: NUMBER.pdf here)")
     return parser
 
 

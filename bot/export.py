@@ -7,9 +7,11 @@ import io
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from bot.errors import NotAllowed
+from bot.invoices import credited
+from bot.money import format_money, plain
 from bot.periods import Period
 from db.models import Bill, Role, User
 
@@ -22,10 +24,16 @@ HEADER = (
     "overage_units",
     "overage_unit_cost",
     "overage_amount",
+    "currency",
+    "amount",
     "status",
     "billing_email",
     "created_at",
     "updated_at",
+    "invoice_number",
+    "issue_date",
+    "due_date",
+    "credited",
 )
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -36,7 +44,8 @@ def bills_csv_filename(period: Period) -> str:
 
 
 def bills_csv(*, session: Session, period: Period, actor: User) -> bytes:
-    """The month's bills by number; unit costs with 6 places and amounts with 2, never through a float.
+    """The month's bills by number: unit costs with 6 places, amounts with their currency's places (as a plain
+    number for programs, and as people read it), never through a float.
 
     Only Finance may export bills.
     """
@@ -45,7 +54,7 @@ def bills_csv(*, session: Session, period: Period, actor: User) -> bytes:
     bills = session.scalars(
         select(Bill)
         .where(Bill.year == period.year, Bill.month == period.month)
-        .options(joinedload(Bill.customer))
+        .options(joinedload(Bill.customer), selectinload(Bill.credit_notes))
         .order_by(Bill.id)
     )
     buffer = io.StringIO(newline="")
@@ -61,11 +70,17 @@ def bills_csv(*, session: Session, period: Period, actor: User) -> bytes:
                 bill.monthly_api_limit,
                 bill.overage_units,
                 f"{bill.overage_unit_cost:.6f}",
-                f"{bill.overage_amount:.2f}",
+                plain(bill.overage_amount, bill.currency),
+                bill.currency,
+                format_money(bill.overage_amount, bill.currency),
                 bill.status.value,
                 _text_cell(bill.customer.billing_email),
                 _moment(bill.created_at),
                 _moment(bill.updated_at),
+                bill.invoice_number or "",
+                bill.issue_date.isoformat() if bill.issue_date else "",
+                bill.due_date.isoformat() if bill.due_date else "",
+                plain(credited(bill), bill.currency) if bill.credit_notes else "",
             )
         )
     return buffer.getvalue().encode("utf-8")

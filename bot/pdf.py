@@ -13,7 +13,9 @@ import matplotlib
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from bot.invoices import Document
+from bot.errors import InvalidTransition
+from bot.invoices import Document, invoice_document
+from db.models import Bill
 
 FONT = "DejaVu"
 MARGIN = 18  # mm
@@ -27,6 +29,16 @@ SHADE = (244, 244, 244)
 def _font_files() -> tuple[Path, Path]:
     fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     return fonts / "DejaVuSans.ttf", fonts / "DejaVuSans-Bold.ttf"
+
+
+def invoice_pdf(bill: Bill, *, paper_size: str = "A4") -> tuple[str, bytes]:
+    """The bill's invoice as a PDF and its file name; refused for a bill that has no invoice yet."""
+    if bill.invoice_number is None:
+        raise InvalidTransition(
+            f"Bill #{bill.id} has no invoice yet: a bill gets its invoice number when it is first sent"
+        )
+    document = invoice_document(bill)
+    return document.filename, document_pdf(document, paper_size=paper_size)
 
 
 def document_pdf(document: Document, *, paper_size: str = "A4") -> bytes:
