@@ -214,11 +214,14 @@ def credit_note_document(note: CreditNote) -> Document:
                ("Period", period.label)],
         issuer=note.issuer,
         bill_to=note.bill_to,
-        lines=[Line(f"Credit against invoice {bill.invoice_number}: {note.reason}", "1", amount, amount)],
+        lines=[Line(f"Credit against invoice {bill.invoice_number}, {period.label}", "1", amount, amount)],
         total_label=f"Total credited ({note.currency})",
         total=amount,
         currency=note.currency,
-        notes=[f"This credit note reduces the amount of invoice {bill.invoice_number} by {amount}."],
+        notes=[
+            f"Reason: {note.reason}",
+            f"This credit note reduces the amount of invoice {bill.invoice_number} by {amount}.",
+        ],
     )
 
 

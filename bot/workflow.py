@@ -417,22 +417,23 @@ def _check_mark_delivered(bill: Bill, actor: User) -> Sending:
     return current
 
 
-def _check_sent_invoice(bill: Bill, actor: User, doing: str) -> None:
-    """Refuse acting on a bill's invoice (`doing`: "resend", "credit") unless it was sent with one."""
+def _check_sent_invoice(bill: Bill, actor: User, doing: str, done: str) -> None:
+    """Refuse acting on a bill's invoice (`doing`: "resend", "credit"; `done`: "sent again", "credited")
+    unless it was sent with one."""
     if actor.role is not Role.FINANCE:
         raise NotAllowed(f"Only Finance can {doing} bills")
     if bill.status is not BillStatus.SENT:
-        raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a SENT bill's invoice can be {doing}ed")
+        raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a SENT bill's invoice can be {done}")
     if bill.invoice_number is None:
         raise InvalidTransition(f"Bill #{bill.id} was sent before invoices were numbered; it has no invoice to {doing}")
 
 
 def _check_resend(bill: Bill, actor: User) -> None:
-    _check_sent_invoice(bill, actor, "resend")
+    _check_sent_invoice(bill, actor, "resend", "sent again")
 
 
 def _check_credit(bill: Bill, actor: User) -> None:
-    _check_sent_invoice(bill, actor, "credit")
+    _check_sent_invoice(bill, actor, "credit", "credited")
     if credited(bill) >= bill.overage_amount:
         raise InvalidTransition(
             f"Invoice {bill.invoice_number} is credited in full already"
