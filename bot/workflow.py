@@ -1040,9 +1040,10 @@ def _record(
         credit_note=credit_note,
         created_at=now,
     )
+    bill.status = status_after  # first: appending loads the actions, which flushes the bill as it is then
+    if action not in RECORDS_ONLY:  # a note, a resend or a credit note leaves the bill itself as it was
+        bill.updated_at = now
     bill.actions.append(entry)
-    bill.status = status_after
-    bill.updated_at = now
     session = object_session(bill)
     session.flush()
     # What Slack must show of this change commits with it (bot/outbox.py); the delivery workers post it.
