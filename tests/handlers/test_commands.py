@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -349,7 +350,7 @@ def test_show_gives_the_details_and_the_whole_history(slack):
     text = texts(answer)
     assert answer["response_type"] == "ephemeral"
     assert f"Bill #{bill_id}: Globex, October 2025" in text
-    assert "*Status*\nWRITEOFF" in text and "*Amount*\n20.00" in text
+    assert "*Status*\nWRITEOFF" in text and "*Amount*\n$20.00" in text
     history = text[text.index("*History*"):]
     assert history.index("DRAFT") < history.index("REJECT") < history.index("customer churned")
     assert "fiona" in history and "sam" in history
@@ -364,10 +365,10 @@ def test_edit_from_the_command_changes_the_bill_and_tells_its_thread(slack):
     bill = generated(slack)[0]
 
     answer = texts(slack.ask(FINANCE, f"edit {bill.id} 0.02"))
-    assert f"Bill #{bill.id}" in answer and "unit cost now 0.02, amount 10.00" in answer
+    assert f"Bill #{bill.id}" in answer and "unit cost now $0.02, amount $10.00" in answer
 
     edited = bills(slack)[0]
-    assert (edited.status, str(edited.overage_amount)) == (BillStatus.DRAFT, "10.00")
+    assert (edited.status, edited.overage_amount) == (BillStatus.DRAFT, Decimal("10.00"))
     slack.settle()
     update = [call for call in slack.fake.calls("chat.update") if call["ts"] == bill.slack_ts][-1]
     assert update["channel"] == bill.slack_channel
