@@ -50,9 +50,9 @@ def invoice_line(bill: Bill) -> str:
 
 
 def credit_lines(bill: Bill) -> list[str]:
-    """One line per credit note issued against the bill."""
+    """One line per credit note issued against the bill: "CN-2026-000004 of November 9, 2026: $12.00 (reason)"."""
     return [
-        f"Credit note {note.number} of {format_day(note.issue_date)}: {money(note.amount, note.currency)}"
+        f"{note.number} of {format_day(note.issue_date)}: {money(note.amount, note.currency)}"
         f" ({clip(note.reason, 100)})"
         + ("" if note.emailed_at else " — not emailed yet")
         for note in bill.credit_notes

@@ -10,6 +10,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pypdf
 import pytest
 from sqlalchemy import func, select
 
@@ -364,3 +365,113 @@ def test_generate_commits_and_says_what_is_queued_without_waiting_on_slack(cli, 
         created = session.scalar(select(func.count()).select_from(Bill).where(Bill.slack_ts.is_(None)))
     assert f"{queued} messages queued for Slack." in out
     assert queued >= created + 1  # every bill's message and the month's summary, at least
+
+
+# --- currencies, invoices, credit notes and usage corrections -------------------------------------
+
+
+CUSTOMERS_WITH_CURRENCY = (
+    "name,billing_address,billing_email,monthly_api_limit,overage_unit_cost,start_date,end_date,"
+    "require_csm_approval,csm,currency\n"
+    "Acme,1 Main St,billing@acme.example,1000,0.01,2024-01-01,,false,,\n"
+    "Kanto,3 Chome,billing@kanto.example,1000,0.5,2024-01-01,,false,,jpy\n"
+    "Gulf,4 Corniche,billing@gulf.example,1000,0.0015,2024-01-01,,false,,KWD\n"
+)
+
+
+def test_customers_have_currencies_and_each_amount_is_shown_in_its_own(cli, cli_env):
+    (cli_env / "customers.csv").write_text(CUSTOMERS_WITH_CURRENCY)
+    (cli_env / "usage.csv").write_text(
+        "customer,year,month,api_usage\nAcme,2026,9,1500\nKanto,2026,9,1003\nGulf,2026,9,2001\n"
+    )
+    assert cli("customers", "import", "customers.csv")[:2] == (0, "3 customers created, 0 updated\n")
+    cli("usage", "import", "usage.csv")
+
+    code, out, _ = cli("bills", "generate", "2026-09")
+
+    assert code == 0
+    # ¥1.5 rounds half-up to ¥2, KWD 1.5015 to KWD 1.502; totals are never added across currencies.
+    assert out.splitlines()[0] == "September 2026: 3 bills created, total ¥2 + KWD1.502 + $5.00"
+    assert re.search(r"Kanto\s+3 calls\s+¥2\n", out) and re.search(r"Gulf\s+1,001 calls\s+KWD1.502\n", out)
+
+
+def test_an_unknown_currency_is_a_row_error(cli, cli_env):
+    (cli_env / "customers.csv").write_text(CUSTOMERS_WITH_CURRENCY.replace(",jpy\n", ",YEN\n"))
+    code, out, err = cli("customers", "import", "customers.csv")
+    assert (code, out) == (1, "")
+    assert "row 3: currency 'YEN' is not an ISO 4217 currency code (e.g. USD, EUR, JPY)" in err
+    assert cli("customers", "import", "customers.csv")[0] == 1
+
+
+def sent_bill(cli, cli_env) -> str:
+    """Import, generate, approve and send one bill of September 2026; returns its id."""
+    cli("users", "add", "fiona", "--role", "finance", "--password-stdin", stdin="long enough\n")
+    cli("users", "add", "sam", "--role", "sales", "--password-stdin", stdin="long enough\n")
+    (cli_env / "customers.csv").write_text(CUSTOMERS_WITH_CURRENCY)
+    (cli_env / "usage.csv").write_text("customer,year,month,api_usage\nAcme,2026,9,3000\n")
+    cli("customers", "import", "customers.csv")
+    cli("usage", "import", "usage.csv")
+    cli("bills", "generate", "2026-09")
+    cli("bills", "approve", "1", "--as", "sam")
+    assert cli("bills", "send", "1", "--as", "fiona")[0] == 0
+    return "1"
+
+
+def test_bills_pdf_writes_the_invoice_and_refuses_a_bill_without_one(cli, cli_env):
+    bill_id = sent_bill(cli, cli_env)
+    year = datetime.now(timezone.utc).year
+
+    code, out, _ = cli("bills", "pdf", bill_id)
+    assert (code, out) == (0, f"Wrote the invoice BP-{year}-000001 of bill #1 to BP-{year}-000001.pdf.\n")
+    text = pypdf.PdfReader(cli_env / f"BP-{year}-000001.pdf").pages[0].extract_text()
+    assert f"BP-{year}-000001" in text and "$20.00" in text and "1 Main St" in text
+
+    assert cli("bills", "pdf", bill_id, "-o", "copy.pdf")[0] == 0
+    assert (cli_env / "copy.pdf").read_bytes().startswith(b"%PDF-")
+    code, out, err = cli("bills", "pdf", bill_id, "-o", str(cli_env))
+    assert (code, err) == (1, f"error: {cli_env} is a folder; give a file name with -o\n")
+
+    (cli_env / "usage.csv").write_text("customer,year,month,api_usage\nKanto,2026,9,1003\n")
+    cli("usage", "import", "usage.csv")
+    cli("bills", "generate", "2026-09")
+    code, _, err = cli("bills", "pdf", "2")
+    assert (code, err) == (1, "error: Bill #2 has no invoice yet: a bill gets its invoice number when it is first sent\n")
+
+
+def test_resend_and_credit_from_the_command_line(cli, cli_env):
+    bill_id = sent_bill(cli, cli_env)
+    year = datetime.now(timezone.utc).year
+
+    code, out, _ = cli("bills", "resend", bill_id, "--as", "fiona", "--to", "ap@acme.example")
+    assert code == 0 and f"RESEND   SENT → SENT  invoice BP-{year}-000001 emailed again to ap@acme.example" in out
+
+    code, out, _ = cli("bills", "credit", bill_id, "--as", "fiona", "--amount", "5", "--reason", "Outage credit")
+    assert out == (
+        f"Credit note CN-{year}-000001 for $5.00 issued against invoice BP-{year}-000001 (bill #1).\n"
+        "  emailed to billing@acme.example\n"
+    )
+    code, _, err = cli("bills", "credit", bill_id, "--as", "fiona", "--amount", "15.01", "--reason", "too much")
+    assert code == 1 and err.startswith("error: A credit note cannot exceed what is left of invoice")
+    code, _, err = cli("bills", "credit", bill_id, "--as", "sam", "--amount", "1", "--reason", "x")
+    assert (code, err) == (1, "error: Only Finance can credit bills\n")
+
+    code, out, _ = cli("bills", "show", bill_id)
+    assert f"Credit note:     CN-{year}-000001 of " in out and ": $5.00 (Outage credit)" in out
+    assert f"Invoice:         BP-{year}-000001, issued " in out
+
+
+def test_a_usage_import_reports_what_it_did_to_billed_months(cli, cli_env):
+    bill_id = sent_bill(cli, cli_env)
+    (cli_env / "usage.csv").write_text(
+        "customer,year,month,api_usage\nAcme,2026,9,2000\nKanto,2026,9,1003\n"
+    )
+    code, out, _ = cli("usage", "import", "usage.csv")
+    year = datetime.now(timezone.utc).year
+    assert code == 0
+    assert out.splitlines() == [
+        "1 usage row created, 1 updated",
+        "Billed months: 0 bills recomputed, 1 created, 0 written off left as they are, 1 sent bill flagged",
+        f"  bill BP-{year}-000001 was sent: issue a credit note (the corrected amount is $10.00 less)",
+        "  September 2026: 1 new bill for the corrected usage",
+    ]
+    assert cli("bills", "show", bill_id)[1].count("NOTE") == 1

@@ -179,7 +179,7 @@ def _outcome(bill: Bill) -> str | None:
             lines = [f"*Sent* by {mention(sending.stakeholder)} at {timestamp(sending.created_at)}"]
             if bill.invoice_number:
                 lines.append(f"*Invoice* {escape(invoice_line(bill))}")
-            lines += [escape(line) for line in credit_lines(bill)]
+            lines += [f"*Credit note* {escape(line)}" for line in credit_lines(bill)]
             return "\n".join(lines)
     return None
 
