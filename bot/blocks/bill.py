@@ -180,7 +180,7 @@ def _outcome(bill: Bill) -> str | None:
             if bill.invoice_number:
                 lines.append(f"*Invoice* {escape(invoice_line(bill))}")
             lines += [f"*Credit note* {escape(line)}" for line in credit_lines(bill)]
-            return "\n".join(lines)
+            return clip("\n".join(lines), 3000)  # a section's text limit, however many credit notes
     return None
 
 

@@ -243,7 +243,8 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
         blocks.append(_section(warning))
     credits = credit_lines(bill)
     if credits:
-        blocks.append(_section("*Credit notes*\n" + "\n".join(escape(line) for line in credits)))
+        text = "*Credit notes*\n" + "\n".join(escape(line) for line in credits)
+        blocks.append(_section(clip(text, SECTION_TEXT_LIMIT)))
     if bill.invoice_number is not None:
         blocks.append(ActionsBlock(elements=[pdf_button(bill)]))
     blocks += [DividerBlock(), _section("*History*")]
