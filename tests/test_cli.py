@@ -412,9 +412,15 @@ def sent_bill(cli, cli_env) -> str:
     cli("customers", "import", "customers.csv")
     cli("usage", "import", "usage.csv")
     cli("bills", "generate", "2026-09")
-    cli("bills", "approve", "1", "--as", "sam")
-    assert cli("bills", "send", "1", "--as", "fiona")[0] == 0
-    return "1"
+    bill_id = listed_ids(cli)[0]
+    cli("bills", "approve", bill_id, "--as", "sam")
+    assert cli("bills", "send", bill_id, "--as", "fiona")[0] == 0
+    return bill_id
+
+
+def listed_ids(cli) -> list[str]:
+    """The numbers of the bills `bills list` shows, in its order."""
+    return re.findall(r"^#(\d+)", cli("bills", "list")[1], re.MULTILINE)
 
 
 def test_bills_pdf_writes_the_invoice_and_refuses_a_bill_without_one(cli, cli_env):
@@ -422,7 +428,7 @@ def test_bills_pdf_writes_the_invoice_and_refuses_a_bill_without_one(cli, cli_en
     year = datetime.now(timezone.utc).year
 
     code, out, _ = cli("bills", "pdf", bill_id)
-    assert (code, out) == (0, f"Wrote the invoice BP-{year}-000001 of bill #1 to BP-{year}-000001.pdf.\n")
+    assert (code, out) == (0, f"Wrote the invoice BP-{year}-000001 of bill #{bill_id} to BP-{year}-000001.pdf.\n")
     text = pypdf.PdfReader(cli_env / f"BP-{year}-000001.pdf").pages[0].extract_text()
     assert f"BP-{year}-000001" in text and "$20.00" in text and "1 Main St" in text
 
@@ -434,8 +440,11 @@ def test_bills_pdf_writes_the_invoice_and_refuses_a_bill_without_one(cli, cli_en
     (cli_env / "usage.csv").write_text("customer,year,month,api_usage\nKanto,2026,9,1003\n")
     cli("usage", "import", "usage.csv")
     cli("bills", "generate", "2026-09")
-    code, _, err = cli("bills", "pdf", "2")
-    assert (code, err) == (1, "error: Bill #2 has no invoice yet: a bill gets its invoice number when it is first sent\n")
+    draft = listed_ids(cli)[1]
+    code, _, err = cli("bills", "pdf", draft)
+    assert (code, err) == (
+        1, f"error: Bill #{draft} has no invoice yet: a bill gets its invoice number when it is first sent\n"
+    )
 
 
 def test_resend_and_credit_from_the_command_line(cli, cli_env):
@@ -447,7 +456,7 @@ def test_resend_and_credit_from_the_command_line(cli, cli_env):
 
     code, out, _ = cli("bills", "credit", bill_id, "--as", "fiona", "--amount", "5", "--reason", "Outage credit")
     assert out == (
-        f"Credit note CN-{year}-000001 for $5.00 issued against invoice BP-{year}-000001 (bill #1).\n"
+        f"Credit note CN-{year}-000001 for $5.00 issued against invoice BP-{year}-000001 (bill #{bill_id}).\n"
         "  emailed to billing@acme.example\n"
     )
     code, _, err = cli("bills", "credit", bill_id, "--as", "fiona", "--amount", "15.01", "--reason", "too much")
