@@ -16,6 +16,7 @@ from babel.numbers import format_currency, get_currency_precision, list_currenci
 from bot.errors import InvalidInput
 from bot.text import shown
 from db.models import DEFAULT_CURRENCY
+
 # How amounts are written for people: the app speaks English, with the currency's own symbol and places.
 LOCALE = "en_US"
 # The most decimal places any currency has; bill amounts are stored with this many.

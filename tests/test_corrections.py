@@ -15,7 +15,16 @@ from bot.errors import NotAllowed
 from bot.imports import ImportRejected, import_usage
 from bot.invoices import Invoicing
 from bot.periods import Period
-from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind, Role, Usage
+from db.models import (
+    ActionType,
+    Bill,
+    BillAction,
+    BillStatus,
+    Outbox,
+    OutboxKind,
+    Role,
+    Usage,
+)
 from tests.factories import add_customer, add_user
 
 PERIOD = Period(2026, 10)

@@ -17,11 +17,28 @@ from sqlalchemy import select
 from bot import workflow
 from bot.billing import generate_month
 from bot.errors import InvalidInput, InvalidTransition, NotAllowed
-from bot.invoices import CREDIT_NOTE, INVOICE, Invoicing, Issuer, check_number_format, next_number
+from bot.invoices import (
+    CREDIT_NOTE,
+    INVOICE,
+    Invoicing,
+    Issuer,
+    check_number_format,
+    next_number,
+)
 from bot.mailer import Mailer
 from bot.periods import Period
 from bot.settings import SettingsError, load_settings
-from db.models import ActionType, Bill, BillAction, BillStatus, CreditNote, Customer, Outbox, OutboxKind, Role
+from db.models import (
+    ActionType,
+    Bill,
+    BillAction,
+    BillStatus,
+    CreditNote,
+    Customer,
+    Outbox,
+    OutboxKind,
+    Role,
+)
 from tests.factories import add_customer, add_user
 
 PERIOD = Period(2026, 10)
@@ -231,7 +248,7 @@ def test_the_pdf_is_the_paper_size_asked_for(db, session, people, tmp_path):
 @pytest.mark.parametrize(
     ("currency", "usage", "unit_cost", "amount", "shown"),
     [
-        ("JPY", 1003, "0.5", Decimal("2"), "¥2"),  # 1.5 rounds half-up to 2
+        ("JPY", 1003, "0.5", Decimal(2), "¥2"),  # 1.5 rounds half-up to 2
         ("KWD", 1001, "0.0015", Decimal("0.002"), "KWD0.002"),  # 0.0015 half-up to 3 places
         ("KWD", 1003, "1.234567", Decimal("3.704"), "KWD3.704"),  # 3.703701
         ("USD", 1001, "0.005", Decimal("0.01"), "$0.01"),  # 0.005 half-up to the cent
