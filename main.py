@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from bot import absences, accounts, approval, billing, bills, outbox, workflow
 from bot.errors import BillProcessError, InvalidInput
-from bot.formatting import action_line, bill_details, bill_row, calls, outbox_line, timestamp
+from bot.formatting import action_line, bill_details, bill_row, calls, money, outbox_line, timestamp
 from bot.formatting import unit_cost as unit_cost_text
 from bot.imports import import_customers, import_usage
+from bot.invoices import Invoicing
 from bot.periods import Period
 from bot.settings import Settings, SettingsError, load_settings
 from db import migrate
@@ -492,6 +493,7 @@ CUSTOMER_OPTIONS = {
     "start_date": "--start",
     "end_date": "--end",
     "csm": "--csm",
+    "currency": "--currency",
     "require_csm_approval": "--two-step or --one-step",
 }
 NEEDED_TO_ADD = ("billing_address", "billing_email", "monthly_api_limit", "overage_unit_cost", "start_date")
@@ -505,8 +507,8 @@ def _customer_values(args) -> dict[str, str]:
         if column != "require_csm_approval"
     }
     values = {column: value for column, value in values.items() if value is not None}
-    if args.two_step is not None:
-        values["require_csm_approval"] = "true" if args.two_step else "false"
+    if args.csm_then_sales is not None:
+        values["require_csm_approval"] = "true" if args.csm_then_sales else "false"
     return values
 
 
@@ -613,7 +615,8 @@ def _import(cli: Cli, path: Path, run: Callable, noun: str) -> None:
         raise InvalidInput(f"{path} cannot be read (permission denied)") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{path.name} is not a UTF-8 CSV file") from None
-    cli.out(summary.line(noun))
+    for line in summary.lines(noun):
+        cli.out(line)
 
 
 def customers_import(cli: Cli, args) -> None:
@@ -712,11 +715,69 @@ def bills_send(cli: Cli, args) -> None:
     if args.delivered:
         _act(cli, args, workflow.mark_delivered)
         return
-    _act(cli, args, workflow.send, deliver=Mailer.from_settings(cli.settings).send_bill, again=args.again)
+    _act(
+        cli,
+        args,
+        workflow.send,
+        deliver=Mailer.from_settings(cli.settings).send_bill,
+        again=args.again,
+        invoicing=Invoicing.from_settings(cli.settings),
+    )
 
 
 def bills_undo(cli: Cli, args) -> None:
     _act(cli, args, workflow.undo, reason=args.reason)
+
+
+def bills_resend(cli: Cli, args) -> None:
+    from bot.mailer import Mailer
+
+    _act(cli, args, workflow.resend, deliver=Mailer.from_settings(cli.settings).resend_bill, to=args.to)
+
+
+def bills_credit(cli: Cli, args) -> None:
+    from bot.mailer import Mailer
+
+    bill_id = bills.parse_bill_id(args.id)
+    with cli.session() as session:
+        actor = cli.actor(session, args.actor)
+    with cli.session() as session:
+        credited = workflow.credit(
+            session=session,
+            bill_id=bill_id,
+            actor=actor,
+            amount=args.amount,
+            reason=args.reason,
+            deliver=Mailer.from_settings(cli.settings).send_credit_note,
+            invoicing=Invoicing.from_settings(cli.settings),
+        )
+    note = credited.note
+    cli.out(
+        f"Credit note {note.number} for {money(note.amount, note.currency)} issued against invoice"
+        f" {credited.bill.invoice_number} (bill #{credited.bill.id})."
+    )
+    if credited.email_error:
+        raise BillProcessError(
+            f"credit note {note.number} is issued, but emailing it failed: {credited.email_error};"
+            f" `billprocess bills resend {credited.bill.id} --as NAME` emails the invoice with its credit notes"
+        )
+    cli.out(f"  emailed to {credited.bill.customer.billing_email}")
+
+
+def bills_pdf(cli: Cli, args) -> None:
+    from bot.pdf import invoice_pdf
+
+    with cli.session() as session:
+        bill = bills.get_bill(session=session, bill_id=bills.parse_bill_id(args.id))
+    filename, content = invoice_pdf(bill, paper_size=cli.settings.paper_size)
+    path = Path(args.output) if args.output else Path(filename)
+    try:
+        path.write_bytes(content)
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a folder; give a file name with -o") from None
+    except OSError as error:
+        raise InvalidInput(f"cannot write {path}: {error.strerror or error}") from None
+    cli.out(f"Wrote the invoice {bill.invoice_number} of bill #{bill.id} to {path}.")
 
 
 # --- the parser --------------------------------------------------------------------------------
@@ -805,6 +866,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--delivered", action="store_true",
         help="record it as sent, without emailing it, after a send that was not confirmed but reached the customer")
     act("undo", bills_undo, "undo the latest action on a bill").add_argument("--reason")
+    act("resend", bills_resend, "email a sent bill's invoice again, with the same number").add_argument(
+        "--to", metavar="EMAIL", help="send it to this address instead of the customer's billing email")
+    credit = act("credit", bills_credit, "issue a credit note against a sent bill and email it")
+    credit.add_argument("--amount", required=True, help="in the bill's currency, at most what is left of its total")
+    credit.add_argument("--reason", required=True)
+    pdf = command(bill, "pdf", bills_pdf, "write a bill's invoice as a PDF file")
+    pdf.add_argument("id")
+    pdf.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: NUMBER.pdf here)")
     return parser
 
 
@@ -845,10 +914,11 @@ def add_customer_commands(customers, usage, command: Callable) -> None:
         sub.add_argument("--start", metavar="DATE", help="contract start, YYYY-MM-DD")
         sub.add_argument("--end", metavar="DATE", help="contract end, YYYY-MM-DD")
         sub.add_argument("--csm", metavar="NAME", help="the customer's CSM, a Customer Success account")
+        sub.add_argument("--currency", metavar="CUR", help="ISO 4217 code its bills are in (default USD)")
         steps = sub.add_mutually_exclusive_group()
-        steps.add_argument("--two-step", dest="two_step", action="store_true", default=None,
+        steps.add_argument("--two-step", dest="csm_then_sales", action="store_true", default=None,
                            help="bills need the CSM's approval, then Sales'")
-        steps.add_argument("--one-step", dest="two_step", action="store_false",
+        steps.add_argument("--one-step", dest="csm_then_sales", action="store_false",
                            help="bills need one approval, by Customer Success or Sales")
     listing = command(usage, "list", usage_list, "a customer's monthly API usage")
     listing.add_argument("--customer", required=True, metavar="NAME")

@@ -33,12 +33,13 @@ from sqlalchemy.orm import object_session
 
 from bot.errors import AlreadyDone, NotAllowed, NotApprover, WaitingForOther
 from bot.formatting import actor_name, money, roles_label, timestamp
+from bot.money import format_amount
 from bot.settings import Settings, SettingsError
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 
 APPROVER_ROLES = frozenset({Role.CUSTOMER_SUCCESS, Role.SALES})
-# The actions that set a bill's amount: approvals count after the latest of them, and each records the policy.
-RESETS = frozenset({ActionType.DRAFT, ActionType.EDIT})
+# What only records something about a bill (a note, a resend, a credit note), never changing it.
+RECORDS_ONLY = frozenset({ActionType.NOTE, ActionType.RESEND, ActionType.CREDIT})
 PERSON_PREFIX = "name:"
 MAX_APPROVERS = 10
 POLICY_KEYS = ("auto_approve_below", "thresholds")
@@ -68,7 +69,7 @@ class Threshold:
     def describe(self) -> str:
         who = self.person if self.person else self.role.label
         people = f"{self.approvers} different people from {who}" if self.approvers > 1 else who
-        return f"a bill of {money(self.at_least)} or more also needs {people}"
+        return f"a bill of {format_amount(self.at_least)} or more (in its currency) also needs {people}"
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class Policy:
         ]
         if self.auto_approve_below is not None:
             lines.append(
-                f"A bill below {money(self.auto_approve_below)} is approved automatically when it is drafted;"
+                f"A bill below {format_amount(self.auto_approve_below)} (in its currency) is approved automatically"
+                " when it is drafted;"
                 " Finance can undo that, and the bill then takes its usual steps."
             )
         lines += [f"Extra step {index}: {rule.describe()}." for index, rule in enumerate(self.thresholds, start=1)]
@@ -431,9 +433,23 @@ def _actor_id(action: BillAction) -> int | None:
 
 
 def effective_actions(bill: Bill) -> list[BillAction]:
-    """The bill's actions that still count: not UNDO rows, and not undone by one; oldest first."""
+    """The bill's changes that still count: not UNDO rows, not undone by one, not records only; oldest first."""
     undone = {action.undone_action_id for action in bill.actions if action.action is ActionType.UNDO}
-    return [action for action in bill.actions if action.action is not ActionType.UNDO and action.id not in undone]
+    return [
+        action
+        for action in bill.actions
+        if action.action is not ActionType.UNDO and action.action not in RECORDS_ONLY and action.id not in undone
+    ]
+
+
+def sets_amount(action: BillAction) -> bool:
+    """True for what gives a bill its amount: its DRAFT, an EDIT, a usage correction that changed it.
+
+    Approvals count after the latest of them, and each records the rules the bill follows from then on.
+    """
+    if action.action in (ActionType.DRAFT, ActionType.EDIT):
+        return True
+    return action.action is ActionType.RECOMPUTE and action.amount_before != action.amount_after
 
 
 def _usable_csm(customer: Customer) -> User | None:
@@ -478,7 +494,7 @@ def _threshold_steps(bill: Bill, policy: Policy) -> list[Step]:
     for rule in policy.thresholds:
         if bill.overage_amount < rule.at_least:
             continue
-        reason = f"amount ≥ {money(rule.at_least)}"
+        reason = f"amount ≥ {money(rule.at_least, bill.currency)}"
         if rule.person is None:
             steps.append(Step(0, frozenset({rule.role}), None, reason, rule.approvers))
             continue
@@ -510,7 +526,7 @@ def _fill(steps: list[Step], approvals: Iterable[BillAction], status: BillStatus
 def progress(bill: Bill, on: date | None = None) -> Progress:
     """Where the bill's approval stands on the day `on` (default: today), from its actions and its policy."""
     effective = effective_actions(bill)
-    start = max((index + 1 for index, action in enumerate(effective) if action.action in RESETS), default=0)
+    start = max((index + 1 for index, action in enumerate(effective) if sets_amount(action)), default=0)
     basis = effective[start - 1] if start else None  # the DRAFT or EDIT whose rules the bill follows
     policy = Policy.from_json(basis.policy) if basis is not None else Policy()
     csm_then_sales = bill.customer.require_csm_approval
@@ -548,7 +564,7 @@ def approval_comment(step: Step, of: int, user: User) -> str | None:
 
 def auto_approval_comment(policy: Policy) -> str:
     """The comment of the policy's own approval, naming the rule."""
-    return f"approved automatically: below {money(policy.auto_approve_below)} (approval policy)"
+    return f"approved automatically: below {format_amount(policy.auto_approve_below)} (approval policy)"
 
 
 # --- the checks: each raises the refusal, or returns what the change needs ----------------------------------

@@ -49,8 +49,14 @@ def with_history(query):
 
 
 def get_bill(*, session: Session, bill_id: int) -> Bill:
-    """The bill with its customer and full history loaded."""
-    bill = session.scalar(with_history(select(Bill).where(Bill.id == bill_id)).options(joinedload(Bill.sending_by)))
+    """The bill with its customer, full history and credit notes loaded."""
+    bill = session.scalar(
+        with_history(select(Bill).where(Bill.id == bill_id)).options(
+            joinedload(Bill.sending_by),
+            selectinload(Bill.actions).joinedload(BillAction.credit_note),
+            selectinload(Bill.credit_notes),
+        )
+    )
     if bill is None:
         raise NotFound(f"there is no bill #{bill_id}")
     return bill

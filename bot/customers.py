@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
-from bot.imports import CUSTOMER_COLUMNS, NAME_MAX_LENGTH, apply_customer, check_csm, customer_row, lock_customers
+from bot.imports import CUSTOMER_COLUMNS, NAME_MAX_LENGTH, OPTIONAL_CUSTOMER_COLUMNS, apply_customer, check_csm, customer_row, lock_customers
 from bot.periods import Period
 from db.models import Bill, BillStatus, Customer, Usage
 
@@ -182,7 +182,7 @@ def edit_customer(
     `changes` holds the new values by column, as a customers file would hold them (an empty `end_date`
     or `csm` removes it). The customer's CSM is checked only when it is changed.
     """
-    unknown = sorted(set(changes) - set(CUSTOMER_COLUMNS) - {"name"})
+    unknown = sorted(set(changes) - set(CUSTOMER_COLUMNS) - set(OPTIONAL_CUSTOMER_COLUMNS) - {"name"})
     if unknown or "name" in changes:
         raise InvalidInput(f"a customer's {', '.join(unknown) or 'name'} cannot be changed here")
     if not changes:
@@ -219,6 +219,7 @@ def _as_file_values(customer: Customer) -> dict[str, str]:
         "end_date": customer.end_date.isoformat() if customer.end_date else "",
         "require_csm_approval": "true" if customer.require_csm_approval else "false",
         "csm": customer.csm.name if customer.csm else "",
+        "currency": customer.currency,
     }
 
 

@@ -7,7 +7,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from bot.invoices import format_day
+from bot.money import format_money, format_unit_price
 from bot.periods import Period
+from bot.text import clip
 from db.models import ActionOrigin, ActionType, Bill, BillAction, BillStatus, Outbox, OutboxKind, Role
 
 if TYPE_CHECKING:
@@ -52,16 +55,27 @@ ACTION_WORDS = {
     ActionType.EDIT: ActionWords("edited", "edited", "edit", ":pencil2:"),
     ActionType.SEND: ActionWords("sent", "sent", "send", ":email:"),
     ActionType.UNDO: ActionWords("undone", "undid", "undo", ":leftwards_arrow_with_hook:"),
+    ActionType.RECOMPUTE: ActionWords("recomputed", "recomputed", "usage correction", ":arrows_counterclockwise:"),
+    ActionType.NOTE: ActionWords("noted", "noted a usage correction on", "note", ":memo:"),
+    ActionType.RESEND: ActionWords("sent again", "sent again", "resend", ":email:"),
+    ActionType.CREDIT: ActionWords("credited", "credited", "credit note", ":receipt:"),
 }
 
 
-def money(amount: Decimal) -> str:
-    """An amount in currency units: 1,500.00."""
-    return f"{amount:,.2f}"
+def money(amount: Decimal, currency: str) -> str:
+    """An amount with its currency, as people read it: $1,500.00, ¥1,500."""
+    return format_money(amount, currency)
 
 
-def unit_cost(cost: Decimal) -> str:
-    """A unit cost with every significant place and at least two: 0.000125, 0.02."""
+def bill_amount(bill: Bill) -> str:
+    """The bill's amount in its currency: $1,500.00."""
+    return format_money(bill.overage_amount, bill.currency)
+
+
+def unit_cost(cost: Decimal, currency: str | None = None) -> str:
+    """A unit cost with every significant place: $0.000125, $0.02; without a currency, a plain 0.000125."""
+    if currency is not None:
+        return format_unit_price(cost, currency)
     places = max(2, -cost.normalize().as_tuple().exponent)
     return f"{cost:.{places}f}"
 
@@ -78,11 +92,29 @@ def bill_period(bill: Bill) -> Period:
     return Period(bill.year, bill.month)
 
 
+def invoice_line(bill: Bill) -> str:
+    """The bill's invoice in one line: "BP-2026-000123, issued November 3, 2026, due December 3, 2026"."""
+    if bill.invoice_number is None or bill.issue_date is None or bill.due_date is None:
+        return "none yet (a bill gets its invoice when it is first sent)"
+    return f"{bill.invoice_number}, issued {format_day(bill.issue_date)}, due {format_day(bill.due_date)}"
+
+
+def credit_lines(bill: Bill) -> list[str]:
+    """One line per credit note issued against the bill: "CN-2026-000004 of November 9, 2026: $12.00 (reason)"."""
+    return [
+        f"{note.number} of {format_day(note.issue_date)}: {money(note.amount, note.currency)}"
+        f" ({clip(note.reason, 100)})"
+        + ("" if note.emailed_at else " — not emailed yet")
+        for note in bill.credit_notes
+    ]
+
+
 def bill_row(bill: Bill) -> str:
     """One line of a bill list."""
     return (
         f"#{bill.id:<6} {bill_period(bill)}  {bill.status.value:<8}  {bill.customer.name:<28.28}"
-        f" {calls(bill.overage_units):>14} calls  {money(bill.overage_amount):>14}"
+        f" {calls(bill.overage_units):>14} calls  {bill_amount(bill):>16}"
+        + (f"  {bill.invoice_number}" if bill.invoice_number else "")
     )
 
 
@@ -131,11 +163,13 @@ def bill_details(bill: Bill, progress: Progress) -> list[str]:
         f"Bill #{bill.id} — {customer.name}, {bill_period(bill).label}",
         f"Status:          {bill.status.value}",
         f"API usage:       {calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
-        f"Overage:         {calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}",
-        f"Amount:          {money(bill.overage_amount)}",
+        f"Overage:         {calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost, bill.currency)}",
+        f"Amount:          {bill_amount(bill)}",
         *(f"Approval:        {line}" if index == 0 else f"                 {line}"
           for index, line in enumerate(approval_lines(progress))),
         f"Billing email:   {customer.billing_email}",
+        f"Invoice:         {invoice_line(bill)}",
+        *(f"Credit note:     {line}" for line in credit_lines(bill)),
     ]
 
 
@@ -156,6 +190,8 @@ def action_line(action: BillAction) -> str:
         details.append(f"undid action #{action.undone_action_id}")
     if action.unit_cost_before is not None and action.action is ActionType.UNDO:
         details.append(f"unit cost {unit_cost(action.unit_cost_before)} → {unit_cost(action.unit_cost_after)}")
+    if action.usage_before is not None and action.action is ActionType.UNDO:
+        details.append(f"usage {calls(action.usage_before)} → {calls(action.usage_after)} calls")
     if action.comment:
         details.append(action.comment)
     return "  ".join([line, "; ".join(details)]) if details else line

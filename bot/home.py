@@ -14,6 +14,7 @@ from bot.approval import Progress
 from bot.bills import with_history
 from bot.blocks import home as home_blocks
 from bot.blocks import view_blocks
+from bot.money import add_up
 from bot.periods import Period
 from bot.permissions import Power
 from bot.workflow import available_actions, latest_change
@@ -41,7 +42,7 @@ _CHUNK = 500  # bill ids per IN list
 class StatusTotal:
     status: BillStatus
     count: int
-    total: Decimal
+    totals: dict[str, Decimal]  # per currency, never added across currencies
 
 
 @dataclass(frozen=True)
@@ -179,14 +180,21 @@ def latest_billed_period(*, session: Session) -> Period | None:
 
 
 def status_totals(*, session: Session, period: Period) -> list[StatusTotal]:
-    """Count and total amount of the month's bills for every status, in workflow order."""
+    """Count and total amounts (per currency) of the month's bills for every status, in workflow order."""
     rows = session.execute(
-        select(Bill.status, func.count(), type_coerce(func.sum(Bill.overage_amount), AMOUNT))
+        select(Bill.status, Bill.currency, func.count(), type_coerce(func.sum(Bill.overage_amount), AMOUNT))
         .where(Bill.year == period.year, Bill.month == period.month)
-        .group_by(Bill.status)
-    )
-    found = {status: (count, total) for status, count, total in rows}
-    return [StatusTotal(status, *found.get(status, (0, Decimal("0.00")))) for status in BillStatus]
+        .group_by(Bill.status, Bill.currency)
+    ).all()
+    return [
+        StatusTotal(
+            status,
+            sum(count for found, _, count, _ in rows if found is status),
+            add_up((currency, total) for found, currency, _, total in rows if found is status),
+        )
+        for status in BillStatus
+    ]
+
 
 
 def _listed(bill: Bill, user: User, offered: frozenset[ActionType]) -> ListedBill:

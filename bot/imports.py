@@ -10,7 +10,7 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO, TypeVar
@@ -18,9 +18,13 @@ from typing import Any, TextIO, TypeVar
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS
+from bot import corrections
+from bot.billing import IMPORT_LOCK_NAMESPACE, IMPORT_LOCKS, MAX_CALLS, lock_months
+from bot.corrections import CorrectedUsage, CorrectionSummary
 from bot.errors import InvalidFields, InvalidInput
+from bot.money import parse_currency
 from bot.parsing import parse_email, parse_unit_cost
+from bot.periods import Period
 from bot.text import shown
 from db.models import Customer, Role, Usage, User
 
@@ -35,6 +39,8 @@ CUSTOMER_COLUMNS = (
     "require_csm_approval",
     "csm",
 )
+# A last column that may be left out: a file without it keeps each existing customer's currency.
+OPTIONAL_CUSTOMER_COLUMNS = ("currency",)
 USAGE_COLUMNS = ("customer", "year", "month", "api_usage")
 
 MAX_COUNT = MAX_CALLS
@@ -62,12 +68,18 @@ T = TypeVar("T")
 class ImportSummary:
     created: int
     updated: int
+    # What a usage import did to the bills of months already billed (bot/corrections.py).
+    corrections: CorrectionSummary = field(default_factory=CorrectionSummary)
 
     def line(self, noun: str) -> str:
         """E.g. "3 customers created, 1 updated"; `noun` may be given singular or plural."""
         singular = noun[:-1] if noun.endswith("s") else noun
         plural = noun if noun.endswith("s") else noun + "s"
         return f"{self.created} {singular if self.created == 1 else plural} created, {self.updated} updated"
+
+    def lines(self, noun: str) -> list[str]:
+        """The summary line, then what happened to bills, when anything did."""
+        return [self.line(noun), *self.corrections.lines()]
 
 
 class ImportRejected(InvalidInput):
@@ -84,7 +96,7 @@ class ImportRejected(InvalidInput):
 
 def import_customers(*, session: Session, file: TextIO, source: str = "file") -> ImportSummary:
     """Create or update (by name) every customer in a customers CSV file, in one transaction."""
-    records = _read_records(file, source, CUSTOMER_COLUMNS)
+    records = _read_records(file, source, CUSTOMER_COLUMNS, OPTIONAL_CUSTOMER_COLUMNS)
     problems = _Problems(records.problems)
     rows = [row for row in (_parse_customer(record, problems) for record in records.rows) if row]
     # Names differing only in case are taken as the same customer typed twice, not as two customers.
@@ -129,10 +141,15 @@ def apply_customer(customer: Customer, row: CustomerRow, csm_id: int | None) -> 
     customer.end_date = row.end_date
     customer.require_csm_approval = row.require_csm_approval
     customer.csm_id = csm_id
+    if row.currency is not None:  # a file without the currency column keeps the customer's
+        customer.currency = row.currency
 
 
 def import_usage(*, session: Session, file: TextIO, source: str = "file") -> ImportSummary:
-    """Record each customer's API usage per month from a usage CSV file, replacing months already recorded."""
+    """Record each customer's API usage per month from a usage CSV file, replacing months already recorded.
+
+    Bills of months already billed follow the new usage in the same transaction (bot/corrections.py).
+    """
     records = _read_records(file, source, USAGE_COLUMNS)
     problems = _Problems(records.problems)
     rows = [row for row in (_parse_usage(record, problems) for record in records.rows) if row]
@@ -144,6 +161,8 @@ def import_usage(*, session: Session, file: TextIO, source: str = "file") -> Imp
     )
 
     with session.begin():
+        # The months first, as generation takes them: a correction and a generation of one month queue.
+        lock_months(session, {Period(row.year, row.month) for row in rows})
         _lock(session, USAGE_LOCK)
         customers, hints = _find_by_name(session, Customer, Customer.name, {row.customer for row in rows})
         for row in rows:
@@ -160,6 +179,7 @@ def import_usage(*, session: Session, file: TextIO, source: str = "file") -> Imp
             for usage in _recorded_usage(session, {customers[row.customer].id for row in rows}, rows)
         }
         summary = ImportSummary(created=0, updated=0)
+        changed = []
         for row in rows:
             customer_id = customers[row.customer].id
             usage = recorded.get((customer_id, row.year, row.month))
@@ -169,8 +189,13 @@ def import_usage(*, session: Session, file: TextIO, source: str = "file") -> Imp
                 )
                 summary.created += 1
             else:
-                usage.api_usage = row.api_usage
                 summary.updated += 1
+                if usage.api_usage == row.api_usage:
+                    continue
+                usage.api_usage = row.api_usage
+            changed.append(CorrectedUsage(customer_id, Period(row.year, row.month), row.api_usage))
+        session.flush()
+        summary.corrections = corrections.apply(session, changed, cause=f"usage import of {source}")
     return summary
 
 
@@ -189,7 +214,7 @@ class _Records:
     problems: list[tuple[int, str]]
 
 
-def _read_records(file: TextIO, source: str, columns: Sequence[str]) -> _Records:
+def _read_records(file: TextIO, source: str, columns: Sequence[str], optional: Sequence[str] = ()) -> _Records:
     """The file's data rows keyed by column, after checking that it is CSV text with the right header.
 
     A row with the wrong number of values is a problem of that row; anything that makes the file
@@ -211,7 +236,7 @@ def _read_records(file: TextIO, source: str, columns: Sequence[str]) -> _Records
             [f"the file is empty; its first row must be the header {','.join(columns)}"],
         )
     header_number, header = records[0]
-    _check_header(header_number, header, columns, source)
+    columns = _check_header(header_number, header, columns, optional, source)
     rows, problems = [], []
     for number, values in records[1:]:
         if len(values) != len(columns):
@@ -251,10 +276,14 @@ def _csv_records(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
             yield number, values
 
 
-def _check_header(number: int, header: list[str], columns: Sequence[str], source: str) -> None:
+def _check_header(
+    number: int, header: list[str], columns: Sequence[str], optional: Sequence[str], source: str
+) -> Sequence[str]:
+    """The file's columns: `columns`, then any of the `optional` ones (in their order) that it has."""
     found = [name.strip().lower() for name in header]
-    if found == list(columns):
-        return
+    if found[: len(columns)] == list(columns) and found[len(columns) :] == list(optional[: len(found) - len(columns)]):
+        return found
+    columns = [*columns, *(name for name in optional if name in found)]
     missing = [column for column in columns if column not in found]
     unexpected = [original.strip() for original, name in zip(header, found) if name not in columns]
     repeated = sorted({name for name in found if name in columns and found.count(name) > 1})
@@ -342,6 +371,7 @@ class CustomerRow:
     end_date: date | None
     require_csm_approval: bool
     csm: str
+    currency: str | None  # None: the file has no currency column
 
 
 @dataclass
@@ -366,6 +396,7 @@ def _parse_customer(record: _Record, problems: _Problems, labels: dict[str, str]
         end_date=read.get("end_date", _optional(_date)),
         require_csm_approval=read.get("require_csm_approval", _boolean),
         csm=record.values["csm"],
+        currency=read.get("currency", _currency) if "currency" in record.values else None,
     )
     if row.start_date and row.end_date and row.end_date < row.start_date:
         problems.add(
@@ -460,6 +491,13 @@ def _date(column: str, text: str) -> date:
         raise _BadValue(f"{column} {shown(text)} is not a real date") from None
 
 
+def _currency(column: str, text: str) -> str:
+    try:
+        return parse_currency(text)
+    except InvalidInput as error:
+        raise _BadValue(f"{column} {error}") from None
+
+
 def _boolean(column: str, text: str) -> bool:
     word = text.lower()
     if word in TRUE_WORDS:
@@ -494,6 +532,7 @@ def customer_row(values: dict[str, str], labels: dict[str, str] | None = None) -
     """
     problems = _Problems()
     text = {column: (values.get(column) or "").strip() for column in CUSTOMER_COLUMNS}
+    text |= {column: values[column].strip() for column in OPTIONAL_CUSTOMER_COLUMNS if values.get(column) is not None}
     row = _parse_customer(_Record(0, text), problems, labels)
     if row is None:
         raise InvalidFields(problems.columns)

@@ -19,45 +19,89 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from bot.errors import BillProcessError, DeliveryFailed, DeliveryUncertain
-from bot.formatting import bill_period, calls, money, unit_cost
+from bot.formatting import bill_amount, bill_period, calls, money, unit_cost
+from bot.invoices import Document, credit_note_document, invoice_document
+from bot.pdf import document_pdf
 from bot.settings import Settings, SettingsError
-from db.models import Bill
+from db.models import Bill, CreditNote
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
+Figures = list[tuple[str, str]]
 URL_FORMS = "smtp://host:25, smtp://user:password@host:587?starttls=true or smtps://user:password@host:465"
 
 
-# --- the message ------------------------------------------------------------------------------
+# --- the messages -----------------------------------------------------------------------------
 
 
-def bill_email(bill: Bill, *, mail_from: str) -> EmailMessage:
-    """The bill as an email to the customer's billing address, in plain text and HTML."""
+def bill_email(
+    bill: Bill, *, mail_from: str, paper_size: str = "A4", to: str | None = None, again: bool = False
+) -> EmailMessage:
+    """The bill's invoice as an email to the customer (or `to`): plain text and HTML, with the invoice as a PDF
+    and, `again`, the credit notes issued against it.
+
+    The bill must have its invoice (bot/invoices.py). The first email of a bill and every retry of it carry
+    one Message-ID; an email sent `again` on purpose gets one of its own, so that no mail system drops it
+    as a copy.
+    """
     customer = bill.customer
     period = bill_period(bill).label
-    title = f"Invoice #{bill.id} — API overage, {period}"
+    document = invoice_document(bill)
+    title = f"{document.title} — API overage, {period}"
     figures = [
-        ("Invoice number", str(bill.id)),
+        ("Invoice number", document.number),
+        *document.dates[:2],
         ("Period", period),
         ("API calls", calls(bill.api_usage)),
         ("Monthly limit", calls(bill.monthly_api_limit)),
         ("Overage", f"{calls(bill.overage_units)} calls"),
-        ("Unit cost", f"{unit_cost(bill.overage_unit_cost)} per call"),
-        ("Amount due", money(bill.overage_amount)),
+        ("Unit cost", f"{unit_cost(bill.overage_unit_cost, bill.currency)} per call"),
+        ("Amount due", bill_amount(bill)),
     ]
-    address_lines = [line.strip() for line in customer.billing_address.splitlines() if line.strip()]
-
-    message = EmailMessage()
-    message["Subject"] = title
-    message["From"] = mail_from
-    message["To"] = customer.billing_email
+    notes = list(bill.credit_notes) if again else []
+    closing = [
+        f"This invoice covers the API calls above your plan's monthly limit in {period}.",
+        f"The invoice is attached as {document.filename}."
+        + (f" So are the credit notes issued against it: {', '.join(note.number for note in notes)}." if notes else ""),
+        f"Questions about it? Reply to this email and quote {document.number}.",
+    ]
+    message = _message(
+        title, to or customer.billing_email, mail_from, document.issuer, document.bill_to, figures, closing
+    )
     # The same on every attempt, so that a mail system receiving the bill twice can tell it is one email.
-    message["Message-ID"] = f"<bill-{bill.id}@{mail_domain(mail_from)}>"
-    message.set_content(_text_body(title, customer.name, address_lines, figures, period))
-    message.add_alternative(_html_body(title, customer.name, address_lines, figures, period), subtype="html")
+    if not again:
+        message["Message-ID"] = f"<bill-{bill.id}@{mail_domain(mail_from)}>"
+    _attach(message, document, paper_size)
+    for note in notes:
+        _attach(message, credit_note_document(note), paper_size)
+    return message
+
+
+def credit_note_email(note: CreditNote, *, mail_from: str, paper_size: str = "A4") -> EmailMessage:
+    """A credit note as an email to the bill's customer, with the note as a PDF."""
+    bill = note.bill
+    document = credit_note_document(note)
+    title = f"{document.title} — invoice {bill.invoice_number}"
+    figures = [
+        ("Credit note number", note.number),
+        ("Issue date", document.dates[0][1]),
+        ("Invoice", bill.invoice_number or ""),
+        ("Period", bill_period(bill).label),
+        ("Reason", note.reason),
+        ("Amount credited", money(note.amount, note.currency)),
+    ]
+    closing = [
+        f"This credit note reduces the amount of invoice {bill.invoice_number} by {document.total}.",
+        f"The credit note is attached as {document.filename}.",
+    ]
+    message = _message(
+        title, bill.customer.billing_email, mail_from, document.issuer, document.bill_to, figures, closing
+    )
+    message["Message-ID"] = f"<credit-note-{note.id}@{mail_domain(mail_from)}>"
+    _attach(message, document, paper_size)
     return message
 
 
@@ -66,41 +110,66 @@ def mail_domain(mail_from: str) -> str:
     return parseaddr(mail_from)[1].rpartition("@")[2] or "billprocess.invalid"
 
 
-def _closing(period: str) -> list[str]:
-    return [
-        f"This invoice covers the API calls above your plan's monthly limit in {period}.",
-        "Questions about it? Reply to this email and quote the invoice number.",
-    ]
+def _message(
+    title: str, to: str, mail_from: str, issuer: dict, bill_to: dict, figures: Figures, closing: list[str]
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = title
+    message["From"] = mail_from
+    message["To"] = to
+    message.set_content(_text_body(title, issuer, bill_to, figures, closing))
+    message.add_alternative(_html_body(title, issuer, bill_to, figures, closing), subtype="html")
+    return message
 
 
-def _text_body(title: str, name: str, address: list[str], figures: list[tuple[str, str]], period: str) -> str:
+def _attach(message: EmailMessage, document: Document, paper_size: str) -> None:
+    pdf = document_pdf(document, paper_size=paper_size)
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=document.filename)
+
+
+def _party_lines(party: dict) -> list[str]:
+    lines = [party.get("name") or "", *(party.get("address") or [])]
+    if party.get("tax_id"):
+        lines.append(f"Tax ID: {party['tax_id']}")
+    if party.get("email"):
+        lines.append(party["email"])
+    return [line for line in lines if line]
+
+
+def _text_body(title: str, issuer: dict, bill_to: dict, figures: Figures, closing: list[str]) -> str:
     width = max(len(label) for label, _ in figures) + 2
-    lines = [title, "", "Bill to:", f"  {name}", *(f"  {line}" for line in address), ""]
+    lines = [title, ""]
+    for heading, party in (("From", issuer), ("Bill to", bill_to)):
+        if _party_lines(party):
+            lines += [f"{heading}:", *(f"  {line}" for line in _party_lines(party)), ""]
     lines += [f"{label + ':':<{width}} {value}" for label, value in figures]
-    lines += ["", *_closing(period)]
+    lines += ["", *closing]
     return "\n".join(lines) + "\n"
 
 
-def _html_body(title: str, name: str, address: list[str], figures: list[tuple[str, str]], period: str) -> str:
+def _html_body(title: str, issuer: dict, bill_to: dict, figures: Figures, closing: list[str]) -> str:
     cell = "padding: 4px 24px 4px 0; text-align: left; border-bottom: 1px solid #ddd;"
     rows = "\n".join(
         f'<tr><th scope="row" style="{cell} font-weight: normal;">{escape(label)}</th>'
-        f'<td style="{cell} text-align: right;">{_bold_if(label == "Amount due", escape(value))}</td></tr>'
+        f'<td style="{cell} text-align: right;">{_bold_if(label == figures[-1][0], escape(value))}</td></tr>'
         for label, value in figures
     )
-    bill_to = "<br>\n".join(escape(line) for line in [name, *address])
-    closing = "\n".join(f"<p>{escape(line)}</p>" for line in _closing(period))
+    parties = "\n".join(
+        f"<p><strong>{heading}</strong><br>\n" + "<br>\n".join(escape(line) for line in _party_lines(party)) + "</p>"
+        for heading, party in (("From", issuer), ("Bill to", bill_to))
+        if _party_lines(party)
+    )
+    ending = "\n".join(f"<p>{escape(line)}</p>" for line in closing)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>{escape(title)}</title></head>
 <body style="font-family: Arial, Helvetica, sans-serif; color: #1d1c1d; line-height: 1.4;">
 <h1 style="font-size: 20px;">{escape(title)}</h1>
-<p><strong>Bill to</strong><br>
-{bill_to}</p>
+{parties}
 <table style="border-collapse: collapse;">
 {rows}
 </table>
-{closing}
+{ending}
 </body>
 </html>
 """
@@ -193,12 +262,14 @@ class Mailer:
         smtp_url: str | None,
         mail_dir: Path,
         mail_from: str,
+        paper_size: str = "A4",
         timeout: float = 30,
         ssl_context: ssl.SSLContext | None = None,
     ):
         self.server = parse_smtp_url(smtp_url) if smtp_url and smtp_url.strip() else None
         self.mail_dir = Path(mail_dir)
         self.mail_from = mail_from
+        self.paper_size = paper_size
         self.timeout = timeout
         uses_tls = self.server is not None and (self.server.scheme == "smtps" or self.server.starttls)
         self._ssl_context = ssl_context or (ssl.create_default_context() if uses_tls else None)
@@ -208,7 +279,9 @@ class Mailer:
     @classmethod
     def from_settings(cls, settings: Settings) -> Mailer:
         smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
-        return cls(smtp_url=smtp_url, mail_dir=settings.mail_dir, mail_from=settings.mail_from)
+        return cls(
+            smtp_url=smtp_url, mail_dir=settings.mail_dir, mail_from=settings.mail_from, paper_size=settings.paper_size
+        )
 
     @property
     def destination(self) -> str:
@@ -219,16 +292,33 @@ class Mailer:
         return f"Mailer(destination={self.destination!r})"
 
     def send_bill(self, bill: Bill) -> str:
-        """Email the bill to its customer; returns, once the message has been accepted, where it went.
+        """Email the bill's invoice to its customer; returns, once the message has been accepted, where it went.
 
         Raises DeliveryFailed when it was not accepted, DeliveryUncertain when that cannot be known.
         """
-        address = parseaddr(bill.customer.billing_email)[1]
-        if "@" not in address:
-            raise DeliveryFailed(
-                f"{bill.customer.name} has no usable billing email address ({bill.customer.billing_email!r})"
-            )
-        where = self.deliver(bill_email(bill, mail_from=self.mail_from), file_prefix=f"bill-{bill.id}")
+        self._check_address(bill.customer.name, bill.customer.billing_email)
+        message = bill_email(bill, mail_from=self.mail_from, paper_size=self.paper_size)
+        return self._where(self.deliver(message, file_prefix=f"bill-{bill.id}"))
+
+    def resend_bill(self, bill: Bill, to: str) -> str:
+        """Email the bill's invoice, with its credit notes, once more to `to`; like `send_bill` otherwise."""
+        self._check_address(bill.customer.name, to)
+        message = bill_email(bill, mail_from=self.mail_from, paper_size=self.paper_size, to=to, again=True)
+        return self._where(self.deliver(message, file_prefix=f"bill-{bill.id}-again"))
+
+    def send_credit_note(self, note: CreditNote) -> str:
+        """Email a credit note to the customer of its bill; like `send_bill` otherwise."""
+        customer = note.bill.customer
+        self._check_address(customer.name, customer.billing_email)
+        message = credit_note_email(note, mail_from=self.mail_from, paper_size=self.paper_size)
+        return self._where(self.deliver(message, file_prefix=f"credit-note-{note.id}"))
+
+    @staticmethod
+    def _check_address(name: str, address: str) -> None:
+        if "@" not in parseaddr(address)[1]:
+            raise DeliveryFailed(f"{name} has no usable billing email address ({address!r})")
+
+    def _where(self, where: str) -> str:
         if self.server is None:  # a file: say which, without the server's folders
             return f"{Path(where).name} in MAIL_DIR (no SMTP server configured)"
         return where

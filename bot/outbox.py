@@ -83,6 +83,11 @@ def bills_created(session: Session, new_bill_ids: Select, *, period: str, summar
     """The month's summary, then a message for every new bill (`new_bill_ids` selects their ids)."""
     generation(session, period=period, summary=summary, created=created)
     session.flush()  # the summary comes first: it shows how far posting the bills has come
+    bill_messages(session, new_bill_ids)
+
+
+def bill_messages(session: Session, new_bill_ids: Select) -> None:
+    """A message for every new bill (`new_bill_ids` selects their ids), in the order of their ids."""
     now = utcnow()
     ids = new_bill_ids.subquery("new_bill_ids")
     session.execute(

@@ -53,12 +53,12 @@ def parse_unit_cost(value: Decimal | str, what: str = "The unit cost") -> Decima
     return cost.quantize(UNIT_COST_STEP).copy_abs()  # copy_abs turns a -0 into 0; nothing else is negative here
 
 
-def parse_reason(reason: str | None, *, required: bool) -> str | None:
-    """A rejection or undo reason, trimmed; 1–2000 characters when required, else empty means none."""
+def parse_reason(reason: str | None, *, required: bool, doing: str = "reject a bill") -> str | None:
+    """A rejection, undo or credit reason, trimmed; 1–2000 characters when required, else empty means none."""
     text = storable((reason or "").strip(), "The reason")
     if not text:
         if required:
-            raise InvalidInput("A reason is required to reject a bill")
+            raise InvalidInput(f"A reason is required to {doing}")
         return None
     if len(text) > REASON_MAX_LENGTH:
         raise InvalidInput(f"The reason is {len(text)} characters long; at most {REASON_MAX_LENGTH} are allowed")

@@ -20,6 +20,8 @@ class Power(enum.Enum):
     SEND = "send"
     MARK_SENT = "mark_sent"
     EXPORT = "export"
+    RESEND = "resend"
+    CREDIT = "credit"
     UNDO_ANYONES = "undo_anyones"  # undo an action someone else took; anyone may undo their own
 
 
@@ -36,6 +38,8 @@ GRANTS = {
     Power.SEND: Grant(FINANCE, "send bills"),
     Power.MARK_SENT: Grant(FINANCE, "mark a bill as sent"),
     Power.EXPORT: Grant(FINANCE, "export bills"),
+    Power.RESEND: Grant(FINANCE, "resend bills"),
+    Power.CREDIT: Grant(FINANCE, "credit bills"),
     Power.UNDO_ANYONES: Grant(FINANCE, "undo what someone else did"),
 }
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot import accounts, billing, workflow
 from bot.errors import Conflict, InvalidInput
+from bot.invoices import Invoicing
 from bot.mailer import Mailer
 from bot.periods import Period
 from bot.settings import Settings
@@ -46,18 +47,20 @@ class DemoCustomer:
     ended_months_before_p: int | None = None
     # month offset before P (0 = P) → how far over the limit usage went that month
     overages: dict[int, str] = field(default_factory=dict)
+    currency: str = "USD"
 
 
 CUSTOMERS = [
     DemoCustomer("Acme Analytics", 1_000_000, "0.01", True, "carol", 30, overages={0: "0.12", 1: "0.08", 2: "0.05", 6: "0.02"}),
-    DemoCustomer("Globex Logistics", 500_000, "0.02", False, "carol", 20, overages={0: "0.20", 1: "0.15", 2: "0.10"}),
+    DemoCustomer("Globex Logistics", 500_000, "0.02", False, "carol", 20, overages={0: "0.20", 1: "0.15", 2: "0.10"},
+                 currency="EUR"),
     DemoCustomer("Initech Payments", 250_000, "0.04", True, "casey", 18, start_day=15, overages={0: "0.35", 1: "0.04", 3: "0.10"}),
     DemoCustomer("Umbrella Health", 800_000, "0.0125", False, "casey", 26, overages={2: "0.03", 5: "0.06"}),
     DemoCustomer("Hooli Search", 100_000, "0.10", False, None, 15, overages={0: "0.50", 1: "0.25"}),
     DemoCustomer("Stark Mobility", 750_000, "0.015", True, None, 14, overages={0: "0.07", 1: "0.30"}),
     DemoCustomer("Wayne Media", 300_000, "0.03", False, "carol", 13, overages={0: "0.18", 2: "0.09"}),
     DemoCustomer("Soylent Foods", 200_000, "0.05", False, "casey", 22, ended_months_before_p=4, overages={5: "0.20"}),
-    DemoCustomer("Tyrell Robotics", 600_000, "0.02", False, "carol", 12, overages={1: "0.05"}),
+    DemoCustomer("Tyrell Robotics", 600_000, "3", False, "carol", 12, overages={1: "0.05"}, currency="JPY"),
     DemoCustomer("Cyberdyne Cloud", 400_000, "0.025", False, "casey", 1, start_day=10, overages={0: "0.40"}),
 ]
 
@@ -96,6 +99,7 @@ def _add_customers(session: Session, users: dict[str, User], p: Period) -> int:
                 end_date=end,
                 require_csm_approval=demo.csm_then_sales,
                 csm_id=users[demo.csm].id if demo.csm else None,
+                currency=demo.currency,
             )
             session.add(customer)
             session.flush()
@@ -119,20 +123,23 @@ def _bill_of(session: Session, customer_name: str, period: Period) -> int:
     )
 
 
-def _history(users: dict[str, User], deliver: Callable[[Bill], None]) -> dict[tuple[int, str], list]:
+def _history(
+    users: dict[str, User], deliver: Callable[[Bill], None], invoicing: Invoicing
+) -> dict[tuple[int, str], list]:
     """What happened to each demo bill: (months before P, customer) → the steps taken, in order."""
     fiona, carol, casey, sam = (users[name] for name in ("fiona", "carol", "casey", "sam"))
+    sending = {"deliver": deliver, "invoicing": invoicing}
     approve, reject, edit, send, undo = workflow.approve, workflow.reject, workflow.edit, workflow.send, workflow.undo
     return {
-        (2, "Acme Analytics"): [(approve, carol, {}), (approve, sam, {}), (send, fiona, {"deliver": deliver})],
-        (2, "Globex Logistics"): [(approve, sam, {}), (send, fiona, {"deliver": deliver})],
+        (2, "Acme Analytics"): [(approve, carol, {}), (approve, sam, {}), (send, fiona, sending)],
+        (2, "Globex Logistics"): [(approve, sam, {}), (send, fiona, sending)],
         (2, "Umbrella Health"): [
             (reject, casey, {"reason": "The spike came from our own outage retries on the 14th; waived."}),
         ],
         (2, "Wayne Media"): [
             (edit, fiona, {"unit_cost": "0.025"}),
             (approve, carol, {}),
-            (send, fiona, {"deliver": deliver}),
+            (send, fiona, sending),
         ],
         (1, "Acme Analytics"): [(approve, carol, {})],
         (1, "Globex Logistics"): [(approve, sam, {})],
@@ -144,7 +151,7 @@ def _history(users: dict[str, User], deliver: Callable[[Bill], None]) -> dict[tu
             (undo, carol, {"reason": "Approved the wrong bill; Sales is still checking the numbers."}),
         ],
         (1, "Stark Mobility"): [(edit, fiona, {"unit_cost": "0.0125"})],
-        (1, "Tyrell Robotics"): [(approve, sam, {}), (send, fiona, {"deliver": deliver})],
+        (1, "Tyrell Robotics"): [(approve, sam, {}), (send, fiona, sending)],
     }
 
 
@@ -177,8 +184,8 @@ def seed_demo(*, session: Session, settings: Settings, today: date) -> list[str]
     usage_rows = _add_customers(session, users, p)
 
     # Demo emails are always written to MAIL_DIR, never sent to the made-up customers.
-    deliver = Mailer(smtp_url=None, mail_dir=settings.mail_dir, mail_from=settings.mail_from).send_bill
-    history = _history(users, deliver)
+    mailer = Mailer(smtp_url=None, mail_dir=settings.mail_dir, mail_from=settings.mail_from, paper_size=settings.paper_size)
+    history = _history(users, mailer.send_bill, Invoicing.from_settings(settings))
     for months_back in (2, 1):
         period = p.shifted(-months_back)
         billing.generate_month(session=session, period=period, actor=users["fiona"], today=today)

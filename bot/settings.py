@@ -7,7 +7,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     # The address of the reverse proxy in front of `serve`: requests through it are from X-Forwarded-For's
     # address (login throttling counts per address).
     trusted_proxy: str | None = None
+    # Invoices and credit notes (bot/invoices.py, bot/pdf.py).
+    invoice_number_format: str = "BP-{year}-{seq:06d}"
+    credit_note_number_format: str = "CN-{year}-{seq:06d}"
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    issuer_name: str = ""
+    issuer_address: str = ""  # lines separated by newlines (or the two characters \n)
+    issuer_tax_id: str = ""
+    issuer_email: str = ""
+    paper_size: str = "A4"
 
     @field_validator("database_url")
     @classmethod
@@ -78,7 +87,9 @@ class Settings(BaseSettings):
     def _usable_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        from bot.mailer import parse_smtp_url  # the mailer owns the format; it imports this module
+        from bot.mailer import (
+            parse_smtp_url,  # the mailer owns the format; it imports this module
+        )
 
         try:
             parse_smtp_url(value.get_secret_value())
@@ -98,12 +109,12 @@ class Settings(BaseSettings):
             )
         return SecretStr(value.get_secret_value().strip())
 
-    @field_validator("mail_from")
+    @field_validator("mail_from", "issuer_email")
     @classmethod
-    def _an_address(cls, value: str) -> str:
+    def _an_address(cls, value: str, info) -> str:
         from bot.parsing import is_email  # parsing reaches this module through the billing rules
 
-        if not is_email(parseaddr(value)[1]):
+        if (value or info.field_name == "mail_from") and not is_email(parseaddr(value)[1]):
             raise ValueError(f"{value!r} is not an email address (e.g. billing@example.com)")
         return value
 
@@ -144,6 +155,49 @@ class Settings(BaseSettings):
                 raise ValueError(f"is not a crontab expression such as '0 9 1 * *' ({error})") from None
         return value
 
+    @field_validator("invoice_number_format", "credit_note_number_format")
+    @classmethod
+    def _number_format(cls, value: str) -> str:
+        from bot.invoices import (
+            check_number_format,  # the invoices module owns the format; it imports this one
+        )
+
+        check_number_format(value)
+        return value
+
+    @field_validator("issuer_name", "issuer_address", "issuer_tax_id", "issuer_email")
+    @classmethod
+    def _issuer_text(cls, value: str) -> str:
+        return value.replace("\\n", "\n").strip()
+
+    @field_validator("paper_size")
+    @classmethod
+    def _known_paper(cls, value: str) -> str:
+        sizes = {"a4": "A4", "letter": "Letter"}
+        if value.strip().lower() not in sizes:
+            raise ValueError("must be A4 or Letter")
+        return sizes[value.strip().lower()]
+
+    @model_validator(mode="after")
+    def _invoices_name_their_issuer(self) -> Settings:
+        if self.invoice_number_format.format(year=2026, seq=1) == self.credit_note_number_format.format(
+            year=2026, seq=1
+        ):
+            raise ValueError("CREDIT_NOTE_NUMBER_FORMAT must differ from INVOICE_NUMBER_FORMAT")
+        if self.smtp_url is not None:
+            # Emails sent to customers carry invoices, which must say who issues them.
+            missing = [
+                name.upper()
+                for name in ("issuer_name", "issuer_address", "issuer_tax_id", "issuer_email")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)} must be set when SMTP_URL is set: invoices emailed to customers name"
+                    " their issuer"
+                )
+        return self
+
     @property
     def slack_configured(self) -> bool:
         return self.slack_bot_token is not None
@@ -171,6 +225,7 @@ def load_settings(**overrides) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
         message = error["msg"].removeprefix("Value error, ")
-        raise SettingsError(f"{name} {message}") from None
+        if not error["loc"]:  # a check of several settings together names them itself
+            raise SettingsError(message) from None
+        raise SettingsError(f"{str(error['loc'][0]).upper()} {message}") from None

@@ -15,6 +15,7 @@ class ActionId(str, enum.Enum):
     SEND_AGAIN = "bill_send_again"
     MARK_SENT = "bill_mark_sent"
     UNDO = "bill_undo"
+    PDF = "bill_pdf"  # the invoice as a PDF, uploaded to the clicking person's direct messages
 
 
 class CallbackId(str, enum.Enum):

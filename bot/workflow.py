@@ -8,6 +8,9 @@ held while the mail server answers (see there). Call a service with a session th
 Which approvals a bill needs, who may give them and how far it got is the approval policy's to say
 (bot/approval.py): this module asks it. An action counts while it is effective, that is, not an UNDO
 and not undone by one.
+
+A sent bill is never changed; `resend` emails its invoice again and `credit` issues a credit note against
+it. A usage import corrects bills with `correct_usage`, in the import's transaction.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ from sqlalchemy.orm import Session, object_session
 
 from bot import approval, outbox, permissions
 from bot.accounts import check_active
-from bot.approval import effective_actions
-from bot.billing import overage_amount
+from bot.approval import RECORDS_ONLY, effective_actions
 from bot.errors import (
     AlreadyDone,
     BillProcessError,
@@ -37,13 +39,18 @@ from bot.errors import (
     SendUncertain,
 )
 from bot.formatting import ACTION_WORDS, actor_name, person_name, timestamp
-from bot.parsing import REASON_MAX_LENGTH, parse_reason, parse_unit_cost
+from bot.invoices import Invoicing, bill_to, credited
+from bot.money import format_money, overage_amount, parse_amount
+from bot.money import minor_unit as minor_unit_of
+from bot.parsing import REASON_MAX_LENGTH, parse_email, parse_reason, parse_unit_cost
 from bot.permissions import Power
 from db.models import (
+    ActionOrigin,
     ActionType,
     Bill,
     BillAction,
     BillStatus,
+    CreditNote,
     OutboxKind,
     User,
     utcnow,
@@ -53,7 +60,7 @@ from db.models import (
 # at most); an older one whose outcome was never recorded was interrupted.
 SEND_IN_PROGRESS_FOR = timedelta(minutes=2)
 
-UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT})
+UNDOABLE = frozenset({ActionType.APPROVE, ActionType.REJECT, ActionType.EDIT, ActionType.RECOMPUTE})
 
 
 # --- the bill's history -------------------------------------------------------------------------------
@@ -229,6 +236,29 @@ def _check_mark_delivered(bill: Bill, actor: User) -> Sending:
     return current
 
 
+def _check_sent_invoice(bill: Bill, actor: User, power: Power, doing: str, done: str) -> None:
+    """Refuse acting on a bill's invoice (`doing`: "resend", "credit"; `done`: "sent again", "credited")
+    unless it was sent with one."""
+    permissions.require(actor, power)
+    if bill.status is not BillStatus.SENT:
+        raise InvalidTransition(f"Bill #{bill.id} is {bill.status.value}; only a SENT bill's invoice can be {done}")
+    if bill.invoice_number is None:
+        raise InvalidTransition(f"Bill #{bill.id} was sent before invoices were numbered; it has no invoice to {doing}")
+
+
+def _check_resend(bill: Bill, actor: User) -> None:
+    _check_sent_invoice(bill, actor, Power.RESEND, "resend", "sent again")
+
+
+def _check_credit(bill: Bill, actor: User) -> None:
+    _check_sent_invoice(bill, actor, Power.CREDIT, "credit", "credited")
+    if credited(bill) >= bill.overage_amount:
+        raise InvalidTransition(
+            f"Invoice {bill.invoice_number} is credited in full already"
+            f" ({format_money(bill.overage_amount, bill.currency)})"
+        )
+
+
 def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAction:
     latest = latest_change(bill)
     if bill.status is BillStatus.SENT:
@@ -250,10 +280,10 @@ def _check_undo(bill: Bill, actor: User, action_id: int | None = None) -> BillAc
         raise InvalidTransition(f"Bill #{bill.id} has nothing to undo")
     if target.stakeholder_id != actor.id and not permissions.allowed(actor, Power.UNDO_ANYONES):
         who, anyone = actor_name(target), permissions.roles_label(Power.UNDO_ANYONES)
-        what = f"{who}'s {ACTION_WORDS[target.action].noun} of bill #{bill.id}"
-        if target.stakeholder_id is None:  # the approval policy's own approval, or the scheduler's
-            raise NotAllowed(f"Only {anyone} can undo {what}")
-        raise NotAllowed(f"Only {who} or {anyone} can undo {what}")
+        noun = ACTION_WORDS[target.action].noun
+        if target.stakeholder_id is None:  # the approval policy's own approval, or a usage import's correction
+            raise NotAllowed(f"Only {anyone} can undo the {noun} of bill #{bill.id} by {who}")
+        raise NotAllowed(f"Only {who} or {anyone} can undo {who}'s {noun} of bill #{bill.id}")
     return target
 
 
@@ -263,7 +293,9 @@ def _check_undo_meant(bill: Bill, action_id: int) -> None:
     if meant is None:
         raise NotFound(f"Bill #{bill.id} has no action #{action_id}")
     if meant.action not in UNDOABLE:
-        raise InvalidTransition(f"Only approvals, rejections and edits can be undone, not a {meant.action.value}")
+        raise InvalidTransition(
+            f"Only approvals, rejections, edits and usage corrections can be undone, not a {meant.action.value}"
+        )
     undoing = next((action for action in bill.actions if action.undone_action_id == action_id), None)
     if undoing is not None:
         raise _already_done(
@@ -321,6 +353,8 @@ _CHECKS: dict[ActionType, Callable[[Bill, User], object]] = {
     ActionType.EDIT: _check_edit,
     ActionType.SEND: _check_send,
     ActionType.UNDO: _check_undo,
+    ActionType.RESEND: _check_resend,
+    ActionType.CREDIT: _check_credit,
 }
 
 
@@ -390,11 +424,13 @@ def edit(*, session: Session, bill_id: int, actor: User, unit_cost: Decimal | st
         old_cost, old_amount = bill.overage_unit_cost, bill.overage_amount
         if cost == old_cost:
             raise InvalidInput(f"Bill #{bill.id}'s unit cost is already {cost:.6f}")
-        amount = overage_amount(bill.overage_units, cost)
+        currency = bill.currency
+        amount = overage_amount(bill.overage_units, cost, currency)
         if amount <= 0:
             raise InvalidInput(
-                f"A unit cost of {cost:.6f} makes bill #{bill.id}'s amount 0.00;"
-                " a bill must be for at least 0.01 (reject it to write it off)"
+                f"A unit cost of {cost:.6f} makes bill #{bill.id}'s amount {format_money(amount, currency)};"
+                f" a bill must be for at least {format_money(minor_unit_of(currency), currency)}"
+                " (reject it to write it off)"
             )
         bill.overage_unit_cost, bill.overage_amount = cost, amount
         _record(
@@ -402,7 +438,10 @@ def edit(*, session: Session, bill_id: int, actor: User, unit_cost: Decimal | st
             user,
             ActionType.EDIT,
             BillStatus.DRAFT,
-            comment=f"unit cost {old_cost:.6f} → {cost:.6f}, amount {old_amount:.2f} → {amount:.2f}",
+            comment=(
+                f"unit cost {old_cost:.6f} → {cost:.6f},"
+                f" amount {format_money(old_amount, currency)} → {format_money(amount, currency)}"
+            ),
             unit_cost_before=old_cost,
             unit_cost_after=cost,
         )
@@ -418,8 +457,13 @@ def send(
     deliver: Callable[[Bill], str | None],
     seen_action_id: int | None = None,
     again: bool = False,
+    invoicing: Invoicing | None = None,
 ) -> Bill:
     """Email a FINAL bill with `deliver`; only once it returns does the bill become SENT.
+
+    The first send gives the bill its invoice (number, dates, parties; `invoicing` says how) in the
+    transaction that records the send on the bill, and the bill keeps it whatever the outcome: a send
+    after a refused one emails the same invoice, so that no number is skipped and none is given twice.
 
     The send is recorded on the bill before the email goes out, and no lock is held while the mail server
     answers. When `deliver` raises DeliveryFailed (the email was refused), the record is cleared, nothing
@@ -432,6 +476,7 @@ def send(
         bill, user = _lock(session, bill_id, actor)
         _check_send(bill, user, again)
         check_unchanged(bill, seen_action_id, "sending")
+        (invoicing or Invoicing()).issue_invoice(session, bill)
         started_at = utcnow()
         _mark_sending(bill, started_at, user)
         _load_for_display(bill)  # what `deliver` reads, loaded now: no transaction stays open while it runs
@@ -456,7 +501,9 @@ def send(
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
         if bill.status is BillStatus.FINAL:  # a send again that overtook this one may have recorded it
-            comment = f"emailed to {bill.customer.billing_email}" + (f" via {where}" if where else "")
+            comment = f"invoice {bill.invoice_number} emailed to {bill.customer.billing_email}" + (
+                f" via {where}" if where else ""
+            )
             _mark_sending(bill, None, None, refresh=False)  # the SEND below refreshes what Slack shows
             _record(bill, user, ActionType.SEND, BillStatus.SENT, comment=comment[:REASON_MAX_LENGTH])
         _load_for_display(bill)
@@ -497,11 +544,15 @@ def undo(
         target = _check_undo(bill, user, action_id)
         comment = parse_reason(reason, required=False)
         cost_before = cost_after = None
+        figures: dict = {}
         if target.action is ActionType.EDIT:
             assert target.unit_cost_before is not None
             cost_before, cost_after = bill.overage_unit_cost, target.unit_cost_before
             bill.overage_unit_cost = cost_after
-            bill.overage_amount = overage_amount(bill.overage_units, cost_after)
+            bill.overage_amount = overage_amount(bill.overage_units, cost_after, bill.currency)
+        if target.action is ActionType.RECOMPUTE:
+            assert target.usage_before is not None and target.amount_before is not None
+            figures = _usage_change(bill, target.usage_before, target.amount_before)
         assert target.status_before is not None  # only a DRAFT action has none, and it is never undone
         _record(
             bill,
@@ -512,9 +563,188 @@ def undo(
             unit_cost_before=cost_before,
             unit_cost_after=cost_after,
             undone=target,
+            **figures,
         )
         _load_for_display(bill)
     return bill
+
+
+def resend(
+    *,
+    session: Session,
+    bill_id: int,
+    actor: User,
+    deliver: Callable[[Bill, str], str | None],
+    to: str | None = None,
+) -> Bill:
+    """Email a SENT bill's invoice once more, unchanged, to its billing email or to the address `to`.
+
+    Nothing changes until the mail server has accepted it; then a RESEND action records where it went.
+    """
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        _check_resend(bill, user)
+        address = parse_email(to, "The email address") if to is not None else bill.customer.billing_email
+        _load_for_display(bill)
+    where = deliver(bill, address)
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        comment = f"invoice {bill.invoice_number} emailed again to {address}" + (f" via {where}" if where else "")
+        _record(bill, user, ActionType.RESEND, bill.status, comment=comment[:REASON_MAX_LENGTH])
+        _load_for_display(bill)
+    return bill
+
+
+@dataclass(frozen=True)
+class Credited:
+    """A credit note just issued, and whether its email went out (`email_error` says why not)."""
+
+    bill: Bill
+    note: CreditNote
+    email_error: str | None
+
+
+def credit(
+    *,
+    session: Session,
+    bill_id: int,
+    actor: User,
+    amount: Decimal | str,
+    reason: str,
+    deliver: Callable[[CreditNote], str | None],
+    invoicing: Invoicing | None = None,
+) -> Credited:
+    """Issue a credit note against a SENT bill and email it; the bill's notes never add up to more than its total.
+
+    The note, its number and the CREDIT action commit together; the email follows, and a failed email
+    leaves the note issued (`resend` emails it again, with the invoice).
+    """
+    invoicing = invoicing or Invoicing()
+    with session.begin():
+        bill, user = _lock(session, bill_id, actor)
+        _check_credit(bill, user)
+        value = _credit_amount(bill, amount)
+        text = parse_reason(reason, required=True, doing="issue a credit note")
+        assert text is not None
+        today = invoicing.today()
+        note = CreditNote(
+            bill=bill,
+            number=invoicing.credit_note_number(session, today),
+            issue_date=today,
+            amount=value,
+            currency=bill.currency,
+            reason=text,
+            issuer=bill.issuer or invoicing.issuer.as_stored(),
+            bill_to=bill.bill_to or bill_to(bill.customer),
+            created_by=user,
+            created_at=utcnow(),
+        )
+        session.add(note)
+        session.flush()
+        comment = f"credit note {note.number} for {format_money(value, bill.currency)}: {text}"
+        _record(bill, user, ActionType.CREDIT, bill.status, comment=comment[:REASON_MAX_LENGTH], credit_note=note)
+        _load_for_display(bill)
+    try:
+        deliver(note)
+    except (DeliveryFailed, DeliveryUncertain) as error:
+        return Credited(bill, note, str(error))
+    with session.begin():
+        emailed = session.get(CreditNote, note.id, populate_existing=True)
+        emailed.emailed_at = utcnow()
+        note.emailed_at = emailed.emailed_at
+    return Credited(bill, note, None)
+
+
+def _credit_amount(bill: Bill, amount: Decimal | str) -> Decimal:
+    currency = bill.currency
+    value = parse_amount(amount if isinstance(amount, str) else f"{amount:f}", currency, what="The credit")
+    already = credited(bill)
+    left = bill.overage_amount - already
+    if value > left:
+        so_far = f", {format_money(already, currency)} of it credited already" if already else ""
+        raise InvalidInput(
+            f"A credit note cannot exceed what is left of invoice {bill.invoice_number}: at most"
+            f" {format_money(left, currency)} (the invoice is for {format_money(bill.overage_amount, currency)}"
+            f"{so_far})"
+        )
+    return value
+
+
+# --- usage corrected after billing (bot/corrections.py runs this in a usage import's transaction) ------
+
+
+@dataclass(frozen=True)
+class Correction:
+    """What a usage correction did to one bill: `outcome` is "recomputed", "left" or "flagged"."""
+
+    bill: Bill
+    outcome: str
+    message: str
+
+
+def correct_usage(session: Session, bill: Bill, usage: int, cause: str) -> Correction | None:
+    """Apply corrected usage to a bill locked in the caller's transaction; None when the usage is the same.
+
+    A DRAFT or FINAL bill is recomputed (one RECOMPUTE action with the old and new usage and amount);
+    when the amount changes, approvals start over and a FINAL bill is a DRAFT again, and a bill left with
+    no overage, or less than the currency's smallest unit, is written off. A WRITEOFF bill stays and gets
+    a note; a SENT bill (or one whose email may be with the customer) is never changed: it gets a note and
+    is flagged for a credit note.
+    """
+    if usage == bill.api_usage:
+        return None
+    currency = bill.currency
+    old_usage, old_amount = bill.api_usage, bill.overage_amount
+    units = usage - bill.monthly_api_limit
+    amount = overage_amount(max(units, 0), bill.overage_unit_cost, currency)
+    change = f"usage {old_usage:,} → {usage:,} calls"
+    name = bill.invoice_number or f"#{bill.id}"
+    if bill.status is BillStatus.SENT or bill.sending_started_at is not None:
+        sent = "was sent" if bill.status is BillStatus.SENT else "is being emailed, or may have been"
+        if amount < old_amount:
+            advice = f"issue a credit note (the corrected amount is {format_money(old_amount - amount, currency)} less)"
+        elif amount > old_amount:
+            advice = f"the corrected amount, {format_money(amount, currency)}, is more than was billed"
+        else:
+            advice = "its amount would be the same"
+        _note(bill, f"{cause}: {change} after the bill {sent}; it stays as it is: {advice}")
+        return Correction(bill, "flagged", f"bill {name} {sent}: {advice}")
+    if bill.status is BillStatus.WRITEOFF:
+        _note(bill, f"{cause}: {change}; the bill stays written off")
+        return Correction(bill, "left", f"bill {name} is written off and stays so ({change})")
+    figures = _usage_change(bill, usage, amount)
+    if units <= 0 or amount <= 0:
+        why = "within the monthly limit" if units <= 0 else f"below {format_money(minor_unit_of(currency), currency)}"
+        status, outcome = BillStatus.WRITEOFF, f"written off: {why}"
+    elif amount != old_amount:
+        status, outcome = BillStatus.DRAFT, "approvals start over"
+    else:
+        status, outcome = bill.status, "the amount is the same"
+    comment = (
+        f"{cause}: {change}, amount {format_money(old_amount, currency)} → {format_money(amount, currency)};"
+        f" {outcome}"
+    )
+    _record(bill, None, ActionType.RECOMPUTE, status, comment=comment[:REASON_MAX_LENGTH], origin=ActionOrigin.IMPORT,
+            **figures)
+    return Correction(bill, "recomputed", f"bill {name}: {change}; {outcome}")
+
+
+def _usage_change(bill: Bill, usage: int, amount: Decimal) -> dict:
+    """Set the bill's usage (its overage follows) and amount; returns the before and after for the action."""
+    figures = {
+        "usage_before": bill.api_usage,
+        "usage_after": usage,
+        "amount_before": bill.overage_amount,
+        "amount_after": amount,
+    }
+    bill.api_usage = usage
+    bill.overage_units = usage - bill.monthly_api_limit
+    bill.overage_amount = amount
+    return figures
+
+
+def _note(bill: Bill, comment: str) -> None:
+    _record(bill, None, ActionType.NOTE, bill.status, comment=comment[:REASON_MAX_LENGTH], origin=ActionOrigin.IMPORT)
 
 
 # --- plumbing --------------------------------------------------------------------------------------
@@ -555,7 +785,7 @@ def _mark_sending(
 
 def _record(
     bill: Bill,
-    user: User,
+    user: User | None,
     action: ActionType,
     status_after: BillStatus,
     *,
@@ -563,25 +793,42 @@ def _record(
     unit_cost_before: Decimal | None = None,
     unit_cost_after: Decimal | None = None,
     undone: BillAction | None = None,
+    usage_before: int | None = None,
+    usage_after: int | None = None,
+    amount_before: Decimal | None = None,
+    amount_after: Decimal | None = None,
+    credit_note: CreditNote | None = None,
+    origin: ActionOrigin | None = None,
 ) -> BillAction:
-    """Move the bill to `status_after` and append the one action that records the change."""
+    """Move the bill to `status_after` and append the one action that records the change.
+
+    An action that gives the bill its amount records the approval rules it follows from then on.
+    """
     now = utcnow()
     entry = BillAction(
         stakeholder=user,
+        origin=origin,
         action=action,
         comment=comment,
-        policy=approval.in_force().to_json() if action in approval.RESETS else None,
-        require_csm_approval=bill.customer.require_csm_approval if action in approval.RESETS else None,
         status_before=bill.status,
         status_after=status_after,
         unit_cost_before=unit_cost_before,
         unit_cost_after=unit_cost_after,
         undone_action_id=undone.id if undone is not None else None,
+        usage_before=usage_before,
+        usage_after=usage_after,
+        amount_before=amount_before,
+        amount_after=amount_after,
+        credit_note=credit_note,
         created_at=now,
     )
+    if approval.sets_amount(entry):
+        entry.policy = approval.in_force().to_json()
+        entry.require_csm_approval = bill.customer.require_csm_approval
+    bill.status = status_after  # first: appending loads the actions, which flushes the bill as it is then
+    if action not in RECORDS_ONLY:  # a note, a resend or a credit note leaves the bill itself as it was
+        bill.updated_at = now
     bill.actions.append(entry)
-    bill.status = status_after
-    bill.updated_at = now
     session = object_session(bill)
     session.flush()
     # What Slack must show of this change commits with it (bot/outbox.py); the delivery workers post it.
@@ -594,4 +841,6 @@ def _load_for_display(bill: Bill) -> None:
     customer = bill.customer
     _ = customer.csm, bill.sending_by
     for action in bill.actions:
-        _ = action.stakeholder
+        _ = action.stakeholder, action.credit_note
+    for note in bill.credit_notes:
+        _ = note.created_by

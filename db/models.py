@@ -34,6 +34,9 @@ NAMING_CONVENTION = {
 }
 
 
+DEFAULT_CURRENCY = "USD"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -61,11 +64,15 @@ class ActionOrigin(str, enum.Enum):
     SCHEDULER = "scheduler"  # the scheduled monthly generation
     OPERATOR = "operator"  # an operator on the command line, acting as no account
     POLICY = "policy"  # the approval policy, approving a small bill when it is drafted (bot/approval.py)
+    IMPORT = "import"  # a usage import, correcting the bills of a month it changed (bot/corrections.py)
 
     @property
     def label(self) -> str:
         return {
-            "scheduler": "the scheduler", "operator": "an operator (command line)", "policy": "the approval policy"
+            "scheduler": "the scheduler",
+            "operator": "an operator (command line)",
+            "policy": "the approval policy",
+            "import": "a usage import",
         }[self.value]
 
 
@@ -76,6 +83,10 @@ class ActionType(str, enum.Enum):
     EDIT = "EDIT"
     SEND = "SEND"
     UNDO = "UNDO"
+    RECOMPUTE = "RECOMPUTE"  # a usage import changed the bill's usage, and so maybe its amount
+    NOTE = "NOTE"  # something happened that concerns the bill without changing it (usage corrected after it)
+    RESEND = "RESEND"  # a sent bill emailed once more, with the same invoice number
+    CREDIT = "CREDIT"  # a credit note issued against a sent bill
 
 
 def _stored_enum(enum_class: type[enum.Enum], name: str) -> Enum:
@@ -187,8 +198,14 @@ class Customer(Base):
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date)
     require_csm_approval: Mapped[bool] = mapped_column(default=False)
+    # ISO 4217; bills take it when they are drafted.
+    currency: Mapped[str] = mapped_column(String(3), default=DEFAULT_CURRENCY, server_default=DEFAULT_CURRENCY)
 
     csm: Mapped[User | None] = relationship()
+
+    def __init__(self, **fields):
+        fields.setdefault("currency", DEFAULT_CURRENCY)  # also before the row is written
+        super().__init__(**fields)
 
     __table_args__ = (
         CheckConstraint("length(name) > 0", name="name_not_empty"),
@@ -242,22 +259,41 @@ class Bill(Base):
     sending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sending_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     sending_error: Mapped[str | None] = mapped_column(String(300))  # why the outcome is unknown, when known
+    # The currency of the amounts, the customer's when the bill was drafted.
+    currency: Mapped[str] = mapped_column(String(3), default=DEFAULT_CURRENCY, server_default=DEFAULT_CURRENCY)
+    # The invoice, set when the bill is first sent and never changed (bot/invoices.py): its number from the
+    # gapless yearly sequence, its dates, and the issuer and customer as they were then.
+    invoice_number: Mapped[str | None] = mapped_column(String(64), unique=True)
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    issuer: Mapped[dict | None] = mapped_column(JSON)
+    bill_to: Mapped[dict | None] = mapped_column(JSON)
 
     customer: Mapped[Customer] = relationship()
     actions: Mapped[list[BillAction]] = relationship(back_populates="bill", order_by="BillAction.id")
     sending_by: Mapped[User | None] = relationship()
+    credit_notes: Mapped[list[CreditNote]] = relationship(back_populates="bill", order_by="CreditNote.id")
+
+    def __init__(self, **fields):
+        fields.setdefault("currency", DEFAULT_CURRENCY)  # also before the row is written
+        super().__init__(**fields)
 
     __table_args__ = (
         UniqueConstraint("customer_id", "year", "month"),
         CheckConstraint("month BETWEEN 1 AND 12", name="month_in_range"),
         CheckConstraint("api_usage >= 0", name="usage_not_negative"),
         CheckConstraint("monthly_api_limit >= 0", name="limit_not_negative"),
-        CheckConstraint("overage_units > 0", name="units_positive"),
+        # A bill written off because corrected usage left no overage keeps the corrected figures.
+        CheckConstraint("overage_units > 0 OR status = 'WRITEOFF'", name="units_positive"),
         CheckConstraint("overage_unit_cost >= 0", name="unit_cost_not_negative"),
-        CheckConstraint("overage_amount > 0", name="amount_positive"),
+        CheckConstraint("overage_amount > 0 OR (status = 'WRITEOFF' AND overage_amount = 0)", name="amount_positive"),
         CheckConstraint("overage_units = api_usage - monthly_api_limit", name="units_are_overage"),
         Index("ix_bills_year_month_status", "year", "month", "status"),
         CheckConstraint("(sending_started_at IS NULL) = (sending_by_id IS NULL)", name="sending_marker_whole"),
+        CheckConstraint(
+            "(invoice_number IS NULL) = (issue_date IS NULL) AND (issue_date IS NULL) = (due_date IS NULL)",
+            name="invoice_whole",
+        ),
     )
 
 
@@ -280,12 +316,19 @@ class BillAction(Base):
     # none), and whether the customer required its CSM's approval then.
     policy: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     require_csm_approval: Mapped[bool | None]
+    # A RECOMPUTE (and the UNDO of one) records the usage and amount it changed.
+    usage_before: Mapped[int | None] = mapped_column(BigInteger)
+    usage_after: Mapped[int | None] = mapped_column(BigInteger)
+    amount_before: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    amount_after: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    credit_note_id: Mapped[int | None] = mapped_column(ForeignKey("credit_notes.id"))  # a CREDIT's note
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Who or what acted when no account did (an empty stakeholder); empty on older rows: the scheduler.
     origin: Mapped[ActionOrigin | None] = mapped_column(_stored_enum(ActionOrigin, "origin"))
 
     bill: Mapped[Bill] = relationship(back_populates="actions")
     stakeholder: Mapped[User | None] = relationship()
+    credit_note: Mapped[CreditNote | None] = relationship()
 
     __table_args__ = (
         CheckConstraint("comment IS NULL OR length(comment) <= 2000", name="comment_length"),
@@ -293,6 +336,45 @@ class BillAction(Base):
             "(action = 'UNDO') = (undone_action_id IS NOT NULL)", name="undo_names_its_action"
         ),
     )
+
+
+class CreditNote(Base):
+    """A credit note against a sent bill: numbered from its own yearly sequence, never changed."""
+
+    __tablename__ = "credit_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    issue_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[dict] = mapped_column(JSON)
+    bill_to: Mapped[dict] = mapped_column(JSON)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the mail server accepted it
+
+    bill: Mapped[Bill] = relationship(back_populates="credit_notes")
+    created_by: Mapped[User] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("length(reason) BETWEEN 1 AND 2000", name="reason_length"),
+    )
+
+
+class NumberSequence(Base):
+    """The last number given in one gapless yearly sequence (invoices, credit notes)."""
+
+    __tablename__ = "number_sequences"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (CheckConstraint("last_number > 0", name="last_number_positive"),)
 
 
 class LinkAttempt(Base):

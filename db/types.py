@@ -50,7 +50,7 @@ class Money(TypeDecorator):
 
 
 UNIT_COST = Money(18, 6)
-AMOUNT = Money(20, 2)
+AMOUNT = Money(20, 3)  # every currency's minor unit fits (KWD has 3 places); bot/money.py rounds
 
 
 class UTCDateTime(TypeDecorator):

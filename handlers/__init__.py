@@ -6,8 +6,8 @@ from slack_bolt import App
 
 
 def register_all(app: App) -> None:
-    from handlers import actions, commands, errors, events, home, verification, views
+    from handlers import actions, commands, errors, events, home, invoices, verification, views
 
     # verification refuses a replayed request before events records its delivery or a listener runs.
-    for surface in (errors, verification, events, commands, actions, views, home):
+    for surface in (errors, verification, events, commands, actions, invoices, views, home):
         surface.register(app)

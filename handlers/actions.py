@@ -72,6 +72,7 @@ def _send(session: Session, user: User, value: str | None, services, *, again: b
         deliver=services.mailer.send_bill,
         seen_action_id=seen_action_id,
         again=again,
+        invoicing=services.invoicing,
     )
 
 

@@ -44,9 +44,11 @@ from bot.errors import (
     NotFound,
     WaitingForOther,
 )
-from bot.formatting import actor_name
-from bot.imports import CUSTOMER_COLUMNS
+from bot.formatting import actor_name, bill_amount
+from bot.imports import CUSTOMER_COLUMNS, OPTIONAL_CUSTOMER_COLUMNS
+from bot.invoices import Invoicing
 from bot.mailer import Mailer
+from bot.money import plain
 from bot.parsing import parse_email
 from bot.periods import Period
 from bot.settings import Settings
@@ -62,7 +64,8 @@ PROBLEM_TYPE = "application/problem+json"
 MAX_ID = bills.MAX_ROW_ID
 MAX_PER_PAGE = 200
 BEARER = [{"bearer": []}]
-CUSTOMER_FIELDS = CUSTOMER_COLUMNS  # a customer's JSON fields are a customers file's columns
+# A customer's JSON fields are a customers file's columns.
+CUSTOMER_FIELDS = CUSTOMER_COLUMNS + OPTIONAL_CUSTOMER_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class ApiServices:
     settings: Settings
     sessions: sessionmaker[Session]
     mailer: Mailer
+    invoicing: Invoicing
 
 
 def services() -> ApiServices:
@@ -276,8 +280,13 @@ Month = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-M
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 RoleName = Literal["finance", "customer_success", "sales"]
 StatusName = Literal["DRAFT", "FINAL", "WRITEOFF", "SENT"]
+ActionName = Literal[tuple(action.value for action in ActionType)]
 MONTH = Field(pattern=MONTH_PATTERN, description="a month, YYYY-MM", examples=["2026-10"])
-MONEY = Field(pattern=r"^[0-9]+\.[0-9]{2}$", description="an exact amount, in currency units", examples=["1500.00"])
+MONEY = Field(
+    pattern=r"^[0-9]+(\.[0-9]{1,3})?$", description="an exact amount in the currency's units, with its places",
+    examples=["1500.00"],
+)
+CURRENCY = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217", examples=["USD"])
 UNIT_COST = Field(pattern=r"^[0-9]+\.[0-9]{6}$", description="an exact cost per call", examples=["0.000125"])
 
 
@@ -342,6 +351,7 @@ class CustomerTerms(Body):
     csm: Text | None = Field(
         default=None, max_length=accounts.NAME_MAX_LENGTH, description="an account name; null: none"
     )
+    currency: Text | None = Field(default=None, max_length=3, description="ISO 4217, e.g. USD (the default)")
 
     def file_values(self, given_only: bool) -> dict[str, str]:
         """The values as a customers file holds them; `given_only` leaves out what the body does not name."""
@@ -467,6 +477,7 @@ class CustomerOut(CustomerRef):
     end_date: date | None
     require_csm_approval: bool
     csm: UserRef | None
+    currency: str = CURRENCY
 
 
 class CustomerList(BaseModel):
@@ -491,6 +502,11 @@ class BillOut(BaseModel):
     overage_units: int
     overage_unit_cost: str = UNIT_COST
     overage_amount: str = MONEY
+    currency: str = CURRENCY
+    amount: str = Field(description="the amount as people read it", examples=["$1,500.00"])
+    invoice_number: str | None = Field(description="given when the bill is first sent")
+    issue_date: date | None
+    due_date: date | None
     created_at: datetime
     updated_at: datetime
 
@@ -509,8 +525,9 @@ class UsageOut(BaseModel):
 
 class ActionOut(BaseModel):
     id: int
-    action: Literal["DRAFT", "APPROVE", "REJECT", "EDIT", "SEND", "UNDO"]
-    by: str = Field(description="who took it: an account's name, the scheduler, or an operator")
+    action: ActionName
+    by: str = Field(description="who took it: an account's name, or the scheduler, an operator, the approval"
+                                " policy or a usage import")
     user: UserRef | None
     status_before: StatusName | None
     status_after: StatusName
@@ -545,11 +562,21 @@ class SendingOut(BaseModel):
     summary: str
 
 
+class CreditNoteOut(BaseModel):
+    number: str
+    issue_date: date
+    amount: str = MONEY
+    currency: str = CURRENCY
+    reason: str
+    emailed: bool
+
+
 class BillDetail(BillOut):
     approval: ApprovalOut
     history: list[ActionOut]
     sending: SendingOut | None
-    you_can: list[Literal["approve", "reject", "edit", "send", "undo"]] = Field(
+    credit_notes: list[CreditNoteOut]
+    you_can: list[Literal["approve", "reject", "edit", "send", "undo", "resend", "credit"]] = Field(
         description="what the caller may do with the bill now"
     )
 
@@ -564,7 +591,7 @@ class BillPage(BaseModel):
 class GenerationOut(BaseModel):
     month: str = MONTH
     created: int
-    total: str = MONEY
+    totals: dict[str, str] = Field(description="the created bills' total per currency (never added across them)")
     skipped: dict[str, int] = Field(description="customers skipped, by reason")
     summary: list[str] = Field(description="the summary as `/bill generate` says it")
 
@@ -597,6 +624,7 @@ def _customer_fields(customer: Customer) -> dict:
         "end_date": customer.end_date,
         "require_csm_approval": customer.require_csm_approval,
         "csm": _user_ref(customer.csm),
+        "currency": customer.currency,
     }
 
 
@@ -615,7 +643,12 @@ def _bill_fields(bill: Bill) -> dict:
         "monthly_api_limit": bill.monthly_api_limit,
         "overage_units": bill.overage_units,
         "overage_unit_cost": f"{bill.overage_unit_cost:.6f}",
-        "overage_amount": f"{bill.overage_amount:.2f}",
+        "overage_amount": plain(bill.overage_amount, bill.currency),
+        "currency": bill.currency,
+        "amount": bill_amount(bill),
+        "invoice_number": bill.invoice_number,
+        "issue_date": bill.issue_date,
+        "due_date": bill.due_date,
         "created_at": bill.created_at,
         "updated_at": bill.updated_at,
     }
@@ -671,6 +704,11 @@ def _bill_detail(bill: Bill, user: User | None) -> BillDetail:
         **_bill_fields(bill),
         approval=approval_steps(bill),
         history=[_action(action) for action in bill.actions],
+        credit_notes=[
+            CreditNoteOut(number=note.number, issue_date=note.issue_date, amount=plain(note.amount, note.currency),
+                          currency=note.currency, reason=note.reason, emailed=note.emailed_at is not None)
+            for note in bill.credit_notes
+        ],
         sending=sending,
         you_can=[action.value.lower() for action in ActionType if action in allowed],
     )
@@ -886,7 +924,8 @@ def generate(body: Generate):
         with database() as session:
             summary = billing.generate_month(session=session, period=period, actor=user, today=settings.today())
     return reply(GenerationOut(
-        month=str(summary.period), created=summary.created, total=f"{summary.total:.2f}",
+        month=str(summary.period), created=summary.created,
+        totals={currency: plain(total, currency) for currency, total in summary.totals.items()},
         skipped={reason.value: count for reason, count in summary.skipped.items() if count},
         summary=summary.lines(),
     ))
@@ -936,7 +975,7 @@ def send(path: BillPath, body: SendOptions):
             workflow.mark_delivered(session=session, bill_id=path.bill_id, actor=user)
         else:
             workflow.send(session=session, bill_id=path.bill_id, actor=user, deliver=services().mailer.send_bill,
-                          again=body.again)
+                          again=body.again, invoicing=services().invoicing)
     return _bill_now(path.bill_id, user)
 
 
@@ -946,6 +985,36 @@ def undo(path: BillPath, body: OptionalReason):
     user = person()
     with database() as session, field("reason"):
         workflow.undo(session=session, bill_id=path.bill_id, actor=user, reason=body.reason)
+    return _bill_now(path.bill_id, user)
+
+
+class ResendOptions(OptionalBody):
+    to: Text | None = Field(default=None, max_length=254, description="another address; default: the billing email")
+
+
+class CreditRequest(Body):
+    amount: Text = Field(max_length=40, description="in the bill's currency, at most what is left of its total",
+                         examples=["120.00"])
+    reason: Text = Field(max_length=10_000, description="1–2000 characters")
+
+
+@bills_api.patch("/bills/<bill_id>/resend", responses={**BILL_ACTION, **refusals(502)})
+def resend(path: BillPath, body: ResendOptions):
+    """Email a SENT bill's invoice again, with the same number (Finance), to its billing email or `to`."""
+    user = person()
+    with database() as session, field("to"):
+        workflow.resend(session=session, bill_id=path.bill_id, actor=user, deliver=services().mailer.resend_bill,
+                        to=body.to)
+    return _bill_now(path.bill_id, user)
+
+
+@bills_api.patch("/bills/<bill_id>/credit", responses=BILL_ACTION)
+def credit(path: BillPath, body: CreditRequest):
+    """Issue a credit note against a SENT bill's invoice (Finance) and email it to the customer."""
+    user = person()
+    with database() as session, field("amount"):
+        workflow.credit(session=session, bill_id=path.bill_id, actor=user, amount=body.amount, reason=body.reason,
+                        deliver=services().mailer.send_credit_note, invoicing=services().invoicing)
     return _bill_now(path.bill_id, user)
 
 
@@ -966,7 +1035,9 @@ def create_api(settings: Settings, sessions: sessionmaker[Session], *, mailer: M
         validation_error_status=422,
         validation_error_callback=invalid_request,
     )
-    api.extensions["billprocess"] = ApiServices(settings, sessions, mailer or Mailer.from_settings(settings))
+    api.extensions["billprocess"] = ApiServices(
+        settings, sessions, mailer or Mailer.from_settings(settings), Invoicing.from_settings(settings)
+    )
     api.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     for blueprint in BLUEPRINTS:
         api.register_api(blueprint)

@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.invoices import Invoicing
 from bot.mailer import Mailer
 from bot.settings import Settings, SettingsError
 from handlers.jobs import JobRecorder
@@ -30,6 +31,7 @@ class Services:
     sessions: sessionmaker[Session]
     client: WebClient | None
     mailer: Mailer
+    invoicing: Invoicing  # how invoices and credit notes are numbered and dated, and who issues them
     recorder: JobRecorder  # records clicks and commands before their acknowledgement
     replays: ReplayGuard  # refuses a signed request seen before
 
@@ -73,7 +75,8 @@ def require(settings: Settings, *names: str) -> None:
 
 def build_services(settings: Settings, sessions: sessionmaker[Session]) -> Services:
     return Services(settings=settings, sessions=sessions, client=slack_client(settings),
-                    mailer=Mailer.from_settings(settings), recorder=JobRecorder(sessions),
+                    mailer=Mailer.from_settings(settings), invoicing=Invoicing.from_settings(settings),
+                    recorder=JobRecorder(sessions),
                     replays=ReplayGuard(sessions))
 
 

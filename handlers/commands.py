@@ -30,7 +30,7 @@ from bot.blocks import escape
 from bot.accounts import get_user
 from bot.bills import get_bill, list_bills, parse_bill_id, parse_status
 from bot.errors import BillProcessError, Conflict, InvalidInput, NotFound
-from bot.formatting import ACTION_WORDS, actor_name, money, unit_cost
+from bot.formatting import ACTION_WORDS, actor_name, bill_amount, money, unit_cost
 from bot.parsing import parse_unit_cost
 from bot.periods import Period
 from bot.permissions import Power
@@ -216,6 +216,14 @@ def status_argument(request: CommandRequest, text: str) -> BillStatus:
         raise invalid(request, f"{echoed(text)} is neither a status ({statuses}) nor a month (YYYY-MM).") from None
 
 
+def email_argument(text: str) -> str:
+    """An email address as typed; Slack sends one as a link, <mailto:a@b.example|a@b.example>."""
+    address = typed(text)
+    if address.startswith("<mailto:") and address.endswith(">"):
+        address = address[len("<mailto:") : -1].partition("|")[0]
+    return address
+
+
 def unit_cost_argument(request: CommandRequest, text: str) -> Decimal:
     try:
         return parse_unit_cost(text)
@@ -315,7 +323,7 @@ def show(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         bill = get_bill(session=session, bill_id=bill_id)
         blocks = bill_detail_blocks(bill)
-        summary = f"Bill #{bill.id}: {bill.customer.name}, {bill.status.value}, {money(bill.overage_amount)}"
+        summary = f"Bill #{bill.id}: {bill.customer.name}, {bill.status.value}, {bill_amount(bill)}"
     request.reply(summary, blocks)
 
 
@@ -326,8 +334,8 @@ def edit(request: CommandRequest) -> None:
     with request.services.sessions() as session:
         bill = workflow.edit(session=session, bill_id=bill_id, actor=request.account(), unit_cost=cost)
     request.reply(
-        f"Bill #{bill.id} ({escape(bill.customer.name)}): unit cost now {unit_cost(bill.overage_unit_cost)},"
-        f" amount {money(bill.overage_amount)}. Its approvals start over."
+        f"Bill #{bill.id} ({escape(bill.customer.name)}): unit cost now {unit_cost(bill.overage_unit_cost, bill.currency)},"
+        f" amount {bill_amount(bill)}. Its approvals start over."
     )
 
 
@@ -347,6 +355,7 @@ def send(request: CommandRequest) -> None:
                 actor=request.account(),
                 deliver=request.services.mailer.send_bill,
                 again=how == "again",
+                invoicing=request.services.invoicing,
             )
     email = escape(bill.customer.billing_email)
     if how == "delivered":
@@ -426,6 +435,51 @@ def back(request: CommandRequest) -> None:
     request.reply(":wave: Welcome back: the steps that name you wait for you again.")
 
 
+def resend(request: CommandRequest) -> None:
+    bill_text, address = arguments(request, "a bill number", "an email address", optional=1)
+    bill_id = bill_id_argument(request, bill_text)
+    with request.services.sessions() as session:
+        bill = workflow.resend(
+            session=session,
+            bill_id=bill_id,
+            actor=request.account(),
+            deliver=request.services.mailer.resend_bill,
+            to=email_argument(address) if address else None,
+        )
+        where = bill.actions[-1].comment or ""
+    request.reply(f":email: Bill #{bill.id}: {escape(where)}.")
+
+
+def credit(request: CommandRequest) -> None:
+    words = request.text.split(None, 2)
+    if len(words) < 3:
+        missing = ("a bill number", "an amount", "a reason")[len(words)]
+        raise invalid(request, f"`/bill credit` needs {missing}.")
+    bill_id = bill_id_argument(request, words[0])
+    with request.services.sessions() as session:
+        credited = workflow.credit(
+            session=session,
+            bill_id=bill_id,
+            actor=request.account(),
+            amount=words[1],
+            reason=typed(words[2]),
+            deliver=request.services.mailer.send_credit_note,
+            invoicing=request.services.invoicing,
+        )
+    note, bill = credited.note, credited.bill
+    issued = (
+        f":receipt: Credit note {note.number} for {money(note.amount, note.currency)} issued against invoice"
+        f" {bill.invoice_number} (bill #{bill.id})"
+    )
+    if credited.email_error:
+        request.reply(
+            f"{issued}, but emailing it failed: {escape(credited.email_error)}."
+            f" `/bill resend {bill.id}` emails the invoice with its credit notes."
+        )
+    else:
+        request.reply(f"{issued} and emailed to {escape(bill.customer.billing_email)}.")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "help": Subcommand(help_, None, "/bill help", "what you can do with /bill", unlinked=True),
     "link": Subcommand(link, None, "/bill link CODE", "link your Slack user with a one-time code", unlinked=True),
@@ -442,7 +496,17 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "email an approved (FINAL) bill to the customer; after a send that was not confirmed, `again` emails it"
         " once more and `delivered` records it as sent without emailing it",
     ),
-    "undo": Subcommand(undo, None, "/bill undo <id> [reason]", "undo a bill's latest approval, rejection or edit"),
+    "undo": Subcommand(
+        undo, None, "/bill undo <id> [reason]", "undo a bill's latest approval, rejection, edit or usage correction"
+    ),
+    "resend": Subcommand(
+        resend, Power.RESEND, "/bill resend <id> [email]",
+        "email a SENT bill's invoice again, with the same number, to its billing email or the address given",
+    ),
+    "credit": Subcommand(
+        credit, Power.CREDIT, "/bill credit <id> <amount> <reason>",
+        "issue a credit note against a SENT bill's invoice and email it to the customer",
+    ),
     "away": Subcommand(
         away, None, "/bill away until YYYY-MM-DD [@delegate]",
         "while you are away, your delegate (or anyone in your role) approves the steps that name you",

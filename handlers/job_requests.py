@@ -9,7 +9,7 @@ CLICK_JOBS = frozenset(
     action.value for action in (ActionId.APPROVE, ActionId.SEND, ActionId.SEND_AGAIN, ActionId.MARK_SENT, ActionId.UNDO)
 )
 # `/bill` subcommands that change bills or who approves them (handlers/commands.py runs them as jobs).
-COMMAND_JOBS = frozenset({"generate", "edit", "send", "undo", "away", "back"})
+COMMAND_JOBS = frozenset({"generate", "edit", "send", "undo", "resend", "credit", "away", "back"})
 
 
 def records_a_job(body: dict) -> bool:

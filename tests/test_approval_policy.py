@@ -105,7 +105,7 @@ RULES = {
     ]),
     "a named person above 10,000": (FRED_ABOVE_10K, "12,000.00", False, [
         ("sam", "approves", DRAFT),
-        ("fiona", "approves", (NotApprover, "Only fred (amount ≥ 10,000.00) can approve")),
+        ("fiona", "approves", (NotApprover, "Only fred (amount ≥ $10,000.00) can approve")),
         ("fred", "approves", FINAL),
     ]),
     "a rejection by any approver of any step": (FINANCE_ABOVE_10K, "12,000.00", False, [
@@ -146,7 +146,7 @@ def test_a_small_bill_is_approved_by_the_policy_and_finance_can_undo_that(sessio
         assert (auto.action, auto.stakeholder_id, auto.status_after) == (ActionType.APPROVE, None, BillStatus.FINAL)
         assert auto.comment == "approved automatically: below 50.00 (approval policy)"
     play(db, people, bill_id, [
-        ("carol", "undoes", (NotAllowed, "Only Finance can undo the approval policy's approval of bill")),
+        ("carol", "undoes", (NotAllowed, "Only Finance can undo the approval of bill")),
         ("fiona", "undoes", DRAFT),
         ("sam", "approves", (WaitingForOther, "waiting for carol")),  # its usual steps again
         ("carol", "approves", DRAFT),
@@ -327,7 +327,7 @@ def test_finance_s_home_lists_the_bills_waiting_for_a_finance_approval(session, 
         view = home_view(session=s, user=s.get(User, people["fred"].id), today=TODAY)
     text = "\n".join(str(block) for block in view["blocks"])
     assert "Waiting for your approval: 1 bill" in text
-    assert "Step 2 of 2: Finance (amount ≥ 10,000.00)" in text
+    assert "Step 2 of 2: Finance (amount ≥ $10,000.00)" in text
     play(db, people, bill_id, [("fred", "approves", FINAL)])
     with db() as s:
         view = home_view(session=s, user=s.get(User, people["fred"].id), today=TODAY)

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from bot.billing import GenerationSummary, SkipReason, generate_month, overage_amount
+from bot.billing import GenerationSummary, SkipReason, generate_month
+from bot.money import add_up, overage_amount
 from bot.errors import MonthNotEnded
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, Usage, User
@@ -167,7 +168,7 @@ def test_one_call_over_the_limit_is_billed_for_one_unit(session, db):
     summary = generate(db, OCTOBER, today=AFTER_OCTOBER)
 
     assert summary.created == 1
-    assert summary.total == Decimal("7.50")
+    assert summary.totals == {"USD": Decimal("7.50")}
     bill = bills_by_customer(db, OCTOBER)["OneOver"]
     assert (bill.api_usage, bill.monthly_api_limit, bill.overage_units) == (1001, 1000, 1)
     assert bill.overage_unit_cost == Decimal("7.5")
@@ -229,7 +230,7 @@ def test_amount_is_rounded_half_up_to_the_cent(session, db, units, unit_cost, am
         assert bills == {}
     else:
         assert summary.created == 1
-        assert summary.total == Decimal(amount)
+        assert summary.totals == {"USD": Decimal(amount)}
         assert bills["Acme"].overage_units == units
         assert bills["Acme"].overage_amount == Decimal(amount)
 
@@ -245,7 +246,7 @@ def test_amounts_stay_exact_at_the_largest_usage_and_unit_cost(session, db):
     bills = bills_by_customer(db, OCTOBER)
     assert bills["Huge A"].overage_amount == Decimal("999999998999000.00")
     assert bills["Huge B"].overage_amount == Decimal("9140740749.99")
-    assert summary.total == Decimal("1000009139739749.99")
+    assert summary.totals == {"USD": Decimal("1000009139739749.99")}
 
 
 def test_a_customer_without_usage_for_the_month_is_skipped(session, db):
@@ -269,7 +270,7 @@ def test_the_summary_counts_each_customer_once_by_its_reason(session, db):
     summary = generate(db, OCTOBER, today=AFTER_OCTOBER)
 
     assert summary.created == 2
-    assert summary.total == Decimal("1234572.00")
+    assert summary.totals == {"USD": Decimal("1234572.00")}
     assert skips(summary) == {
         SkipReason.NOT_UNDER_CONTRACT: 1,
         SkipReason.FIRST_MONTHS: 1,
@@ -280,7 +281,7 @@ def test_the_summary_counts_each_customer_once_by_its_reason(session, db):
     assert summary.skipped_total == 5
     assert set(bills_by_customer(db, OCTOBER)) == {"Billed A", "Billed B"}
     assert summary.lines() == [
-        "October 2026: 2 bills created, total 1,234,572.00",
+        "October 2026: 2 bills created, total $1,234,572.00",
         "5 customers skipped: not under contract 1, first three months 1, no usage recorded 1, "
         "within limit 1, below one cent 1",
     ]
@@ -289,14 +290,14 @@ def test_the_summary_counts_each_customer_once_by_its_reason(session, db):
 def test_a_month_with_nobody_to_bill_reads_as_such(session, db):
     summary = generate(db, OCTOBER, today=AFTER_OCTOBER)
 
-    assert (summary.created, summary.total, summary.skipped_total) == (0, Decimal("0.00"), 0)
-    assert summary.lines() == ["October 2026: 0 bills created, total 0.00"]
+    assert (summary.created, summary.totals, summary.skipped_total) == (0, {}, 0)
+    assert summary.lines() == ["October 2026: 0 bills created"]
 
 
 def test_one_bill_and_no_skips_is_one_line(session, db):
     add_customer(session, "Acme", limit=1000, unit_cost="0.01", usage={(2026, 10): 1500})
 
-    assert generate(db, OCTOBER, today=AFTER_OCTOBER).lines() == ["October 2026: 1 bill created, total 5.00"]
+    assert generate(db, OCTOBER, today=AFTER_OCTOBER).lines() == ["October 2026: 1 bill created, total $5.00"]
 
 
 def test_one_skipped_customer_is_singular(session, db):
@@ -304,7 +305,7 @@ def test_one_skipped_customer_is_singular(session, db):
     add_customer(session, "Quiet")
 
     assert generate(db, OCTOBER, today=AFTER_OCTOBER).lines() == [
-        "October 2026: 1 bill created, total 5.00",
+        "October 2026: 1 bill created, total $5.00",
         "1 customer skipped: no usage recorded 1",
     ]
 
@@ -322,7 +323,7 @@ def test_a_second_run_creates_nothing_and_keeps_the_first_bill(session, db):
     second = generate(db, OCTOBER, today=AFTER_OCTOBER)
 
     assert first.created == 1
-    assert (second.created, second.total) == (0, Decimal("0.00"))
+    assert (second.created, second.totals) == (0, {})
     assert skips(second) == {SkipReason.ALREADY_BILLED: 1}
     again = bills_by_customer(db, OCTOBER)["Acme"]
     assert (again.id, again.api_usage, again.overage_amount) == (bill.id, 1500, Decimal("5.00"))
@@ -352,7 +353,7 @@ def test_a_rerun_bills_only_what_is_new_and_records_draft_only_for_it(session, d
     second = generate(db, OCTOBER, actor=None, today=AFTER_OCTOBER)
 
     assert second.created == 1
-    assert second.total == Decimal("1.50")
+    assert second.totals == {"USD": Decimal("1.50")}
     assert skips(second) == {SkipReason.ALREADY_BILLED: 1}
     with db() as check:
         rows = check.execute(
@@ -542,7 +543,7 @@ def assert_month_billed_by_the_rules(db, customers: list[Contract], period: Peri
         assert bill.overage_unit_cost == by_name[name].unit_cost
         assert bill.overage_amount == bill.overage_amount.quantize(CENT)
     assert summary.created == len(bills)
-    assert summary.total == sum((bill.overage_amount for bill in bills.values()), Decimal("0.00"))
+    assert summary.totals == add_up(("USD", bill.overage_amount) for bill in bills.values())
     assert skips(summary) == expected_skips
     assert summary.created + summary.skipped_total == len(customers)
 
@@ -563,7 +564,7 @@ def test_property_every_bill_follows_the_rules_and_a_rerun_adds_nothing(db, data
 
     second = generate(db, period)
 
-    assert (second.created, second.total) == (0, Decimal("0.00"))
+    assert (second.created, second.totals) == (0, {})
     assert second.skipped_total == len(customers)
     assert second.skipped[SkipReason.ALREADY_BILLED] == first.created
     for reason in SkipReason:
@@ -607,7 +608,7 @@ def test_property_overage_amount_is_exact_half_up_cents(units, unit_cost):
     cents, remainder = divmod(units * millionths, 10_000)
     expected = Decimal(cents + (remainder >= 5_000)).scaleb(-2)
 
-    amount = overage_amount(units, unit_cost)
+    amount = overage_amount(units, unit_cost, "USD")
 
     assert amount == expected
     assert amount.as_tuple().exponent == -2
@@ -629,6 +630,6 @@ def test_property_overage_amount_is_exact_half_up_cents(units, unit_cost):
     ],
 )
 def test_overage_amount(units, unit_cost, amount):
-    result = overage_amount(units, Decimal(unit_cost))
+    result = overage_amount(units, Decimal(unit_cost), "USD")
     assert result == Decimal(amount)
     assert str(result) == amount

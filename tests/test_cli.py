@@ -10,6 +10,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pypdf
 import pytest
 from sqlalchemy import func, select
 
@@ -174,12 +175,12 @@ def test_imports_then_generate(cli, cli_env):
 
     code, out, _ = cli("bills", "generate", "2026-09")
     assert code == 0
-    assert out.splitlines()[0] == "September 2026: 1 bill created, total 11.13"
+    assert out.splitlines()[0] == "September 2026: 1 bill created, total $11.13"
     assert "1 customer skipped: within limit 1" in out
-    assert re.search(r"2026-09\s+DRAFT\s+Acme\s+89,000 calls\s+11.13", out)
+    assert re.search(r"2026-09\s+DRAFT\s+Acme\s+89,000 calls\s+\$11.13", out)
 
     code, out, _ = cli("bills", "generate", "2026-09")
-    assert out.splitlines()[0] == "September 2026: 0 bills created, total 0.00"
+    assert out.splitlines()[0] == "September 2026: 0 bills created"
     assert "2 customers skipped: already billed 1, within limit 1" in out
 
 
@@ -213,7 +214,8 @@ def test_seed_then_generate_last_month(cli, db):
 
     code, out, _ = cli("bills", "generate")
     first = out.splitlines()[0]
-    assert re.fullmatch(r"\w+ \d{4}: 6 bills created, total [\d,]+\.\d\d", first), first
+    # Totals per currency, never added across currencies: the demo bills customers in euros and dollars.
+    assert re.fullmatch(r"\w+ \d{4}: 6 bills created, total €[\d,]+\.\d\d \+ \$[\d,]+\.\d\d", first), first
     assert "first three months 1" in out and "not under contract 1" in out
 
     code, out, err = cli("seed")
@@ -413,9 +415,9 @@ def test_policy_show_prints_the_rules_in_force_from_the_default_file(cli, cli_en
     code, out, _ = cli("policy", "show")
     assert code == 0
     assert "Approval policy: approval-policy.yml" in out
-    assert "A bill below 50.00 is approved automatically when it is drafted" in out
-    assert "Extra step 1: a bill of 10,000.00 or more also needs Finance." in out
-    assert "Extra step 2: a bill of 50,000.00 or more also needs 2 different people from Sales." in out
+    assert "A bill below 50.00 (in its currency) is approved automatically when it is drafted" in out
+    assert "Extra step 1: a bill of 10,000.00 or more (in its currency) also needs Finance." in out
+    assert "Extra step 2: a bill of 50,000.00 or more (in its currency) also needs 2 different people from Sales." in out
 
 
 def test_policy_check_validates_a_file_without_using_it(cli, cli_env):
@@ -476,7 +478,7 @@ def test_policy_check_refuses_a_person_without_an_account(cli, cli_env, session)
     (cli_env / "named.yml").write_text("thresholds:\n  - at_least: 100\n    by: name:fred\n")
     (cli_env / "unknown.yml").write_text("thresholds:\n  - at_least: 100\n    by: name:alice\n")
     code, out, _ = cli("policy", "check", "named.yml")
-    assert code == 0 and out.startswith("named.yml: valid.\n") and "a bill of 100.00 or more also needs fred" in out
+    assert code == 0 and out.startswith("named.yml: valid.\n") and "a bill of 100.00 or more (in its currency) also needs fred" in out
     code, out, err = cli("policy", "check", "unknown.yml")
     assert (code, out, err) == (1, "", "error: unknown.yml: thresholds[0].by: no account is named 'alice'\n")
 # --- managing accounts and customers without CSV files -------------------------------------------------
@@ -683,3 +685,120 @@ def test_ctrl_c_at_a_real_terminals_password_prompt(cli_env):
         os.close(controller)
     assert b"error: no password given; nothing was changed" in seen
     assert b"Traceback" not in seen
+# --- currencies, invoices, credit notes and usage corrections -------------------------------------
+
+
+CUSTOMERS_WITH_CURRENCY = (
+    "name,billing_address,billing_email,monthly_api_limit,overage_unit_cost,start_date,end_date,"
+    "require_csm_approval,csm,currency\n"
+    "Acme,1 Main St,billing@acme.example,1000,0.01,2024-01-01,,false,,\n"
+    "Kanto,3 Chome,billing@kanto.example,1000,0.5,2024-01-01,,false,,jpy\n"
+    "Gulf,4 Corniche,billing@gulf.example,1000,0.0015,2024-01-01,,false,,KWD\n"
+)
+
+
+def test_customers_have_currencies_and_each_amount_is_shown_in_its_own(cli, cli_env):
+    (cli_env / "customers.csv").write_text(CUSTOMERS_WITH_CURRENCY)
+    (cli_env / "usage.csv").write_text(
+        "customer,year,month,api_usage\nAcme,2026,9,1500\nKanto,2026,9,1003\nGulf,2026,9,2001\n"
+    )
+    assert cli("customers", "import", "customers.csv")[:2] == (0, "3 customers created, 0 updated\n")
+    cli("usage", "import", "usage.csv")
+
+    code, out, _ = cli("bills", "generate", "2026-09")
+
+    assert code == 0
+    # ¥1.5 rounds half-up to ¥2, KWD 1.5015 to KWD 1.502; totals are never added across currencies.
+    assert out.splitlines()[0] == "September 2026: 3 bills created, total ¥2 + KWD1.502 + $5.00"
+    assert re.search(r"Kanto\s+3 calls\s+¥2\n", out) and re.search(r"Gulf\s+1,001 calls\s+KWD1.502\n", out)
+
+
+def test_an_unknown_currency_is_a_row_error(cli, cli_env):
+    (cli_env / "customers.csv").write_text(CUSTOMERS_WITH_CURRENCY.replace(",jpy\n", ",YEN\n"))
+    code, out, err = cli("customers", "import", "customers.csv")
+    assert (code, out) == (1, "")
+    assert "row 3: currency 'YEN' is not an ISO 4217 currency code (e.g. USD, EUR, JPY)" in err
+    assert cli("customers", "import", "customers.csv")[0] == 1
+
+
+def sent_bill(cli, cli_env) -> str:
+    """Import, generate, approve and send one bill of September 2026; returns its id."""
+    cli("users", "add", "fiona", "--role", "finance", "--password-stdin", stdin="long enough\n")
+    cli("users", "add", "sam", "--role", "sales", "--password-stdin", stdin="long enough\n")
+    (cli_env / "customers.csv").write_text(CUSTOMERS_WITH_CURRENCY)
+    (cli_env / "usage.csv").write_text("customer,year,month,api_usage\nAcme,2026,9,3000\n")
+    cli("customers", "import", "customers.csv")
+    cli("usage", "import", "usage.csv")
+    cli("bills", "generate", "2026-09")
+    bill_id = listed_ids(cli)[0]
+    cli("bills", "approve", bill_id, "--as", "sam")
+    assert cli("bills", "send", bill_id, "--as", "fiona")[0] == 0
+    return bill_id
+
+
+def listed_ids(cli) -> list[str]:
+    """The numbers of the bills `bills list` shows, in its order."""
+    return re.findall(r"^#(\d+)", cli("bills", "list")[1], re.MULTILINE)
+
+
+def test_bills_pdf_writes_the_invoice_and_refuses_a_bill_without_one(cli, cli_env):
+    bill_id = sent_bill(cli, cli_env)
+    year = datetime.now(timezone.utc).year
+
+    code, out, _ = cli("bills", "pdf", bill_id)
+    assert (code, out) == (0, f"Wrote the invoice BP-{year}-000001 of bill #{bill_id} to BP-{year}-000001.pdf.\n")
+    text = pypdf.PdfReader(cli_env / f"BP-{year}-000001.pdf").pages[0].extract_text()
+    assert f"BP-{year}-000001" in text and "$20.00" in text and "1 Main St" in text
+
+    assert cli("bills", "pdf", bill_id, "-o", "copy.pdf")[0] == 0
+    assert (cli_env / "copy.pdf").read_bytes().startswith(b"%PDF-")
+    code, out, err = cli("bills", "pdf", bill_id, "-o", str(cli_env))
+    assert (code, err) == (1, f"error: {cli_env} is a folder; give a file name with -o\n")
+
+    (cli_env / "usage.csv").write_text("customer,year,month,api_usage\nKanto,2026,9,1003\n")
+    cli("usage", "import", "usage.csv")
+    cli("bills", "generate", "2026-09")
+    draft = listed_ids(cli)[1]
+    code, _, err = cli("bills", "pdf", draft)
+    assert (code, err) == (
+        1, f"error: Bill #{draft} has no invoice yet: a bill gets its invoice number when it is first sent\n"
+    )
+
+
+def test_resend_and_credit_from_the_command_line(cli, cli_env):
+    bill_id = sent_bill(cli, cli_env)
+    year = datetime.now(timezone.utc).year
+
+    code, out, _ = cli("bills", "resend", bill_id, "--as", "fiona", "--to", "ap@acme.example")
+    assert code == 0 and f"RESEND   SENT → SENT  invoice BP-{year}-000001 emailed again to ap@acme.example" in out
+
+    code, out, _ = cli("bills", "credit", bill_id, "--as", "fiona", "--amount", "5", "--reason", "Outage credit")
+    assert out == (
+        f"Credit note CN-{year}-000001 for $5.00 issued against invoice BP-{year}-000001 (bill #{bill_id}).\n"
+        "  emailed to billing@acme.example\n"
+    )
+    code, _, err = cli("bills", "credit", bill_id, "--as", "fiona", "--amount", "15.01", "--reason", "too much")
+    assert code == 1 and err.startswith("error: A credit note cannot exceed what is left of invoice")
+    code, _, err = cli("bills", "credit", bill_id, "--as", "sam", "--amount", "1", "--reason", "x")
+    assert (code, err) == (1, "error: Only Finance can credit bills\n")
+
+    code, out, _ = cli("bills", "show", bill_id)
+    assert f"Credit note:     CN-{year}-000001 of " in out and ": $5.00 (Outage credit)" in out
+    assert f"Invoice:         BP-{year}-000001, issued " in out
+
+
+def test_a_usage_import_reports_what_it_did_to_billed_months(cli, cli_env):
+    bill_id = sent_bill(cli, cli_env)
+    (cli_env / "usage.csv").write_text(
+        "customer,year,month,api_usage\nAcme,2026,9,2000\nKanto,2026,9,1003\n"
+    )
+    code, out, _ = cli("usage", "import", "usage.csv")
+    year = datetime.now(timezone.utc).year
+    assert code == 0
+    assert out.splitlines() == [
+        "1 usage row created, 1 updated",
+        "Billed months: 0 bills recomputed, 1 created, 0 written off left as they are, 1 sent bill flagged",
+        f"  bill BP-{year}-000001 was sent: issue a credit note (the corrected amount is $10.00 less)",
+        "  September 2026: 1 new bill for the corrected usage",
+    ]
+    assert cli("bills", "show", bill_id)[1].count("NOTE") == 1

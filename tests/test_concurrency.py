@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from bot import workflow
 from bot.billing import generate_month
-from bot.errors import AlreadyDone, SendInProgress
+from bot.errors import AlreadyDone, DeliveryFailed, InvalidInput, SendInProgress
+from bot.invoices import Invoicing
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, BillStatus, Role
 from db.session import make_engine, make_session_factory
@@ -186,3 +187,73 @@ def test_two_simultaneous_undos_of_the_same_action_undo_it_once(db, session, cro
     assert status is BillStatus.DRAFT  # carol's approval still stands
     with db() as s:
         assert s.scalar(select(func.count()).where(BillAction.action == ActionType.UNDO)) == 1
+
+
+# --- invoice and credit note numbers ---------------------------------------------------------------
+
+
+def final_bills(session, db, count: int) -> tuple[list[int], object]:
+    """`count` approved one-step bills of different customers, and the Finance account to send them."""
+    fiona = add_user(session, "fiona", Role.FINANCE)
+    sam = add_user(session, "sam", Role.SALES)
+    for n in range(count):
+        add_customer(session, f"Customer {n:02d}", usage={(PERIOD.year, PERIOD.month): 1500 + n})
+    with db() as s:
+        generate_month(session=s, period=PERIOD, actor=None, today=TODAY)
+    with db() as s:
+        bill_ids = list(s.scalars(select(Bill.id).order_by(Bill.id)))
+    for bill_id in bill_ids:
+        with db() as s:
+            workflow.approve(session=s, bill_id=bill_id, actor=sam)
+    return bill_ids, fiona
+
+
+@pytest.mark.postgres_only
+def test_simultaneous_sends_number_their_invoices_one_to_n_without_gap_or_repeat(db, session, crowd):
+    bill_ids, fiona = final_bills(session, db, THREADS)
+    invoicing = Invoicing()
+    refused = set(bill_ids[::4])  # a quarter of the mail server's answers are refusals
+
+    def deliver(bill) -> None:
+        if bill.id in refused:
+            raise DeliveryFailed("the mail server refused the message")
+
+    def sending(bill_id):
+        return lambda s: workflow.send(session=s, bill_id=bill_id, actor=fiona, deliver=deliver, invoicing=invoicing)
+
+    outcomes = at_once(crowd, [sending(bill_id) for bill_id in bill_ids])
+    assert sum(isinstance(outcome, DeliveryFailed) for outcome in outcomes) == len(refused)
+    refused.clear()
+    retried = at_once(crowd, [sending(bill_id) for bill_id in bill_ids[::4]])
+    assert not any(isinstance(outcome, Exception) for outcome in retried), retried
+
+    year = invoicing.today().year
+    with db() as s:
+        rows = s.execute(select(Bill.status, Bill.invoice_number)).all()
+    assert {status for status, _ in rows} == {BillStatus.SENT}
+    assert sorted(number for _, number in rows) == [f"BP-{year}-{n:06d}" for n in range(1, THREADS + 1)]
+
+
+@pytest.mark.postgres_only
+def test_simultaneous_credit_notes_are_numbered_one_to_n_and_never_exceed_a_total(db, session, crowd):
+    bill_ids, fiona = final_bills(session, db, THREADS // 2)
+    invoicing = Invoicing()
+    for bill_id in bill_ids:
+        with db() as s:
+            workflow.send(session=s, bill_id=bill_id, actor=fiona, deliver=lambda bill: None, invoicing=invoicing)
+
+    def crediting(bill_id):
+        return lambda s: workflow.credit(session=s, bill_id=bill_id, actor=fiona, amount="3.00", reason="outage",
+                                         deliver=lambda note: None, invoicing=invoicing)
+
+    # Two credits of 3.00 at once on each 5.00 bill: one is issued, the other is refused as too much.
+    outcomes = at_once(crowd, [crediting(bill_id) for bill_id in bill_ids for _ in range(2)])
+
+    issued = [outcome for outcome in outcomes if isinstance(outcome, workflow.Credited)]
+    assert len(issued) == len(bill_ids)
+    assert all(isinstance(outcome, InvalidInput) for outcome in outcomes if outcome not in issued)
+    year = invoicing.today().year
+    assert sorted(outcome.note.number for outcome in issued) == [
+        f"CN-{year}-{n:06d}" for n in range(1, len(bill_ids) + 1)
+    ]
+    assert sorted(outcome.bill.id for outcome in issued) == bill_ids

@@ -34,12 +34,14 @@ from bot.errors import (
     SendInProgress,
     SendUncertain,
 )
+from bot.invoices import Invoicing, Issuer, bill_to
 from bot.mailer import Mailer, SmtpServer, bill_email, parse_smtp_url
 from bot.settings import Settings, SettingsError
 from db.models import Bill, BillStatus, Customer, Role
 from tests.factories import add_customer, add_user
 
 MAIL_FROM = "Billing <billing@vendor.example>"
+ISSUER = Issuer("Vendor Cloud Ltd", "2 Harbour Road\nDublin", "IE1234567X", "billing@vendor.example")
 USER = "billing-bot"
 PASSWORD = "p@ss:w/rd%Zq9-secret"
 PASSWORD_IN_URL = "p%40ss%3Aw%2Frd%25Zq9-secret"
@@ -68,7 +70,20 @@ def make_bill(*, name: str = "Acme", address: str = "1 Main Street\nSpringfield"
         overage_amount=Decimal("62.50"),
     )
     values.update(figures)
-    return Bill(id=12, customer=customer, year=2026, month=10, status=BillStatus.FINAL, **values)
+    return Bill(
+        id=12,
+        customer=customer,
+        year=2026,
+        month=10,
+        status=BillStatus.FINAL,
+        currency="USD",
+        invoice_number="BP-2026-000012",
+        issue_date=date(2026, 11, 3),
+        due_date=date(2026, 12, 3),
+        issuer=ISSUER.as_stored(),
+        bill_to=bill_to(customer),
+        **values,
+    )
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -88,11 +103,14 @@ def parse(raw: bytes) -> EmailMessage:
 def test_bill_email_is_text_and_html_alternatives_addressed_to_the_billing_email():
     message = bill_email(make_bill(), mail_from=MAIL_FROM)
 
-    assert message.get_content_type() == "multipart/alternative"
-    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message.get_content_type() == "multipart/mixed"
+    body, attachment = message.iter_parts()
+    assert [part.get_content_type() for part in body.iter_parts()] == ["text/plain", "text/html"]
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_filename() == "BP-2026-000012.pdf"
     assert message["To"] == "billing@acme.example"
     assert message["From"] == MAIL_FROM
-    assert message["Subject"] == "Invoice #12 — API overage, October 2026"
+    assert message["Subject"] == "Invoice BP-2026-000012 — API overage, October 2026"
 
 
 @pytest.mark.parametrize("part", ["text", "html"])
@@ -100,7 +118,10 @@ def test_every_figure_of_the_bill_is_in_both_parts(part):
     text, html = parts(bill_email(make_bill(), mail_from=MAIL_FROM))
     body = text if part == "text" else html
 
-    for figure in ["#12", "Acme", "October 2026", "1,500,000", "1,000,000", "500,000", "0.000125", "62.50"]:
+    for figure in [
+        "BP-2026-000012", "November 3, 2026", "December 3, 2026", "Acme", "October 2026", "1,500,000",
+        "1,000,000", "500,000", "$0.000125", "$62.50", "Vendor Cloud Ltd", "2 Harbour Road", "IE1234567X",
+    ]:
         assert figure in body
     assert "1 Main Street" in body and "Springfield" in body
 
@@ -108,20 +129,23 @@ def test_every_figure_of_the_bill_is_in_both_parts(part):
 def test_the_text_part_reads_as_a_statement():
     text, _ = parts(bill_email(make_bill(), mail_from=MAIL_FROM))
 
-    assert "Bill to:\n  Acme\n  1 Main Street\n  Springfield\n" in text
-    assert re.search(r"^Unit cost: +0\.000125 per call$", text, re.MULTILINE)
-    assert re.search(r"^Amount due: +62\.50$", text, re.MULTILINE)
+    assert "From:\n  Vendor Cloud Ltd\n  2 Harbour Road\n  Dublin\n  Tax ID: IE1234567X\n" in text
+    assert "Bill to:\n  Acme\n  1 Main Street\n  Springfield\n  billing@acme.example\n" in text
+    assert re.search(r"^Issue date: +November 3, 2026$", text, re.MULTILINE)
+    assert re.search(r"^Due date: +December 3, 2026$", text, re.MULTILINE)
+    assert re.search(r"^Unit cost: +\$0\.000125 per call$", text, re.MULTILINE)
+    assert re.search(r"^Amount due: +\$62\.50$", text, re.MULTILINE)
 
 
 @pytest.mark.parametrize(
     ("unit_cost", "amount", "shown_cost", "shown_amount"),
     [
-        ("0.000125", "62.50", "0.000125", "62.50"),
-        ("0.010000", "5000.00", "0.01", "5,000.00"),
-        ("1.500000", "750000.00", "1.50", "750,000.00"),
-        ("2.000000", "1000000.00", "2.00", "1,000,000.00"),
-        ("0.000001", "0.50", "0.000001", "0.50"),
-        ("0.123457", "61728.50", "0.123457", "61,728.50"),
+        ("0.000125", "62.50", "$0.000125", "$62.50"),
+        ("0.010000", "5000.00", "$0.01", "$5,000.00"),
+        ("1.500000", "750000.00", "$1.50", "$750,000.00"),
+        ("2.000000", "1000000.00", "$2.00", "$1,000,000.00"),
+        ("0.000001", "0.50", "$0.000001", "$0.50"),
+        ("0.123457", "61728.50", "$0.123457", "$61,728.50"),
     ],
 )
 def test_money_is_printed_exactly(unit_cost, amount, shown_cost, shown_amount):
@@ -150,7 +174,7 @@ def test_the_message_survives_the_wire_with_non_ascii_text():
 
     received = parse(message.as_bytes(policy=email.policy.SMTP))
 
-    assert received["Subject"] == "Invoice #12 — API overage, October 2026"
+    assert received["Subject"] == "Invoice BP-2026-000012 — API overage, October 2026"
     text, html = parts(received)
     assert "Müller Straße GmbH" in text and "Königsallee 1" in html
 
@@ -217,12 +241,22 @@ def test_the_mailer_never_shows_its_password():
 
 
 def test_from_settings(tmp_path):
-    smtp = Settings(_env_file=None, smtp_url="smtp://u:pw@mail.example.com:587?starttls=true", mail_from=MAIL_FROM)
+    smtp = Settings(
+        _env_file=None,
+        smtp_url="smtp://u:pw@mail.example.com:587?starttls=true",
+        mail_from=MAIL_FROM,
+        issuer_name=ISSUER.name,
+        issuer_address=ISSUER.address,
+        issuer_tax_id=ISSUER.tax_id,
+        issuer_email=ISSUER.email,
+        paper_size="letter",
+    )
     files = Settings(_env_file=None, smtp_url=None, mail_dir=tmp_path / "outbox")
     blank = Settings(_env_file=None, smtp_url="", mail_dir=tmp_path / "outbox")
 
     assert Mailer.from_settings(smtp).destination == "smtp://mail.example.com:587"
     assert Mailer.from_settings(smtp).mail_from == MAIL_FROM
+    assert Mailer.from_settings(smtp).paper_size == "Letter"
     assert Mailer.from_settings(files).destination == str(tmp_path / "outbox")
     assert Mailer.from_settings(blank).server is None
 
@@ -325,6 +359,8 @@ def final_bill(session) -> Bill:
         status=BillStatus.FINAL,
     )
     session.add(bill)
+    session.flush()
+    Invoicing(issuer=ISSUER).issue_invoice(session, bill)
     session.commit()
     return bill
 
@@ -363,13 +399,16 @@ def test_an_accepted_bill_reaches_the_server_as_text_and_html(smtp_server, final
     assert envelope.mail_from == "billing@vendor.example"
     assert envelope.rcpt_tos == ["billing@acme.example"]
     received = parse(envelope.original_content)
-    assert received.get_content_type() == "multipart/alternative"
-    assert [part.get_content_type() for part in received.iter_parts()] == ["text/plain", "text/html"]
+    assert received.get_content_type() == "multipart/mixed"
+    assert [part.get_content_type() for part in received.walk()][1:] == [
+        "multipart/alternative", "text/plain", "text/html", "application/pdf"
+    ]
     assert received["To"] == "billing@acme.example"
     assert received["From"] == MAIL_FROM
-    assert received["Subject"] == f"Invoice #{final_bill.id} — API overage, October 2026"
+    number = final_bill.invoice_number
+    assert received["Subject"] == f"Invoice {number} — API overage, October 2026"
     assert received["Message-ID"] and received["Date"]
-    figures = [f"#{final_bill.id}", "Acme", "October 2026", "1,500,000", "1,000,000", "500,000", "0.000125", "62.50"]
+    figures = [number, "Acme", "October 2026", "1,500,000", "1,000,000", "500,000", "$0.000125", "$62.50"]
     for body in parts(received):
         for figure in figures:
             assert figure in body
@@ -414,7 +453,9 @@ def test_a_bill_becomes_sent_once_the_server_accepted_its_one_email(smtp_server,
 
     assert bill.status == BillStatus.SENT
     assert len(inbox.received) == 1
-    assert bill.actions[-1].comment == f"emailed to billing@acme.example via smtp://127.0.0.1:{server.port}"
+    assert bill.actions[-1].comment == (
+        f"invoice {final_bill.invoice_number} emailed to billing@acme.example via smtp://127.0.0.1:{server.port}"
+    )
 
 
 def _finance(db):
@@ -547,7 +588,7 @@ def test_smtps_with_login(smtp_server, server_tls, trusting_test_cert):
 
     assert mailer.deliver(bill_email(make_bill(), mail_from=MAIL_FROM)) == f"smtps://127.0.0.1:{server.port}"
     (envelope,) = inbox.received
-    assert parse(envelope.original_content)["Subject"] == "Invoice #12 — API overage, October 2026"
+    assert parse(envelope.original_content)["Subject"] == "Invoice BP-2026-000012 — API overage, October 2026"
 
 
 def test_smtps_verifies_the_certificate_by_default(smtp_server, server_tls, caplog):
@@ -595,7 +636,7 @@ def test_without_smtp_the_email_is_written_as_an_eml_file(tmp_path):
     assert re.fullmatch(r"bill-12-\d{8}T\d{6}Z\.eml", written.name)
     received = parse(written.read_bytes())
     assert received["To"] == "billing@acme.example"
-    assert received["Subject"] == "Invoice #12 — API overage, October 2026"
+    assert received["Subject"] == "Invoice BP-2026-000012 — API overage, October 2026"
     text, html = parts(received)
     assert "62.50" in text and "62.50" in html
 
@@ -745,6 +786,10 @@ def test_a_send_killed_while_the_server_holds_its_answer_is_never_repeated_by_a_
         "SMTP_URL": f"smtp://127.0.0.1:{server.port}",
         "MAIL_FROM": MAIL_FROM,
         "MAIL_DIR": str(tmp_path / "mail"),
+        "ISSUER_NAME": ISSUER.name,
+        "ISSUER_ADDRESS": ISSUER.address,
+        "ISSUER_TAX_ID": ISSUER.tax_id,
+        "ISSUER_EMAIL": ISSUER.email,
     }
     sending = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "bills", "send", str(final_bill.id), "--as", "fiona"],

@@ -13,11 +13,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from db.migrate import alembic_config, is_current, upgrade
-from db.models import Base, Customer
+from db.models import Base, Bill, Customer
 from db.session import make_engine
 from tests.factories import add_customer
 
@@ -126,3 +127,38 @@ def test_the_drift_check_notices_a_changed_column_type(empty_engine):
     (change,) = drift[0]
     assert change[0] == "modify_type"
     assert (change[2], change[3]) == ("bills", "slack_ts")
+
+
+def test_upgrading_a_database_with_bills_keeps_their_amounts_exact_and_their_history_append_only(empty_engine):
+    upgrade(empty_engine, "0007")
+    sqlite = empty_engine.dialect.name == "sqlite"
+    with empty_engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO users (id, name, role, password_digest, session_token, created_at)"
+            " VALUES (1, 'fiona', 'finance', 'x', 't', CURRENT_TIMESTAMP)"
+        ))
+        connection.execute(text(
+            "INSERT INTO customers (id, name, billing_address, billing_email, monthly_api_limit, overage_unit_cost,"
+            " start_date, require_csm_approval) VALUES (1, 'Acme', '1 Main St', 'a@acme.example', 1000, :cost,"
+            " '2024-01-01', false)"
+        ), {"cost": 12_340 if sqlite else Decimal("0.01234")})
+        connection.execute(text(
+            "INSERT INTO bills (id, customer_id, year, month, api_usage, monthly_api_limit, overage_units,"
+            " overage_unit_cost, overage_amount, status, created_at, updated_at) VALUES (1, 1, 2026, 10, 2000, 1000,"
+            " 1000, :cost, :amount, 'SENT', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ), {"cost": 12_340 if sqlite else Decimal("0.01234"), "amount": 1_234 if sqlite else Decimal("12.34")})
+        connection.execute(text(
+            "INSERT INTO bill_actions (bill_id, stakeholder_id, action, status_after, created_at)"
+            " VALUES (1, 1, 'DRAFT', 'DRAFT', CURRENT_TIMESTAMP)"
+        ))
+
+    upgrade(empty_engine)
+
+    assert schema_drift(empty_engine) == []
+    with Session(empty_engine) as session:
+        bill = session.get(Bill, 1)
+        assert (bill.overage_amount, bill.currency, bill.customer.currency) == (Decimal("12.34"), "USD", "USD")
+        assert bill.invoice_number is None and [action.action.value for action in bill.actions] == ["DRAFT"]
+    for statement in ("UPDATE bill_actions SET comment = 'x'", "DELETE FROM bill_actions"):
+        with pytest.raises(DBAPIError, match="append-only"), empty_engine.begin() as connection:
+            connection.execute(text(statement))

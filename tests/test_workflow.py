@@ -270,7 +270,7 @@ def test_edit_changes_the_unit_cost_and_recomputes_the_amount(db, session, peopl
     assert (entry.action, entry.stakeholder_id) == (ActionType.EDIT, people["fiona"].id)
     assert (entry.status_before, entry.status_after) == (BillStatus.DRAFT, BillStatus.DRAFT)
     assert (entry.unit_cost_before, entry.unit_cost_after) == (Decimal("0.010000"), Decimal("0.012000"))
-    assert entry.comment == "unit cost 0.010000 → 0.012000, amount 5.00 → 6.00"
+    assert entry.comment == "unit cost 0.010000 → 0.012000, amount $5.00 → $6.00"
     stored = load(db, bill_id)
     assert (stored.overage_unit_cost, stored.overage_amount) == (Decimal("0.012"), Decimal("6.00"))
 
@@ -299,12 +299,12 @@ def test_edit_rounds_the_amount_half_up_to_the_cent(db, session, people):
         (Decimal("1E+30"), "too large"),
         (Decimal("0.01000000000000000000000000001"), "more than 6 decimal places"),
         ("-0", "cannot be negative"),
-        (Decimal("-0"), "makes bill #.*'s amount 0.00"),
+        (Decimal("-0"), "makes bill #.*'s amount \\$0.00"),
         ("0.01.2", "must be a decimal number such as 0.0125"),
         ("0.01", "unit cost is already 0.010000"),
         (Decimal("0.0100"), "unit cost is already 0.010000"),
-        ("0.000001", "makes bill #.*'s amount 0.00"),
-        ("0", "makes bill #.*'s amount 0.00"),
+        ("0.000001", "makes bill #.*'s amount \\$0.00"),
+        ("0", "makes bill #.*'s amount \\$0.00"),
     ],
 )
 def test_edit_refuses_bad_unit_costs_and_changes_nothing(db, session, people, unit_cost, message):
@@ -358,12 +358,14 @@ def test_edit_is_for_drafts_only(db, session, people, status):
 class Outbox:
     def __init__(self, failure: BillProcessError | None = None):
         self.sent: list[tuple[int, str, BillStatus]] = []
+        self.numbers: list[str | None] = []  # the invoice number of each email
         self.failure = failure
 
     def __call__(self, bill: Bill) -> None:
         if self.failure:
             raise self.failure
         self.sent.append((bill.id, bill.customer.billing_email, bill.status))
+        self.numbers.append(bill.invoice_number)
 
 
 def test_send_delivers_then_marks_the_bill_sent(db, session, people):
@@ -377,7 +379,7 @@ def test_send_delivers_then_marks_the_bill_sent(db, session, people):
     assert (entry.action, entry.stakeholder_id, entry.status_before, entry.status_after) == (
         ActionType.SEND, people["fiona"].id, BillStatus.FINAL, BillStatus.SENT
     )
-    assert entry.comment == "emailed to billing@acme.example"
+    assert entry.comment == f"invoice {bill.invoice_number} emailed to billing@acme.example"
 
     with pytest.raises(AlreadyDone, match=f"Bill #{bill_id} was already sent by fiona at ") as refusal:
         act(db, workflow.send, bill_id, people["fred"], deliver=outbox)
@@ -393,8 +395,15 @@ def test_a_failed_delivery_leaves_the_bill_final_and_unrecorded(db, session, peo
     with pytest.raises(DeliveryFailed) as raised:
         act(db, workflow.send, bill_id, people["fiona"], deliver=Outbox(failure))
     assert raised.value is failure
-    assert rows(db) == before
-    assert load(db, bill_id).status is BillStatus.FINAL
+    bills, actions = rows(db)
+    assert actions == before[1]
+    # The invoice it was sent with stays with the bill, for the retry: no number is skipped or given twice.
+    bill = load(db, bill_id)
+    assert bill.status is BillStatus.FINAL and bill.sending_started_at is None
+    assert bill.invoice_number == f"BP-{bill.issue_date.year}-000001"
+    outbox = Outbox()
+    act(db, workflow.send, bill_id, people["fiona"], deliver=outbox)
+    assert outbox.numbers == [bill.invoice_number]
 
 
 def test_send_is_for_final_bills(db, session, people):
@@ -709,7 +718,7 @@ def test_undo_of_a_named_action_refuses_once_that_action_is_gone(db, session, pe
     assert refusal.value.action is ActionType.UNDO
     with pytest.raises(NotFound):
         act(db, workflow.undo, bill_id, people["fiona"], action_id=sams.id + 1000)
-    with pytest.raises(InvalidTransition, match="Only approvals, rejections and edits can be undone"):
+    with pytest.raises(InvalidTransition, match="Only approvals, rejections, edits and usage corrections can be undone"):
         act(db, workflow.undo, bill_id, people["fiona"], action_id=load(db, bill_id).actions[0].id)
     assert rows(db) == before
     assert act(db, workflow.undo, bill_id, people["carol"], action_id=carols.id).status is BillStatus.DRAFT
@@ -821,7 +830,9 @@ def test_available_actions_follow_the_bill_through_its_life(db, session, people)
     act(db, workflow.approve, bill_id, people["sam"])
     assert now() == {"fiona": {S, U}, "fred": {S, U}, "carol": set(), "oscar": set(), "sam": {U}, "sid": set()}
     act(db, workflow.send, bill_id, people["fiona"], deliver=Outbox())
-    assert all(actions == set() for actions in now().values())
+    # A sent bill's invoice can only be emailed again or credited, by Finance.
+    both = {ActionType.RESEND, ActionType.CREDIT}
+    assert now() == {"fiona": both, "fred": both, "carol": set(), "oscar": set(), "sam": set(), "sid": set()}
     assert workflow.undo_target(load(db, bill_id)) is None
 
 

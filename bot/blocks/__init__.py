@@ -17,9 +17,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.formatting import actor_name
-from bot.text import (
-    clip,  # builders clip text to Block Kit's limits: `from bot.blocks import clip`
-)
+from bot.text import clip  # builders clip text to Block Kit's limits: `from bot.blocks import clip`
 from db.models import BillAction, User
 
 MAX_MESSAGE_BLOCKS = 50

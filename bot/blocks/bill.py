@@ -43,8 +43,11 @@ from bot.errors import AlreadyDone
 from bot.formatting import (
     ACTION_WORDS,
     STATUS_WORDS,
+    bill_amount,
     bill_period,
     calls,
+    credit_lines,
+    invoice_line,
     money,
     roles_label,
     timestamp,
@@ -112,8 +115,10 @@ def next_step(bill: Bill, state: Progress, team: Team | None = None) -> str:
     if bill.status is BillStatus.FINAL:
         return f"Ready to send — {_people(permissions.roles(Power.SEND), team)}"
     if bill.status is BillStatus.WRITEOFF:
-        return "Written off — nothing more to do unless the rejection is undone"
-    return "Sent to the customer — this bill is closed"
+        latest = latest_change(bill)
+        undone = ACTION_WORDS[latest.action].noun if latest is not None else "rejection"
+        return f"Written off — nothing more to do unless the {undone} is undone"
+    return "Sent to the customer — the invoice can be sent again or credited"
 
 
 def _latest(bill: Bill, kind: ActionType) -> BillAction | None:
@@ -157,6 +162,9 @@ def _approvals(bill: Bill, state: Progress, team: Team | None) -> str:
 
 def _outcome(bill: Bill) -> str | None:
     """How a bill that left DRAFT got where it is, for WRITEOFF and SENT."""
+    latest = latest_change(bill)
+    if bill.status is BillStatus.WRITEOFF and latest is not None and latest.action is ActionType.RECOMPUTE:
+        return f"*Written off* by {actor_mention(latest)} at {timestamp(latest.created_at)}: {escape(latest.comment or '')}"
     if bill.status is BillStatus.WRITEOFF:
         rejection = _latest(bill, ActionType.REJECT)
         if rejection is not None:
@@ -168,7 +176,11 @@ def _outcome(bill: Bill) -> str | None:
     if bill.status is BillStatus.SENT:
         sending = _latest(bill, ActionType.SEND)
         if sending is not None:
-            return f"*Sent* by {mention(sending.stakeholder)} at {timestamp(sending.created_at)}"
+            lines = [f"*Sent* by {mention(sending.stakeholder)} at {timestamp(sending.created_at)}"]
+            if bill.invoice_number:
+                lines.append(f"*Invoice* {escape(invoice_line(bill))}")
+            lines += [f"*Credit note* {escape(line)}" for line in credit_lines(bill)]
+            return clip("\n".join(lines), 3000)  # a section's text limit, however many credit notes
     return None
 
 
@@ -196,7 +208,7 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     elif bill.status is BillStatus.FINAL:
         confirm = _confirm(
             "Send this bill?",
-            f"Bill #{bill.id} for {money(bill.overage_amount)} will be emailed to {bill.customer.billing_email}."
+            f"Bill #{bill.id} for {bill_amount(bill)} will be emailed to {bill.customer.billing_email}."
             " A sent bill cannot be undone.",
             "Send",
         )
@@ -204,7 +216,14 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     target = undo_target(bill)
     if target is not None:
         buttons.append(_button(ACTION_WORDS[target.action].undo_label, ActionId.UNDO, undo_value(bill.id, target.id)))
+    if bill.invoice_number is not None:
+        buttons.append(pdf_button(bill))
     return buttons
+
+
+def pdf_button(bill: Bill) -> ButtonElement:
+    """Uploads the bill's invoice as a PDF to the direct messages of whoever clicks it."""
+    return _button("Invoice PDF", ActionId.PDF, bill_value(bill.id))
 
 
 def uncertain_send_buttons(bill: Bill) -> list[ButtonElement]:
@@ -216,7 +235,7 @@ def _send_again_button(bill: Bill) -> ButtonElement:
     confirm = _confirm(
         "Send this bill again?",
         f"An earlier email of bill #{bill.id} may already have reached the customer. Send it again only once you"
-        f" know they do not have it: {money(bill.overage_amount)} is emailed to {bill.customer.billing_email}"
+        f" know they do not have it: {bill_amount(bill)} is emailed to {bill.customer.billing_email}"
         " once more.",
         "Send again",
     )
@@ -257,8 +276,8 @@ def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple
         f"*Period*\n{period}",
         f"*API usage*\n{calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})",
         f"*Overage*\n{calls(bill.overage_units)} calls",
-        f"*Unit cost*\n{unit_cost(bill.overage_unit_cost)} per call",
-        f"*Amount*\n{money(bill.overage_amount)}",
+        f"*Unit cost*\n{unit_cost(bill.overage_unit_cost, bill.currency)} per call",
+        f"*Amount*\n{bill_amount(bill)}",
         f"*Status*\n{STATUS_WORDS[bill.status].emoji} {bill.status.value}",
     ]
     blocks: list[Block] = [
@@ -275,7 +294,7 @@ def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple
     if buttons:
         blocks.append(ActionsBlock(block_id=BlockId.BILL_ACTIONS.value, elements=buttons))
     text = (
-        f"Bill #{bill.id} · {escape(customer.name)} · {period}: {money(bill.overage_amount)} "
+        f"Bill #{bill.id} · {escape(customer.name)} · {period}: {bill_amount(bill)} "
         f"for {calls(bill.overage_units)} calls over the limit · {bill.status.value}. {upcoming}"
     )
     return text, message_blocks(blocks)
@@ -287,12 +306,26 @@ def bill_message(bill: Bill, state: Progress, team: Team | None = None) -> tuple
 def _headline(action: BillAction, bill: Bill) -> str:
     who = actor_mention(action)
     words = ACTION_WORDS[action.action]
+    if action.action is ActionType.CREDIT and action.credit_note is not None:
+        note = action.credit_note
+        return (
+            f"{words.emoji} {who} issued credit note {note.number} for {money(note.amount, note.currency)}"
+            f" against invoice {bill.invoice_number} (bill #{bill.id})"
+        )
+    if action.action in (ActionType.RECOMPUTE, ActionType.NOTE):
+        line = f"{words.emoji} {who[:1].upper() + who[1:]} {words.headline} bill #{bill.id}"
+        line += f": {escape(action.comment or '')}"
+        if action.action is ActionType.RECOMPUTE and action.amount_before != action.amount_after:
+            line += ". Approvals given before no longer count"
+        return line
     if action.action is ActionType.UNDO:
         undone = next((earlier for earlier in bill.actions if earlier.id == action.undone_action_id), None)
         what = f"{actor_mention(undone)}'s {ACTION_WORDS[undone.action].noun}" if undone else "an action"
+        if undone is not None and undone.action is ActionType.RECOMPUTE:
+            what = f"the {ACTION_WORDS[undone.action].noun} of {timestamp(undone.created_at)}"
         return f"{words.emoji} {who} {words.headline} {what} on bill #{bill.id}"
     line = f"{words.emoji} {who} {words.headline} bill #{bill.id}"
-    if action.action in (ActionType.APPROVE, ActionType.EDIT, ActionType.SEND) and action.comment:
+    if action.action in (ActionType.APPROVE, ActionType.EDIT, ActionType.SEND, ActionType.RESEND) and action.comment:
         line += f" ({escape(action.comment)})"
     if action.action is ActionType.REJECT:
         line += " and wrote it off"
@@ -311,6 +344,8 @@ def action_reply(
     upcoming = next_step(bill, state, team)
     blocks: list[Block] = [section(clip(headline, SECTION_TEXT_MAX))]
     reason = action.comment if action.action in (ActionType.REJECT, ActionType.UNDO) else None
+    if action.action is ActionType.CREDIT and action.credit_note is not None:
+        reason = action.credit_note.reason
     if reason:
         # Plain text shows the reason exactly as typed: no markup, no mentions.
         blocks.append(SectionBlock(text=PlainTextObject(text=f"Reason: {reason}", emoji=False)))
@@ -341,7 +376,7 @@ def reject_modal(bill: Bill) -> dict:
     """A modal asking why the bill is rejected; its private_metadata names the bill and the version shown."""
     summary = (
         f"*Bill #{bill.id}* · {escape(bill.customer.name)} · {bill_period(bill).label} · "
-        f"{money(bill.overage_amount)}\nRejecting writes the overage off. The reason is posted in the bill's thread."
+        f"{bill_amount(bill)}\nRejecting writes the overage off. The reason is posted in the bill's thread."
     )
     blocks = [
         section(summary),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
     DividerBlock,
     HeaderBlock,
@@ -28,15 +28,18 @@ from bot.blocks import (
     packed,
     section,
 )
-from bot.blocks.bill import sending_text
+from bot.blocks.bill import pdf_button, sending_text
 from bot.formatting import (
     action_line,
     approval_lines,
+    bill_amount,
     bill_period,
     calls,
-    money,
+    credit_lines,
+    invoice_line,
     unit_cost,
 )
+from bot.money import add_up, format_totals
 from bot.periods import Period
 from bot.workflow import history
 from db.models import Bill, BillStatus, User
@@ -123,16 +126,16 @@ def bill_list_line(bill: Bill) -> str:
     customer = escape(clip(bill.customer.name, CUSTOMER_NAME_WIDTH))
     return (
         f"`#{bill.id}`  {bill_period(bill)}  *{customer}*  {bill.status.value}"
-        f"  {calls(bill.overage_units)} calls over  *{money(bill.overage_amount)}*"
+        f"  {calls(bill.overage_units)} calls over  *{bill_amount(bill)}*"
     )
 
 
 def bill_list_summary(bills: Sequence[Bill]) -> str:
     """How many bills, their total, and how many there are of each status when they differ."""
-    total = sum((bill.overage_amount for bill in bills), start=Decimal("0.00"))
+    totals = add_up((bill.currency, bill.overage_amount) for bill in bills)
     noun = "bill" if len(bills) == 1 else "bills"
     counts = Counter(bill.status for bill in bills)
-    summary = f"{len(bills)} {noun}, total {money(total)}"
+    summary = f"{len(bills)} {noun}, total {format_totals(totals, none='0')}"
     if len(counts) > 1:
         summary += " (" + ", ".join(f"{counts[s]} {s.value}" for s in BillStatus if counts[s]) + ")"
     return summary
@@ -182,11 +185,12 @@ def bill_fields(bill: Bill) -> SectionBlock:
         ("Customer", escape(customer.name)),
         ("Period", bill_period(bill).label),
         ("Status", bill.status.value),
-        ("Amount", money(bill.overage_amount)),
+        ("Amount", bill_amount(bill)),
         ("API usage", f"{calls(bill.api_usage)} calls (limit {calls(bill.monthly_api_limit)})"),
-        ("Overage", f"{calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost)}"),
+        ("Overage", f"{calls(bill.overage_units)} calls × {unit_cost(bill.overage_unit_cost, bill.currency)}"),
         ("CSM", escape(customer.csm.name) if customer.csm else "—"),
         ("Billing email", escape(customer.billing_email)),
+        ("Invoice", escape(invoice_line(bill))),
     ]
     return fields(f"*{label}*\n{value}" for label, value in values)
 
@@ -208,6 +212,11 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
     warning = sending_text(bill)
     if warning:
         blocks.append(section(warning))
+    credits = credit_lines(bill)
+    if credits:
+        blocks.append(section(clip("*Credit notes*\n" + "\n".join(escape(line) for line in credits), SECTION_TEXT_MAX)))
+    if bill.invoice_number is not None:
+        blocks.append(ActionsBlock(elements=[pdf_button(bill)]))
     blocks += [DividerBlock(), section("*History*")]
     texts = history_texts(bill)
     room = MAX_MESSAGE_BLOCKS - len(blocks)

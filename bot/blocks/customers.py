@@ -20,7 +20,8 @@ from bot.blocks import (
     section,
 )
 from bot.customers import CustomerOverview, MonthUsage, UsageHistory
-from bot.formatting import bill_period, calls, money, unit_cost
+from bot.formatting import bill_amount, bill_period, calls, unit_cost
+from bot.money import add_totals, format_totals
 from bot.periods import Period
 from db.models import Customer
 
@@ -86,7 +87,8 @@ def customers_list(customers: Sequence[Customer]) -> list[Block]:
         ]
     lines = [
         f"*{escape(customer.name)}* — {calls(customer.monthly_api_limit)} calls a month, then "
-        f"{unit_cost(customer.overage_unit_cost)} per call · {customer_terms(customer)} · CSM {_csm(customer)} · "
+        f"{unit_cost(customer.overage_unit_cost, customer.currency)} per call · {customer_terms(customer)}"
+        f" · CSM {_csm(customer)} · "
         f"contract {contract(customer)}"
         for customer in customers
     ]
@@ -106,7 +108,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
         fields(
             [
                 f"*Monthly limit*\n{calls(customer.monthly_api_limit)} calls",
-                f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost)} per call",
+                f"*Overage unit cost*\n{unit_cost(customer.overage_unit_cost, customer.currency)} per call",
                 f"*Contract*\n{contract(customer)}",
                 f"*Approval*\n{customer_terms(customer)}",
                 f"*CSM*\n{_csm(customer)}",
@@ -126,7 +128,7 @@ def customer_view(overview: CustomerOverview) -> list[Block]:
         return blocks
     lines = [
         f"`#{bill.id}` {bill_period(bill).label} · {bill.status.value} · "
-        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost)} = *{money(bill.overage_amount)}*"
+        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost, bill.currency)} = *{bill_amount(bill)}*"
         for bill in overview.bills
     ]
     blocks.append(section(f"*Bills* ({overview.bill_count}), latest first\n" + "\n".join(lines)))
@@ -161,10 +163,10 @@ def usage_history(history: UsageHistory) -> list[Block]:
 
 
 def export_summary(period: Period, totals: Sequence[StatusTotal]) -> str:
-    """What `/bill export` says of the month's CSV: "October 2026: 3 bills, 1,500.00 in all (DRAFT 1, FINAL 2)"."""
+    """What `/bill export` says of the month's CSV: "October 2026: 3 bills, $1,500.00 in all (DRAFT 1, FINAL 2)"."""
     count = sum(total.count for total in totals)
     if not count:
         return f"There are no bills for {period.label}, so there is nothing to export."
-    amount = money(sum(total.total for total in totals))
+    amount = format_totals(add_totals(total.totals for total in totals))
     by_status = ", ".join(f"{total.status.value} {total.count}" for total in totals if total.count)
     return f"{period.label}: {count} {'bill' if count == 1 else 'bills'}, {amount} in all ({by_status})"

@@ -28,11 +28,12 @@ from bot.blocks.bill import sending_text, shown_value, uncertain_send_buttons
 from bot.formatting import (
     OUTBOX_WHAT,
     STATUS_WORDS,
+    bill_amount,
     bill_period,
     calls,
-    money,
     unit_cost,
 )
+from bot.money import add_totals, format_totals
 from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, User
 
@@ -52,7 +53,7 @@ def bill_summary(bill: Bill) -> str:
     return (
         f"*Bill #{bill.id} · {escape(bill.customer.name)}* — {bill_period(bill).label}\n"
         f"{calls(bill.api_usage)} calls, limit {calls(bill.monthly_api_limit)}: "
-        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost)} = *{money(bill.overage_amount)}*"
+        f"{calls(bill.overage_units)} over × {unit_cost(bill.overage_unit_cost, bill.currency)} = *{bill_amount(bill)}*"
     )
 
 
@@ -115,15 +116,15 @@ def finance_home(home: FinanceHome) -> list[Block]:
         )
     else:
         count = sum(total.count for total in home.totals)
-        amount = sum(total.total for total in home.totals)
+        amount = format_totals(add_totals(total.totals for total in home.totals), none="nothing")
         blocks += [
             HeaderBlock(text=f"Bills for {home.period.label}"),
             fields(
                 f"*{total.status.value}* — {STATUS_WORDS[total.status].meaning}\n"
-                f"{_bills(total.count)} · {money(total.total)}"
+                f"{_bills(total.count)}" + (f" · {format_totals(total.totals)}" if total.count else "")
                 for total in home.totals
             ),
-            context(f"{_bills(count)} in all, {money(amount)} · `/bill list {home.period}` lists them."),
+            context(f"{_bills(count)} in all, {amount} · `/bill list {home.period}` lists them."),
         ]
     if home.sending:
         blocks += [DividerBlock(), HeaderBlock(text="Sending not confirmed")]
@@ -153,7 +154,7 @@ def finance_home(home: FinanceHome) -> list[Block]:
                 style="primary",
                 confirm=ConfirmObject(
                     title=f"Send bill #{bill.id}?",
-                    text=f"{money(bill.overage_amount)} is emailed to"
+                    text=f"{bill_amount(bill)} is emailed to"
                     f" {escape(clip(bill.customer.billing_email, 180))}. A sent bill cannot be undone.",
                     confirm="Send",
                     deny="Cancel",

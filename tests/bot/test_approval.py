@@ -110,6 +110,6 @@ def test_each_step_says_why_the_bill_needs_it():
     assert [step.label for step in state.steps] == [
         "carol (the customer's CSM)",
         "Sales (after the customer's CSM)",
-        "Finance (amount ≥ 10,000.00)",
-        "2 people from Sales (amount ≥ 50,000.00)",
+        "Finance (amount ≥ $10,000.00)",
+        "2 people from Sales (amount ≥ $50,000.00)",
     ]

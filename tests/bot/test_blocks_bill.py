@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,7 @@ from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, un
 from bot.formatting import timestamp
 from bot import approval
 from bot.workflow import SEND_IN_PROGRESS_FOR
-from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
+from db.models import ActionOrigin, ActionType, Bill, BillAction, BillStatus, CreditNote, Customer, Role, User
 
 AT = datetime(2026, 11, 3, 10, 32, tzinfo=timezone.utc)
 
@@ -118,7 +118,7 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
     assert blocks[0] == {
         "type": "header", "text": {"type": "plain_text", "text": "Bill #12 · Acme · October 2026", "emoji": True}
     }
-    figures = ("Acme", "October 2026", "12,000 calls (limit 10,000)", "2,000 calls", "0.01 per call", "20.00", "DRAFT")
+    figures = ("Acme", "October 2026", "12,000 calls (limit 10,000)", "2,000 calls", "$0.01 per call", "$20.00", "DRAFT")
     for figure in figures:
         assert figure in body
     assert "One approval" in body
@@ -128,7 +128,7 @@ def test_a_new_one_step_bill_shows_its_figures_and_asks_everyone_who_may_approve
         (ActionId.REJECT.value, "Reject", bill_value(12, 1)),
     ]
     assert next(block for block in blocks if block["type"] == "actions")["block_id"] == BlockId.BILL_ACTIONS.value
-    assert text.startswith("Bill #12 · Acme · October 2026: 20.00")
+    assert text.startswith("Bill #12 · Acme · October 2026: $20.00")
     assert "<@USAM>" in text
 
 
@@ -228,7 +228,7 @@ def test_a_sent_bill_has_no_buttons():
     assert buttons(blocks) == []
     assert not any(block["type"] == "actions" for block in blocks)
     assert "*Sent* by <@UFIONA>" in shown(blocks)
-    assert "closed" in text
+    assert "the invoice can be sent again or credited" in text
 
 
 def test_an_edit_can_be_undone_and_asks_for_approval_again():
@@ -382,3 +382,63 @@ def test_every_state_renders_valid_blocks_without_a_team(status):
         act(bill, OSCAR, ActionType.REJECT if status is BillStatus.WRITEOFF else ActionType.APPROVE, status)
     message(bill, team=None)
     reply(bill.actions[-1], bill, team=None)
+
+
+# --- invoices, credit notes and usage corrections ----------------------------------------------------
+
+
+def sent_with_invoice() -> Bill:
+    bill = make_bill()
+    act(bill, SAM, ActionType.APPROVE, BillStatus.FINAL)
+    act(bill, FIONA, ActionType.SEND, BillStatus.SENT, "invoice BP-2026-000012 emailed to billing@acme.example")
+    bill.invoice_number, bill.issue_date, bill.due_date = "BP-2026-000012", date(2026, 11, 3), date(2026, 12, 3)
+    return bill
+
+
+def test_a_sent_bill_shows_its_invoice_its_credit_notes_and_offers_the_pdf():
+    bill = sent_with_invoice()
+    bill.credit_notes.append(CreditNote(
+        id=1, number="CN-2026-000001", issue_date=date(2026, 11, 9), amount=Decimal("7.50"), currency="USD",
+        reason="Outage on the 14th", emailed_at=AT,
+    ))
+
+    text, blocks = message(bill)
+
+    shown = "\n".join(str(block) for block in blocks)
+    assert "*Invoice* BP-2026-000012, issued November 3, 2026, due December 3, 2026" in shown
+    assert "*Credit note* CN-2026-000001 of November 9, 2026: $7.50 (Outage on the 14th)" in shown
+    assert buttons(blocks) == [(ActionId.PDF.value, "Invoice PDF", bill_value(12))]
+
+
+def test_hundreds_of_credit_notes_keep_the_message_within_slacks_limits():
+    bill = sent_with_invoice()
+    for number in range(1, 301):
+        bill.credit_notes.append(CreditNote(
+            id=number, number=f"CN-2026-{number:06d}", issue_date=date(2026, 11, 9), amount=Decimal("0.01"),
+            currency="USD", reason="x" * 200,
+        ))
+    message(bill)  # validated against Slack's block limits
+
+
+def test_a_recompute_says_what_changed_and_that_approvals_start_over():
+    bill = make_bill()
+    act(bill, SAM, ActionType.APPROVE, BillStatus.FINAL)
+    recompute = BillAction(
+        id=next(_ids), stakeholder=None, origin=ActionOrigin.IMPORT, action=ActionType.RECOMPUTE,
+        status_before=BillStatus.FINAL,
+        status_after=BillStatus.DRAFT, usage_before=12_000, usage_after=13_000, amount_before=Decimal("20.00"),
+        amount_after=Decimal("30.00"), created_at=AT,
+        comment="usage import of late.csv: usage 12,000 → 13,000 calls, amount $20.00 → $30.00; approvals start over",
+    )
+    bill.actions.append(recompute)
+    bill.status = BillStatus.DRAFT
+
+    text, _ = reply(recompute, bill)
+
+    assert text.startswith(
+        ":arrows_counterclockwise: A usage import recomputed bill #12: usage import of late.csv: usage 12,000 →"
+        " 13,000 calls, amount $20.00 → $30.00; approvals start over. Approvals given before no longer count."
+        " Status: FINAL → DRAFT."
+    )
+    _, blocks = message(bill)
+    assert (ActionId.UNDO.value, "Undo usage correction", undo_value(12, recompute.id)) in buttons(blocks)

@@ -120,8 +120,8 @@ def test_list_shows_each_bill_newest_month_first_with_a_summary():
     assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "Bills: all months"}}
     text = texts(blocks)
     assert text.index("`#2`") < text.index("`#1`")
-    assert "`#2`  2026-10  *Acme*  DRAFT  500 calls over  *5.00*" in text
-    assert "2 bills, total 10.00 (1 DRAFT, 1 SENT)" in text
+    assert "`#2`  2026-10  *Acme*  DRAFT  500 calls over  *$5.00*" in text
+    assert "2 bills, total $10.00 (1 DRAFT, 1 SENT)" in text
 
 
 def test_list_title_names_the_filters_and_an_empty_list_says_so():
@@ -139,7 +139,7 @@ def test_a_long_list_is_cut_with_a_hint_to_narrow_it():
     assert "…and 150 more, narrow with a month or status" in text
     assert "`#100`" in text and "`#101`" not in text
     assert "A &amp; B &lt;Holdings&gt;" in text and "<Holdings>" not in text
-    assert "250 bills, total 1,250.00" in text
+    assert "250 bills, total $1,250.00" in text
 
 
 # --- one bill ----------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_details_show_the_figures_and_every_action_in_order():
     within_limits(blocks)
     text = texts(blocks)
     assert blocks[0]["text"]["text"] == "Bill #7: Acme, October 2026"
-    for expected in ("*Status*\nDRAFT", "*Amount*\n5.00", "1,500 calls (limit 1,000)", "500 calls × 0.01",
+    for expected in ("*Status*\nDRAFT", "*Amount*\n$5.00", "1,500 calls (limit 1,000)", "500 calls × $0.01",
                      "*CSM*\nCarol", "billing@acme.example"):
         assert expected in text
     assert "*Approvals*" in text

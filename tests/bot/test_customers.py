@@ -149,7 +149,7 @@ def test_customer_view_blocks_show_terms_marked_months_and_bills(session, db, ac
 
     assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "Acme Corp", "emoji": True}}
     assert "*Monthly limit*\n1,000 calls" in text
-    assert "*Overage unit cost*\n0.000125 per call" in text
+    assert "*Overage unit cost*\n$0.000125 per call" in text
     assert "*Contract*\n2024-03-15 → 2027-03-14" in text
     assert "*Approval*\nthe CSM (carol), then Sales" in text
     assert "*CSM*\n<@UCAROL>" in text
@@ -158,7 +158,7 @@ def test_customer_view_blocks_show_terms_marked_months_and_bills(session, db, ac
     assert "2026-03      1,000  1,000\n" in text
     assert "2026-04          —  1,000  no usage recorded" in text
     assert "Over the limit in 6 of 12 months" in text
-    assert "October 2026 · DRAFT · 100 over × 0.000125 = *0.01*" in text
+    assert "October 2026 · DRAFT · 100 over × $0.000125 = *$0.01*" in text
 
 
 def test_customers_list_fits_one_message_however_many_customers(session, db):
@@ -200,20 +200,20 @@ def test_markup_characters_are_escaped_and_quotes_are_left_as_typed(session, db)
 
 def test_export_summary_counts_the_months_bills_by_status_with_their_total():
     totals = [
-        StatusTotal(BillStatus.DRAFT, 1, Decimal("0.01")),
-        StatusTotal(BillStatus.FINAL, 2, Decimal("1500.00")),
-        StatusTotal(BillStatus.WRITEOFF, 0, Decimal("0.00")),
-        StatusTotal(BillStatus.SENT, 0, Decimal("0.00")),
+        StatusTotal(BillStatus.DRAFT, 1, {"USD": Decimal("0.01")}),
+        StatusTotal(BillStatus.FINAL, 2, {"USD": Decimal("1500.00"), "JPY": Decimal("200")}),
+        StatusTotal(BillStatus.WRITEOFF, 0, {}),
+        StatusTotal(BillStatus.SENT, 0, {}),
     ]
-    assert customer_blocks.export_summary(Period(2026, 10), totals) == (
-        "October 2026: 3 bills, 1,500.01 in all (DRAFT 1, FINAL 2)"
-    )
-    one = [StatusTotal(BillStatus.SENT, 1, Decimal("12.50"))]
-    assert customer_blocks.export_summary(Period(2026, 10), one) == "October 2026: 1 bill, 12.50 in all (SENT 1)"
+    summary = customer_blocks.export_summary(Period(2026, 10), totals)
+    assert summary.startswith("October 2026: 3 bills, ") and summary.endswith(" in all (DRAFT 1, FINAL 2)")
+    assert "$1,500.01" in summary and "¥200" in summary  # per currency, never added across them
+    one = [StatusTotal(BillStatus.SENT, 1, {"USD": Decimal("12.50")})]
+    assert customer_blocks.export_summary(Period(2026, 10), one) == "October 2026: 1 bill, $12.50 in all (SENT 1)"
 
 
 def test_export_summary_of_a_month_without_bills_says_there_is_nothing_to_export():
-    empty = [StatusTotal(status, 0, Decimal("0.00")) for status in BillStatus]
+    empty = [StatusTotal(status, 0, {}) for status in BillStatus]
     assert customer_blocks.export_summary(Period(2026, 10), empty) == (
         "There are no bills for October 2026, so there is nothing to export."
     )

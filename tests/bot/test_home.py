@@ -91,11 +91,11 @@ def test_finance_sees_the_latest_month_by_status_and_the_bills_to_send(db, peopl
     text = texts(view)
 
     assert "Bills for October 2026" in text
-    assert "*DRAFT* — waiting for approval\n3 bills · 35.00" in text
-    assert "*FINAL* — approved, to be sent\n1 bill · 2.00" in text
-    assert "*WRITEOFF* — rejected, written off\n1 bill · 1.00" in text
-    assert "*SENT* — sent to the customer\n0 bills · 0.00" in text
-    assert "5 bills in all, 38.00" in text
+    assert "*DRAFT* — waiting for approval\n3 bills · $35.00" in text
+    assert "*FINAL* — approved, to be sent\n1 bill · $2.00" in text
+    assert "*WRITEOFF* — rejected, written off\n1 bill · $1.00" in text
+    assert "*SENT* — sent to the customer\n0 bills" in text
+    assert "5 bills in all, $38.00" in text
     assert buttons(view) == [(ActionId.SEND.value, shown_value(db, bills["Delta"]))]
     assert f"Bill #{bills['Delta']} · Delta" in text
     assert "Approved by <@USAM> · to billing@delta.example" in text
@@ -109,7 +109,7 @@ def test_finance_no_longer_sees_a_sent_bill(db, people, bills):
 
     assert buttons(view) == []
     assert "No approved bills are waiting to be sent." in texts(view)
-    assert "*SENT* — sent to the customer\n1 bill · 2.00" in texts(view)
+    assert "*SENT* — sent to the customer\n1 bill · $2.00" in texts(view)
 
 
 def test_finance_sees_a_bill_whose_send_is_not_confirmed_apart_with_send_again_and_mark_as_sent(db, people, bills):
@@ -210,7 +210,7 @@ def test_long_lists_are_capped_within_the_view_limit_and_say_how_many_more(sessi
     assert len(buttons(finance)) == MAX_LISTED_BILLS
     assert buttons(finance)[0] == (ActionId.SEND.value, shown_value(db, ids[0]))
     assert "…and 5 more. `/bill list FINAL` lists them all." in texts(finance)
-    assert "*FINAL* — approved, to be sent\n35 bills · 350.00" in texts(finance)
+    assert "*FINAL* — approved, to be sent\n35 bills · $350.00" in texts(finance)
 
 
 def test_finance_lists_with_many_uncertain_sends_and_bills_to_send_stay_within_the_view_limit(session, db, people):

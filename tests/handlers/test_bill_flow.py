@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from bot import workflow
 from bot.billing import generate_month
 from bot.periods import Period
+from bot.invoices import Invoicing
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
 from bot.formatting import timestamp
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User, utcnow
@@ -197,8 +198,8 @@ def test_each_new_bill_is_posted_once_with_its_figures_buttons_and_approvers(bil
 
     acme, beta = bills.bill_posts()
     assert acme["channel"] == beta["channel"] == CHANNEL_ID
-    assert f"Bill #{ids['Acme']} · Acme · October 2026: 20.00" in acme["text"]
-    for figure in ("3,000 calls (limit 1,000)", "2,000 calls", "0.01 per call", "20.00", "DRAFT"):
+    assert f"Bill #{ids['Acme']} · Acme · October 2026: $20.00" in acme["text"]
+    for figure in ("3,000 calls (limit 1,000)", "2,000 calls", "$0.01 per call", "$20.00", "DRAFT"):
         assert figure in texts(acme)
     assert f"waiting for <@{CSM}>, <@{OTHER_CS}>, <@{SALES}> (Customer Success or Sales)" in texts(acme)
     assert f"waiting for <@{CSM}> (Customer Success)" in texts(beta)
@@ -293,7 +294,7 @@ def test_an_edit_asks_for_every_approval_again(bills, csm_then_sales):
     assert bills.slack.command(FINANCE, f"edit {csm_then_sales} 0.02").status == 200  # as Finance types it
 
     _, edited = bills.wait_thread(csm_then_sales, 2)
-    change = "unit cost 0.010000 → 0.020000, amount 20.00 → 40.00"
+    change = "unit cost 0.010000 → 0.020000, amount $20.00 → $40.00"
     assert f"<@{FINANCE}> edited bill #{csm_then_sales} ({change})" in texts(edited)
     assert f"Waiting for <@{CSM}> (Customer Success) to approve — step 1 of 2" in texts(edited)
     message = bills.message(csm_then_sales)
@@ -450,15 +451,17 @@ def test_finance_sends_a_final_bill_and_its_buttons_are_gone(bills, one_step):
     bills.click(FINANCE, ActionId.SEND, one_step)
 
     _, sent = bills.wait_thread(one_step, 2)
-    assert f"<@{FINANCE}> sent bill #{one_step} (emailed to billing@acme.example via bill-" in texts(sent)
+    number = bills.bill(one_step).invoice_number
+    assert f"<@{FINANCE}> sent bill #{one_step} (invoice {number} emailed to billing@acme.example via bill-" in texts(sent)
     assert "FINAL → SENT" in texts(sent)
     assert bills.bill(one_step).status is BillStatus.SENT
     [eml] = list(bills.slack.settings.mail_dir.glob("*.eml"))
     email = message_from_bytes(eml.read_bytes(), policy=policy.default)
-    assert email["To"] == "billing@acme.example" and f"#{one_step}" in email["Subject"]
+    assert email["To"] == "billing@acme.example" and f"Invoice {number} " in email["Subject"]
     wait_until(lambda: bills.bill_updates(), 2, "the message updated twice")
     message = bills.message(one_step)
-    assert button_values(message) == {} and "SENT" in texts(message)
+    assert button_values(message) == {"Invoice PDF": (ActionId.PDF.value, f"bill:{one_step}")}
+    assert "SENT" in texts(message)
 
 
 def test_sales_clicking_send_is_refused(bills, one_step):
@@ -477,6 +480,7 @@ def interrupt_send(bills: Bills, bill_id: int, *, minutes_ago: float) -> None:
     """Leave the bill as a send that started `minutes_ago` and never finished leaves it (the process died)."""
     with bills.slack.db() as session, session.begin():
         bill = session.get(Bill, bill_id)
+        Invoicing().issue_invoice(session, bill)  # as the send did when it started
         bill.sending_started_at = utcnow() - timedelta(minutes=minutes_ago)
         bill.sending_by_id = bills.fiona.id
 
@@ -495,7 +499,7 @@ def test_an_interrupted_send_is_refused_shown_as_uncertain_and_sent_again_only_o
     assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
     message = bills.message(one_step)  # refreshed by the refusal: the warning, Send again and Mark as sent
     assert f"Sending of bill #{one_step} is uncertain" in texts(message)
-    assert set(button_values(message)) == {"Send again", "Mark as sent"}
+    assert set(button_values(message)) == {"Send again", "Mark as sent", "Invoice PDF"}  # the invoice it went out with
     [button] = [element for block in message["blocks"] if block["type"] == "actions" for element in block["elements"]
                 if element["text"]["text"] == "Send again"]
     assert button["confirm"]["title"]["text"] == "Send this bill again?"
@@ -511,7 +515,8 @@ def test_an_interrupted_send_is_refused_shown_as_uncertain_and_sent_again_only_o
     )
     bills.settle()
     message = bills.message(one_step)
-    assert button_values(message) == {} and "uncertain" not in texts(message)
+    assert button_values(message) == {"Invoice PDF": (ActionId.PDF.value, f"bill:{one_step}")}
+    assert "uncertain" not in texts(message)
 
 
 def test_mark_as_sent_records_an_interrupted_send_as_delivered_without_emailing_it(bills, one_step):
@@ -540,7 +545,8 @@ def test_mark_as_sent_records_an_interrupted_send_as_delivered_without_emailing_
     bills.settle()
     assert list(bills.slack.settings.mail_dir.glob("*.eml")) == []
     message = bills.message(one_step)
-    assert button_values(message) == {} and "uncertain" not in texts(message)
+    assert button_values(message) == {"Invoice PDF": (ActionId.PDF.value, f"bill:{one_step}")}
+    assert "uncertain" not in texts(message)
     assert f"*Sent* by <@{FINANCE}> at " in texts(message)
     assert bills.slack.responses(FINANCE)[1:] == []  # nothing to tell: the thread says it
 

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -199,7 +200,7 @@ def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(s
 
     answer = slack.ask(FINANCE, "generate")
     assert answer["response_type"] == "ephemeral"  # the bills themselves are what the channel sees
-    assert f"{PERIOD.label}: 3 bills created, total 15.00" in texts(answer)
+    assert f"{PERIOD.label}: 3 bills created, total $15.00" in texts(answer)
 
     assert f"The bills are being posted to <#{CHANNEL_ID}>" in texts(answer)
 
@@ -207,7 +208,7 @@ def test_generate_as_finance_tells_the_caller_the_summary_and_posts_every_bill(s
     assert [post["channel"] for post in bill_posts(slack)] == [CHANNEL_ID] * 3
     assert all(bill.status is BillStatus.DRAFT for bill in bills(slack))
     summary = summary_message(slack)["text"]  # the channel sees the month's summary, then the bills
-    assert f"{PERIOD.label}: 3 bills created, total 15.00" in summary and "All 3 bills are posted" in summary
+    assert f"{PERIOD.label}: 3 bills created, total $15.00" in summary and "All 3 bills are posted" in summary
     assert all(reply["response_type"] == "ephemeral" for reply in slack.responses(FINANCE))
 
     again = slack.ask(FINANCE, f"generate {PERIOD}")
@@ -314,7 +315,7 @@ def test_list_filters_by_status_and_month_in_either_order(slack):
 
     everything = texts(slack.ask(SALES, "list"))
     assert all(f"`#{number}`" in everything for number in (acme_october, globex_october, acme_latest))
-    assert "3 bills, total 35.00 (2 DRAFT, 1 FINAL)" in everything
+    assert "3 bills, total $35.00 (2 DRAFT, 1 FINAL)" in everything
 
     for text in ("list draft 2025-10", "list 2025-10 DRAFT"):
         answer = slack.ask(SALES, text)
@@ -349,7 +350,7 @@ def test_show_gives_the_details_and_the_whole_history(slack):
     text = texts(answer)
     assert answer["response_type"] == "ephemeral"
     assert f"Bill #{bill_id}: Globex, October 2025" in text
-    assert "*Status*\nWRITEOFF" in text and "*Amount*\n20.00" in text
+    assert "*Status*\nWRITEOFF" in text and "*Amount*\n$20.00" in text
     history = text[text.index("*History*"):]
     assert history.index("DRAFT") < history.index("REJECT") < history.index("customer churned")
     assert "fiona" in history and "sam" in history
@@ -364,10 +365,10 @@ def test_edit_from_the_command_changes_the_bill_and_tells_its_thread(slack):
     bill = generated(slack)[0]
 
     answer = texts(slack.ask(FINANCE, f"edit {bill.id} 0.02"))
-    assert f"Bill #{bill.id}" in answer and "unit cost now 0.02, amount 10.00" in answer
+    assert f"Bill #{bill.id}" in answer and "unit cost now $0.02, amount $10.00" in answer
 
     edited = bills(slack)[0]
-    assert (edited.status, str(edited.overage_amount)) == (BillStatus.DRAFT, "10.00")
+    assert (edited.status, edited.overage_amount) == (BillStatus.DRAFT, Decimal("10.00"))
     slack.settle()
     update = [call for call in slack.fake.calls("chat.update") if call["ts"] == bill.slack_ts][-1]
     assert update["channel"] == bill.slack_channel

@@ -76,7 +76,7 @@ def test_customer_shows_terms_usage_and_bills_then_sends_the_chart_to_the_caller
     assert "Over the limit in 6 of 12 months" in text
     with slack.db() as session:
         bill_id = session.scalar(select(Bill.id))
-    assert f"*Bills* (1), latest first\n`#{bill_id}` {LAST_MONTH.label} · DRAFT · 500 over × 0.01 = *5.00*" in text
+    assert f"*Bills* (1), latest first\n`#{bill_id}` {LAST_MONTH.label} · DRAFT · 500 over × $0.01 = *$5.00*" in text
 
     requested = slack.fake.last("files.getUploadURLExternal")
     assert requested["filename"].endswith(".png")
@@ -114,7 +114,7 @@ def test_customers_lists_every_customer(slack, acme):
     answer = slack.ask(SALES, "customers")
 
     assert answer["blocks"][0]["text"]["text"] == "Customers (2)"
-    assert "*Acme Corp* — 1,000 calls a month, then 0.01 per call" in texts(answer)
+    assert "*Acme Corp* — 1,000 calls a month, then $0.01 per call" in texts(answer)
     assert "*Beta* — 1,000 calls a month" in texts(answer)
 
 
@@ -157,10 +157,10 @@ def test_export_uploads_the_months_csv_to_the_callers_direct_messages(slack, acm
     assert [(row["customer"], row["period"]) for row in rows] == [("Acme Corp", str(LAST_MONTH))]
     assert (rows[0]["overage_units"], rows[0]["overage_amount"], rows[0]["status"]) == ("500", "5.00", "DRAFT")
     assert answer["text"] == (
-        f"{LAST_MONTH.label}: 1 bill, 5.00 in all (DRAFT 1)."
+        f"{LAST_MONTH.label}: 1 bill, $5.00 in all (DRAFT 1)."
         f" I sent you `bills-{LAST_MONTH}.csv` in our direct messages."
     )
-    assert completed[0]["initial_comment"] == f"{LAST_MONTH.label}: 1 bill, 5.00 in all (DRAFT 1)"
+    assert completed[0]["initial_comment"] == f"{LAST_MONTH.label}: 1 bill, $5.00 in all (DRAFT 1)"
 
 
 def test_export_defaults_to_last_month(slack, acme):

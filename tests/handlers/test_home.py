@@ -90,8 +90,8 @@ def test_finance_sees_the_month_by_status_and_send_buttons(slack, bills):
 
     assert view["type"] == "home"
     assert "Bills for October 2026" in texts(view)
-    assert "*DRAFT* — waiting for approval\n2 bills · 10.00" in texts(view)
-    assert "*FINAL* — approved, to be sent\n1 bill · 5.00" in texts(view)
+    assert "*DRAFT* — waiting for approval\n2 bills · $10.00" in texts(view)
+    assert "*FINAL* — approved, to be sent\n1 bill · $5.00" in texts(view)
     assert buttons(view) == [("Send", ActionId.SEND.value, shown_value(slack, bills["Delta"]))]
 
 
@@ -200,7 +200,7 @@ def test_finance_marks_an_uncertain_send_as_sent_from_home_without_an_email(slac
     slack.settle()
     home = slack.fake.home_view(FINANCE)
     assert buttons(home) == [] and "Sending not confirmed" not in texts(home)
-    assert "*SENT* — sent to the customer\n1 bill · 5.00" in texts(home)
+    assert "*SENT* — sent to the customer\n1 bill · $5.00" in texts(home)
     with slack.db() as session:
         bill = get_bill(session=session, bill_id=bills["Delta"])
         assert bill.status is BillStatus.SENT and bill.sending_started_at is None

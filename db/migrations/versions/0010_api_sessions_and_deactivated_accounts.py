@@ -1,19 +1,19 @@
 """API sessions and login attempts, deactivated accounts, and who took an action no account took
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
-ORIGIN_CHECK = "origin IN ('scheduler', 'operator', 'policy')"
+ORIGIN_CHECK = "origin IN ('scheduler', 'operator', 'policy', 'import')"
 
 
 def upgrade() -> None:
