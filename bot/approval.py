@@ -20,7 +20,7 @@ named none, anyone of their role) may take the step for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -478,8 +478,10 @@ def _usual_steps(bill: Bill, csm_then_sales: bool) -> list[Step]:
     ]
 
 
-def _person(bill: Bill, name: str) -> User | None:
-    """The account a threshold names, looked up once per session (a Home or an export reads many bills)."""
+def _person(bill: Bill, name: str, people: Mapping[str, User] | None) -> User | None:
+    """The account a threshold names: from `people` when given, else looked up once per session."""
+    if people is not None:
+        return people.get(name)
     session = object_session(bill)
     if session is None:
         raise RuntimeError("a bill's approval progress is read while its session is open")
@@ -489,7 +491,7 @@ def _person(bill: Bill, name: str) -> User | None:
     return people[name]
 
 
-def _threshold_steps(bill: Bill, policy: Policy) -> list[Step]:
+def _threshold_steps(bill: Bill, policy: Policy, people: Mapping[str, User] | None) -> list[Step]:
     steps = []
     for rule in policy.thresholds:
         if bill.overage_amount < rule.at_least:
@@ -498,7 +500,7 @@ def _threshold_steps(bill: Bill, policy: Policy) -> list[Step]:
         if rule.person is None:
             steps.append(Step(0, frozenset({rule.role}), None, reason, rule.approvers))
             continue
-        person = _person(bill, rule.person)
+        person = _person(bill, rule.person, people)
         if person is None:
             steps.append(Step(0, frozenset(), None, reason, 1, missing=rule.person))
         else:
@@ -523,8 +525,11 @@ def _fill(steps: list[Step], approvals: Iterable[BillAction], status: BillStatus
     return given
 
 
-def progress(bill: Bill, on: date | None = None) -> Progress:
-    """Where the bill's approval stands on the day `on` (default: today), from its actions and its policy."""
+def progress(bill: Bill, on: date | None = None, *, people: Mapping[str, User] | None = None) -> Progress:
+    """Where the bill's approval stands on the day `on` (default: today), from its actions and its policy.
+
+    The people a policy names are looked up in the bill's session, or in `people` (accounts by name).
+    """
     effective = effective_actions(bill)
     start = max((index + 1 for index, action in enumerate(effective) if sets_amount(action)), default=0)
     basis = effective[start - 1] if start else None  # the DRAFT or EDIT whose rules the bill follows
@@ -535,7 +540,7 @@ def progress(bill: Bill, on: date | None = None) -> Progress:
     counted = [action for action in effective[start:] if action.action is ActionType.APPROVE]
     auto = next((approval for approval in counted if _actor_id(approval) is None), None)
     by_people = [approval for approval in counted if _actor_id(approval) is not None]
-    rules = _usual_steps(bill, csm_then_sales) + _threshold_steps(bill, policy)
+    rules = _usual_steps(bill, csm_then_sales) + _threshold_steps(bill, policy, people)
     given = _fill(rules, by_people, bill.status)
     edits = [action for action in effective if action.action is ActionType.EDIT]
     editor = edits[-1].stakeholder if edits else None

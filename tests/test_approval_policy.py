@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot import absences, approval, workflow
 from bot.approval import Policy, PolicyError, parse_policy
@@ -244,9 +244,14 @@ def test_an_absence_that_makes_no_sense_is_refused(session, db, people, until, d
 
 
 def test_home_queues_reminders_and_the_workflow_agree_on_who_may_act(session, db, people):
-    """For every bill of a generated month, under thresholds and an absence, the three answers agree."""
+    """For every bill of a generated month, under every kind of rule, edits and an absence, the three agree."""
     approval.use(parse_policy({
-        "thresholds": [{"at_least": "10000.00", "by": "finance"}, {"at_least": "50000.00", "by": "sales", "approvers": 2}]
+        "auto_approve_below": "10.00",
+        "thresholds": [
+            {"at_least": "10000.00", "by": "finance"},
+            {"at_least": "50000.00", "by": "sales", "approvers": 2},
+            {"at_least": "50000.00", "by": "name:fred"},
+        ],
     }))
     months = {(PERIOD.year, PERIOD.month): 0}
     for index, (amount, csm_then_sales, csm) in enumerate(
@@ -267,8 +272,15 @@ def test_home_queues_reminders_and_the_workflow_agree_on_who_may_act(session, db
                 break
             except (NotApprover, WaitingForOther, NotAllowed, AlreadyDone):
                 continue
+    for bill_id in ids[1::4]:  # some edited by Finance: the editor may not approve them
+        with db() as s:
+            drafted = s.get(Bill, bill_id).status is BillStatus.DRAFT
+        if drafted:
+            with db() as s:
+                workflow.edit(session=s, bill_id=bill_id, actor=people["fiona"], unit_cost="0.02")
     away(db, people, "carol", approval.today() + timedelta(days=3), delegate="sid")
-    long_ago = datetime.now().astimezone() + timedelta(days=30)  # everything has waited long enough
+    away(db, people, "fred", approval.today() + timedelta(days=3))
+    later = datetime.now().astimezone() + timedelta(days=30)  # by then everything has waited long enough
     for person in people.values():
         with db() as s:
             user = s.get(User, person.id)
@@ -277,8 +289,11 @@ def test_home_queues_reminders_and_the_workflow_agree_on_who_may_act(session, db
                 if ActionType.APPROVE in workflow.available_actions(bill, user)
             ]
             assert waiting_for(session=s, user=user) == expected, person.name
-            due = reminders_due(session=s, user=user, now=long_ago, after_days=1)
+            due = reminders_due(session=s, user=user, now=later, after_days=1)
             assert ([listed.bill.id for listed in due.waiting] if due else []) == expected, person.name
+    with db() as s:  # the rules were exercised: some bills wait for Finance, some were approved by the policy
+        assert any(waiting_for(session=s, user=s.get(User, people[name].id)) for name in ("fiona", "fred"))
+        assert s.scalar(select(func.count()).select_from(Bill).where(Bill.status == BillStatus.FINAL)) > 0
 
 
 @pytest.mark.parametrize(
