@@ -76,11 +76,17 @@ def _title(bill: Bill) -> str:
     return head + clip(bill.customer.name, HEADER_MAX - len(head) - len(tail)) + tail
 
 
-def _people(roles: frozenset[Role], team: Team | None) -> str:
-    """The linked people holding `roles` as @-mentions with the role, or the role alone."""
+def _people(roles: frozenset[Role], team: Team | None, but: User | None = None) -> str:
+    """The linked people holding `roles` (but `but`) as @-mentions with the role, or the role alone."""
     label = roles_label(roles)
     people = sorted(
-        (user for role in Role if role in roles for user in (team or {}).get(role, ()) if user.slack_user_id),
+        (
+            user
+            for role in Role
+            if role in roles
+            for user in (team or {}).get(role, ())
+            if user.slack_user_id and (but is None or user.id != but.id)
+        ),
         key=lambda user: user.name,
     )
     if not people or len(people) > MAX_MENTIONS:
@@ -95,7 +101,11 @@ def step_people(step: Step, state: Progress, team: Team | None = None) -> str:
         covering = step.stand_in(state.today)
         if covering is None:
             return named
-        stand_in = mention(covering.delegate) if covering.delegate else _people(frozenset({step.person.role}), team)
+        stand_in = (
+            mention(covering.delegate)
+            if covering.delegate
+            else _people(frozenset({step.person.role}), team, but=step.person)
+        )
         return f"{stand_in} for {named}" if covering.until is None else f"{named} or {stand_in} for them"
     if step.missing is not None:
         return f"{escape(step.missing)} (who has no account)"

@@ -110,3 +110,16 @@ def _buttons(message: dict) -> list[str]:
         if block["type"] == "actions"
         for element in block["elements"]
     ]
+
+
+def test_a_step_that_names_a_person_mentions_them_in_the_bill_message(bills):
+    approval.use(parse_policy({"thresholds": [{"at_least": "1000.00", "by": "name:fiona"}]}))
+    bills.customer("Bigco", unit_cost="5")  # 10,000.00
+    bill_id = bills.generate_and_post()["Bigco"]
+    message = texts(bills.message(bill_id))
+    assert "2. :white_circle: then <@UFIONA01> (Finance) — amount ≥ $1,000.00" in message
+
+    bills.click_button(SALES, bill_id, "Approve")
+    bills.wait_thread(bill_id, 1)
+    bills.settle()
+    assert f"Waiting for <@{FINANCE}> (Finance) to approve — step 2 of 2" in texts(bills.message(bill_id))
