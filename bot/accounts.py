@@ -13,7 +13,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import approval, outbox
 from bot.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from bot.parsing import parse_email
 from bot.text import storable
@@ -242,6 +242,9 @@ def role_change_effects(*, session: Session, user: User, role: Role) -> list[str
         effects += _csm_effects(session, user, f"as {role.label}")
     if user.role is Role.FINANCE and role is not Role.FINANCE and not _other_active(session, user, Role.FINANCE):
         effects.append(f"{user.name} is the only active Finance account: nobody could generate, edit or send bills")
+    effects += [
+        f"{named}: its step is then taken as {role.label}" for named in approval.named_steps(approval.in_force(), user.name)
+    ]
     return effects
 
 
@@ -250,6 +253,10 @@ def deactivation_effects(*, session: Session, user: User) -> list[str]:
     effects = _csm_effects(session, user, "once deactivated")
     if user.role is Role.FINANCE and not _other_active(session, user, Role.FINANCE):
         effects.append(f"{user.name} is the only active Finance account: nobody could generate, edit or send bills")
+    effects += [
+        f"{named}: anyone in {user.role.label} takes that step instead (or name someone else there)"
+        for named in approval.named_steps(approval.in_force(), user.name)
+    ]
     return effects
 
 

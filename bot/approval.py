@@ -246,6 +246,16 @@ def today() -> date:
     return settings.today() if settings is not None else datetime.now(timezone.utc).date()
 
 
+def named_steps(policy: Policy, name: str) -> list[str]:
+    """What the policy asks of the person called `name`, one sentence each (empty when it names them nowhere)."""
+    return [
+        f"the approval policy names {name} for bills of {format_amount(rule.at_least)} or more"
+        f" (thresholds[{index}] of {_in_force.settings.approval_policy if _in_force.settings else 'its file'})"
+        for index, rule in enumerate(policy.thresholds)
+        if rule.person == name
+    ]
+
+
 def check_people(policy: Policy, session) -> None:
     """Refuse a policy naming a person who has no account; PolicyError names the key."""
     for index, rule in enumerate(policy.thresholds):
@@ -275,6 +285,8 @@ class Absence:
         return f"{self.person.name} is away until {self.until.day} {self.until:%b} — {self.stand_in} approves for them"
 
     def text_for(self, step: Step) -> str:
+        if self.until is None and self.person.deactivated_at is not None:
+            return f"{self.person.name}'s account is deactivated, so {self.stand_in} approves step {step.number}"
         if self.until is None:
             return (
                 f"{self.person.name} already took part in this bill, so {self.stand_in} approves"
@@ -312,7 +324,8 @@ class Step:
     approvers: int
     approvals: tuple[BillAction, ...] = ()
     missing: str | None = None  # a person the policy names who has no account
-    # The person it names took another step of the bill (or edited it last), so their stand-in takes this one.
+    # The person it names may not take it (they took another step, edited the bill last, or their account is
+    # deactivated), so their stand-in takes it.
     barred: bool = False
 
     @property
@@ -553,7 +566,11 @@ def progress(bill: Bill, on: date | None = None, *, people: Mapping[str, User] |
         barred = (
             person is not None
             and not approvals
-            and (person.id in approvers or (editor is not None and editor.id == person.id))
+            and (
+                person.id in approvers
+                or (editor is not None and editor.id == person.id)
+                or person.deactivated_at is not None
+            )
         )
         steps.append(replace(rule, number=number, approvals=tuple(approvals), barred=barred))
     return Progress(bill.status, tuple(steps), auto, editor, frozenset(approvers), on or today())

@@ -347,3 +347,23 @@ def test_finance_s_home_lists_the_bills_waiting_for_a_finance_approval(session, 
     with db() as s:
         view = home_view(session=s, user=s.get(User, people["fred"].id), today=TODAY)
     assert "Waiting for your approval" not in "\n".join(str(block) for block in view["blocks"])
+
+
+def test_a_named_person_s_role_change_or_deactivation_says_what_it_affects(session, db, people):
+    from bot import accounts
+
+    approval.use(parse_policy(FRED_ABOVE_10K))
+    with db() as s:
+        fred = s.get(User, people["fred"].id)
+        assert accounts.role_change_effects(session=s, user=fred, role=Role.SALES) == [
+            "the approval policy names fred for bills of 10,000.00 or more (thresholds[0] of its file):"
+            " its step is then taken as Sales"
+        ]
+    bill_id = draft(session, db, people, FRED_ABOVE_10K, "12,000.00", False)
+    with db() as s:
+        accounts.deactivate(session=s, account="fred")
+    with db() as s:
+        assert approval.progress(s.get(Bill, bill_id)).notes() == [
+            "fred's account is deactivated, so anyone in Finance approves step 2"
+        ]
+    play(db, people, bill_id, [("sam", "approves", DRAFT), ("fiona", "approves", FINAL)])
