@@ -237,6 +237,24 @@ def test_a_bill_goes_the_whole_way_through_the_api(api):
     refused = problem(api.call("PATCH", f"/api/bills/{hooli}/send", fiona, json={"again": True, "delivered": True}),
                       422)
     assert refused["errors"] == [{"field": "delivered", "detail": "give again or delivered, not both"}]
+    number = sent.json["invoice_number"]
+    assert number.startswith("BP-") and sent.json["issue_date"] and sent.json["due_date"]
+    assert set(sent.json["you_can"]) == {"resend", "credit"}
+
+    resent = api.call("PATCH", f"/api/bills/{hooli}/resend", fiona, json={"to": "ap@hooli.example"})
+    assert resent.status_code == 200 and resent.json["invoice_number"] == number
+    assert resent.json["history"][-1]["action"] == "RESEND" and "ap@hooli.example" in resent.json["history"][-1]["comment"]
+    assert problem(api.call("PATCH", f"/api/bills/{hooli}/resend", sam), 403)["detail"] == "Only Finance can resend bills"
+    bad_address = problem(api.call("PATCH", f"/api/bills/{hooli}/resend", fiona, json={"to": "nobody"}), 422)
+    assert bad_address["errors"][0]["field"] == "to"
+
+    credited = api.call("PATCH", f"/api/bills/{hooli}/credit", fiona, json={"amount": "1.00", "reason": "goodwill"})
+    assert credited.status_code == 200 and credited.json["status"] == "SENT"
+    [note] = credited.json["credit_notes"]
+    assert note["number"].startswith("CN-") and note["amount"] == "1.00" and note["reason"] == "goodwill"
+    too_much = problem(api.call("PATCH", f"/api/bills/{hooli}/credit", fiona,
+                                json={"amount": "999999.00", "reason": "x"}), 422)
+    assert too_much["errors"][0]["field"] == "amount"
 
 
 def test_every_change_is_queued_for_slack_as_a_click_is(api):
