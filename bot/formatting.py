@@ -96,7 +96,16 @@ def invoice_line(bill: Bill) -> str:
     """The bill's invoice in one line: "BP-2026-000123, issued November 3, 2026, due December 3, 2026"."""
     if bill.invoice_number is None or bill.issue_date is None or bill.due_date is None:
         return "none yet (a bill gets its invoice when it is first sent)"
+    if not invoice_sent(bill):
+        # Numbered by a send the mail server refused: the number stays with this bill for its next send.
+        void = " — void: never sent" if bill.status is BillStatus.WRITEOFF else " — not sent yet (its email was refused)"
+        return f"{bill.invoice_number}{void}"
     return f"{bill.invoice_number}, issued {format_day(bill.issue_date)}, due {format_day(bill.due_date)}"
+
+
+def invoice_sent(bill: Bill) -> bool:
+    """True when the bill's invoice went out (or may have: a send whose outcome is not confirmed)."""
+    return bill.invoice_number is not None and (bill.status is BillStatus.SENT or bill.sending_started_at is not None)
 
 
 def credit_lines(bill: Bill) -> list[str]:

@@ -190,9 +190,8 @@ def import_usage(*, session: Session, file: TextIO, source: str = "file") -> Imp
                 summary.created += 1
             else:
                 summary.updated += 1
-                if usage.api_usage == row.api_usage:
-                    continue
                 usage.api_usage = row.api_usage
+            # Every row, changed or not: a bill may no longer match its month's usage (an undone correction).
             changed.append(CorrectedUsage(customer_id, Period(row.year, row.month), row.api_usage))
         session.flush()
         summary.corrections = corrections.apply(session, changed, cause=f"usage import of {source}")

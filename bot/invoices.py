@@ -117,18 +117,29 @@ class Invoicing:
     def today(self) -> date:
         return datetime.now(self.zone).date()
 
-    def issue_invoice(self, session: Session, bill: Bill) -> bool:
-        """Give the bill its invoice (number, dates, parties) unless it has one; True when this call did."""
-        if bill.invoice_number is not None:
-            return False
+    def issue_invoice(self, session: Session, bill: Bill, *, again: bool = False) -> bool:
+        """Give the bill its invoice (number, dates, parties) unless it has one; True when this call did.
+
+        A bill numbered by an earlier send that the mail server refused keeps its number, and takes today's
+        dates and parties; one sent `again` after an uncertain send keeps them all, as the customer may
+        have that email already.
+        """
         today = self.today()
+        if bill.invoice_number is not None:
+            if not again:
+                self._date(bill, today)
+            return False
         sequence = next_number(session, INVOICE, today.year)
         bill.invoice_number = self.invoice_number_format.format(year=today.year, seq=sequence)
+        self._date(bill, today)
+        return True
+
+    def _date(self, bill: Bill, today: date) -> None:
+        """Date the invoice today and name its parties as they are now."""
         bill.issue_date = today
         bill.due_date = today + timedelta(days=self.payment_terms_days)
         bill.issuer = self.issuer.as_stored()
         bill.bill_to = bill_to(bill.customer)
-        return True
 
     def credit_note_number(self, session: Session, today: date) -> str:
         return self.credit_note_number_format.format(year=today.year, seq=next_number(session, CREDIT_NOTE, today.year))

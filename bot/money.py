@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
-from babel.numbers import format_currency, format_decimal, get_currency_precision, list_currencies
+from babel.numbers import (
+    NumberFormatError,
+    format_currency,
+    format_decimal,
+    get_currency_precision,
+    get_currency_symbol,
+    list_currencies,
+    parse_decimal,
+)
 
 from bot.errors import InvalidInput
 from bot.text import shown
@@ -23,7 +31,6 @@ LOCALE = "en_US"
 MAX_PLACES = 3
 
 _CODE = re.compile(r"[A-Za-z]{3}")
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
 _CURRENCIES = frozenset(code for code in list_currencies() if get_currency_precision(code) <= MAX_PLACES)
 
 
@@ -84,16 +91,24 @@ def plain(amount: Decimal, currency: str) -> str:
 
 
 def parse_amount(text: str, currency: str, *, what: str = "The amount") -> Decimal:
-    """A positive amount typed by a person (1500, 1,500.50, $12.30), exact to the currency's minor unit."""
-    cleaned = (text or "").strip().replace(",", "")
-    cleaned = cleaned.removeprefix(currency).removeprefix(currency.lower()).strip()
-    cleaned = cleaned.lstrip("$€£¥").strip()
-    if not _PLAIN_DECIMAL.fullmatch(cleaned):
-        raise InvalidInput(f"{what} {shown(text or '')} is not an amount; write a number such as 12.50")
+    """A positive amount typed by a person (1500, 1,500.50, $12.30 for USD), exact to the currency's minor unit.
+
+    Read with Babel as written in LOCALE (a comma groups thousands); only the currency's own symbol or code
+    may come before it.
+    """
+    typed = (text or "").strip()
+    for prefix in (currency, currency.lower(), get_currency_symbol(currency, locale=LOCALE)):
+        if typed.startswith(prefix):
+            typed = typed[len(prefix) :].strip()
+            break
     try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
-        raise InvalidInput(f"{what} {shown(text or '')} is not an amount") from None
+        amount = parse_decimal(typed, locale=LOCALE, strict=True)
+    except NumberFormatError:
+        raise InvalidInput(
+            f"{what} {shown(text or '')} is not an amount in {currency}; write a number such as 1,250.50"
+        ) from None
+    if not amount.is_finite():
+        raise InvalidInput(f"{what} {shown(text or '')} is not an amount in {currency}")
     if amount <= 0:
         raise InvalidInput(f"{what} must be more than zero")
     if amount != rounded(amount, currency):

@@ -476,7 +476,7 @@ def send(
         bill, user = _lock(session, bill_id, actor)
         _check_send(bill, user, again)
         check_unchanged(bill, seen_action_id, "sending")
-        (invoicing or Invoicing()).issue_invoice(session, bill)
+        (invoicing or Invoicing()).issue_invoice(session, bill, again=again)
         started_at = utcnow()
         _mark_sending(bill, started_at, user)
         _load_for_display(bill)  # what `deliver` reads, loaded now: no transaction stays open while it runs
@@ -590,6 +590,9 @@ def resend(
     with session.begin():
         bill, user = _lock(session, bill_id, actor)
         comment = f"invoice {bill.invoice_number} emailed again to {address}" + (f" via {where}" if where else "")
+        if address == bill.customer.billing_email:  # its credit notes went with it: they have been emailed now
+            for note in bill.credit_notes:
+                note.emailed_at = note.emailed_at or utcnow()
         _record(bill, user, ActionType.RESEND, bill.status, comment=comment[:REASON_MAX_LENGTH])
         _load_for_display(bill)
     return bill
@@ -652,6 +655,7 @@ def credit(
         emailed = session.get(CreditNote, note.id, populate_existing=True)
         emailed.emailed_at = utcnow()
         note.emailed_at = emailed.emailed_at
+        outbox.refresh_bill(session, bill.id)  # its message stops saying "not emailed yet"
     return Credited(bill, note, None)
 
 

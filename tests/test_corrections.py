@@ -247,3 +247,19 @@ def test_a_rejected_file_corrects_nothing(db, session, people):
         import_usage(session=s, file=io.StringIO(text), source="late.csv")
     bill = bill_of(db, "Acme")
     assert (bill.api_usage, [a.action for a in bill.actions]) == (1500, [ActionType.DRAFT])
+
+
+def test_reimporting_unchanged_usage_brings_a_bill_whose_correction_was_undone_back_in_line(db, session, people):
+    add_customer(session, "Acme", usage={(2026, 10): 1500})
+    generate(db)
+    act(db, workflow.approve, bill_of(db, "Acme").id, people["sam"])
+    reimport(db, ("Acme", 2500))
+    bill_id = bill_of(db, "Acme").id
+    act(db, workflow.undo, bill_id, people["fiona"])  # back to 1,500 calls, while 2,500 stay recorded
+    assert bill_of(db, "Acme").api_usage == 1500
+
+    reimport(db, ("Acme", 2500))  # the same figure as recorded
+
+    bill = bill_of(db, "Acme")
+    assert (bill.api_usage, bill.overage_amount, bill.status) == (2500, Decimal("15.00"), BillStatus.DRAFT)
+    assert bill.actions[-1].action is ActionType.RECOMPUTE

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from bot import workflow
 from bot.billing import generate_month
 from bot.errors import InvalidInput, InvalidTransition, NotAllowed
+from bot.formatting import invoice_line
 from bot.invoices import (
     CREDIT_NOTE,
     INVOICE,
@@ -163,6 +164,27 @@ def test_a_refused_send_keeps_the_number_for_the_retry_and_no_other_bill_takes_i
     year = today().year
     assert (retried.invoice_number, other.invoice_number) == (f"BP-{year}-000001", f"BP-{year}-000002")
     assert [message["Subject"].split()[1] for message in emails(mailer)] == [f"BP-{year}-000002", f"BP-{year}-000001"]
+
+
+def test_a_send_retried_later_after_a_refusal_is_dated_and_addressed_as_of_the_retry(db, session, people, mailer,
+                                                                                     tmp_path):
+    bill_id = final_bill(session, db, people, "Acme")
+    broken = Mailer(smtp_url=None, mail_dir=tmp_path / "not-a-folder", mail_from=MAIL_FROM)
+    (tmp_path / "not-a-folder").write_text("a file where the folder should be")
+    with pytest.raises(workflow.DeliveryFailed), db() as s:
+        workflow.send(session=s, bill_id=bill_id, actor=people["fiona"], deliver=broken.send_bill, invoicing=INVOICING)
+    with db() as s, s.begin():  # as if that refused send had been weeks ago, and the customer has moved since
+        bill = s.get(Bill, bill_id)
+        assert bill.invoice_number is not None and bill.status is BillStatus.FINAL
+        bill.issue_date, bill.due_date = today() - timedelta(days=40), today() - timedelta(days=26)
+        bill.customer.billing_address = "9 New Road, Springfield"
+    with db() as s:
+        assert "not sent yet" in invoice_line(s.get(Bill, bill_id))
+
+    sent = send(db, bill_id, people, mailer)  # weeks later, with today's INVOICING
+
+    assert sent.issue_date == today() and sent.due_date == today() + timedelta(days=14)
+    assert sent.bill_to["address"] == ["9 New Road, Springfield"]
 
 
 @pytest.mark.parametrize(
@@ -386,9 +408,11 @@ def test_credit_notes_never_add_up_to_more_than_the_invoice(db, session, people,
     ("amount", "complaint"),
     [
         ("0", "must be more than zero"),
-        ("-3", "is not an amount"),
+        ("-3", "must be more than zero"),
         ("1.005", "too many decimal places: USD amounts have at most 2"),
         ("lots", "is not an amount"),
+        ("1,50", "is not an amount in USD"),  # a comma groups thousands: never read as 150
+        ("€1.00", "is not an amount in USD"),  # another currency's symbol
     ],
 )
 def test_a_wrong_credit_changes_nothing(db, session, people, mailer, amount, complaint):

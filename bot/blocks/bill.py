@@ -48,6 +48,7 @@ from bot.formatting import (
     calls,
     credit_lines,
     invoice_line,
+    invoice_sent,
     money,
     roles_label,
     timestamp,
@@ -226,7 +227,7 @@ def bill_buttons(bill: Bill) -> list[ButtonElement]:
     target = undo_target(bill)
     if target is not None:
         buttons.append(_button(ACTION_WORDS[target.action].undo_label, ActionId.UNDO, undo_value(bill.id, target.id)))
-    if bill.invoice_number is not None:
+    if invoice_sent(bill):
         buttons.append(pdf_button(bill))
     return buttons
 

@@ -37,6 +37,7 @@ from bot.formatting import (
     calls,
     credit_lines,
     invoice_line,
+    invoice_sent,
     unit_cost,
 )
 from bot.money import add_up, format_totals
@@ -215,7 +216,7 @@ def bill_detail_blocks(bill: Bill) -> list[dict]:
     credits = credit_lines(bill)
     if credits:
         blocks.append(section(clip("*Credit notes*\n" + "\n".join(escape(line) for line in credits), SECTION_TEXT_MAX)))
-    if bill.invoice_number is not None:
+    if invoice_sent(bill):
         blocks.append(ActionsBlock(elements=[pdf_button(bill)]))
     blocks += [DividerBlock(), section("*History*")]
     texts = history_texts(bill)
