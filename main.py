@@ -519,7 +519,8 @@ def _terms(customer) -> str:
         csm += " (deactivated)"
     until = f" to {customer.end_date}" if customer.end_date else ""
     return (
-        f"limit {calls(customer.monthly_api_limit)} calls, {unit_cost_text(customer.overage_unit_cost)} per call"
+        f"limit {calls(customer.monthly_api_limit)} calls,"
+        f" {unit_cost_text(customer.overage_unit_cost, customer.currency)} per call"
         f" over it, from {customer.start_date}{until}, {approval} approval{csm}"
     )
 

@@ -522,13 +522,13 @@ def test_customers_list_show_add_and_edit(cli):
                          "5230 Newell Road", "--limit", "500000", "--unit-cost", "0.000125", "--start", "2026-01-01",
                          "--two-step", "--csm", "carol")
     assert (code, err) == (0, "")
-    assert out == ("Added Pied Piper: limit 500,000 calls, 0.000125 per call over it, from 2026-01-01, two-step"
+    assert out == ("Added Pied Piper: limit 500,000 calls, $0.000125 per call over it, from 2026-01-01, two-step"
                    " approval, CSM carol.\n")
 
     code, out, err = cli("customers", "edit", "Pied Piper", "--limit", "750000", "--end", "2026-12-31", "--one-step",
                          "--csm", "")
     assert (code, err) == (0, "")
-    assert out == ("Changed Pied Piper: limit 750,000 calls, 0.000125 per call over it, from 2026-01-01 to"
+    assert out == ("Changed Pied Piper: limit 750,000 calls, $0.000125 per call over it, from 2026-01-01 to"
                    " 2026-12-31, one-step approval.\n")
     assert cli("customers", "list")[1].startswith("Pied Piper")
     shown = cli("customers", "show", "pied piper")[1]
