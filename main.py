@@ -431,8 +431,11 @@ def policy_check(cli: Cli, args) -> None:
 
 
 def users_rename(cli: Cli, args) -> None:
-    with cli.session() as session:
-        user = accounts.rename(session=session, account=args.old, new_name=args.new)
+    try:
+        with cli.session() as session:
+            user = accounts.rename(session=session, account=args.old, new_name=args.new, force=args.force)
+    except accounts.NeedsForce as refusal:
+        raise BillProcessError(f"{refusal}; add --force to rename anyway") from None
     cli.out(f"Renamed {args.old} to {user.name}.")
 
 
@@ -883,6 +886,7 @@ def add_account_commands(users, command: Callable) -> None:
     rename = command(users, "rename", users_rename, "give an account another name")
     rename.add_argument("old", metavar="OLD")
     rename.add_argument("new", metavar="NEW")
+    rename.add_argument("--force", action="store_true", help="rename someone the approval policy names")
     role = command(users, "set-role", users_set_role, "change an account's role")
     role.add_argument("name")
     role.add_argument("role", metavar="ROLE", help="finance, customer_success or sales")

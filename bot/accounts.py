@@ -218,8 +218,12 @@ def unlink(*, session: Session, name: str) -> User:
 # --- changing an account -------------------------------------------------------------------------
 
 
-def rename(*, session: Session, account: str | int, new_name: str) -> User:
-    """Give the account another name; its history shows the new one."""
+def rename(*, session: Session, account: str | int, new_name: str, force: bool = False) -> User:
+    """Give the account another name; its history shows the new one.
+
+    The approval policy names people by name: renaming someone it names needs `force`, and its file then
+    needs the new name.
+    """
     new_name = check_name(new_name)
     try:
         with session.begin():
@@ -229,7 +233,18 @@ def rename(*, session: Session, account: str | int, new_name: str) -> User:
             clash = session.scalar(select(User).where(User.name == new_name))
             if clash is not None:
                 raise Conflict(f"an account named {new_name} already exists")
+            effects = [
+                f"{named}: write name:{new_name} there and restart, or bills needing that step wait"
+                for named in approval.named_steps(approval.in_force(), user.name)
+            ]
+            if effects and not force:
+                raise NeedsForce(
+                    f"renaming {user.name} affects more than the account: " + "; ".join(effects)
+                    + ". Nothing was changed",
+                    effects,
+                )
             user.name = new_name
+            _refresh_what_names(session, user)
     except IntegrityError:  # the name taken by another change at the same moment
         raise Conflict(f"an account named {new_name} was just added") from None
     return user
@@ -296,7 +311,7 @@ def set_role(*, session: Session, account: str | int, role: Role, force: bool = 
         user = _account(session, account)
         before = user.role
         if role is before:
-            raise InvalidInput(f"{user.name} is already {role.label}")
+            raise Conflict(f"{user.name} is already {role.label}")
         effects = role_change_effects(session=session, user=user, role=role)
         if effects and not force:
             raise NeedsForce(
@@ -326,7 +341,7 @@ def deactivate(*, session: Session, account: str | int, now: datetime | None = N
     with session.begin():
         user = _account(session, account)
         if user.deactivated_at is not None:
-            raise InvalidInput(f"{user.name} is already deactivated")
+            raise Conflict(f"{user.name} is already deactivated")
         effects = deactivation_effects(session=session, user=user)
         slack_user_id = user.slack_user_id
         user.deactivated_at = now
@@ -348,7 +363,7 @@ def reactivate(*, session: Session, account: str | int) -> User:
     with session.begin():
         user = _account(session, account)
         if user.deactivated_at is None:
-            raise InvalidInput(f"{user.name} is not deactivated")
+            raise Conflict(f"{user.name} is not deactivated")
         user.deactivated_at = None
         _refresh_what_names(session, user)
     return user

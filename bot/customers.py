@@ -186,7 +186,9 @@ def edit_customer(
     if unknown or "name" in changes:
         raise InvalidInput(f"a customer's {', '.join(unknown) or 'name'} cannot be changed here")
     if not changes:
-        described = ", ".join((labels or {}).get(column, column) for column in CUSTOMER_COLUMNS[1:])
+        described = ", ".join(
+            (labels or {}).get(column, column) for column in CUSTOMER_COLUMNS[1:] + OPTIONAL_CUSTOMER_COLUMNS
+        )
         raise InvalidInput(f"nothing to change: give at least one of {described}")
     with session.begin():
         lock_customers(session)

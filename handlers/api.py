@@ -36,6 +36,7 @@ from bot.errors import (
     BillProcessError,
     Conflict,
     DeliveryFailed,
+    DeliveryUncertain,
     InvalidFields,
     InvalidInput,
     InvalidTransition,
@@ -48,6 +49,7 @@ from bot.formatting import actor_name, bill_amount
 from bot.imports import CUSTOMER_COLUMNS, OPTIONAL_CUSTOMER_COLUMNS
 from bot.invoices import Invoicing
 from bot.mailer import Mailer
+from bot.parsing import parse_reason
 from bot.money import plain
 from bot.parsing import parse_email
 from bot.periods import Period
@@ -184,6 +186,7 @@ ERROR_STATUS: list[tuple[type[Exception], HttpStatus]] = [
     (InvalidTransition, CONFLICT),
     (Conflict, CONFLICT),
     (DeliveryFailed, BAD_GATEWAY),
+    (DeliveryUncertain, BAD_GATEWAY),
     (InvalidInput, UNPROCESSABLE),
     (MonthNotEnded, UNPROCESSABLE),
     (BillProcessError, UNPROCESSABLE),
@@ -330,7 +333,10 @@ class UserChange(Body):
 
     name: Text | None = Field(default=None, min_length=1, max_length=accounts.NAME_MAX_LENGTH)
     role: RoleName | None = None
-    force: bool = Field(default=False, description="change the role even when it affects customers or the team")
+    force: bool = Field(
+        default=False,
+        description="change the role or the name even when it affects customers, the team or the approval policy",
+    )
     active: bool | None = Field(default=None, description="false deactivates the account, true reactivates it")
 
 
@@ -576,6 +582,7 @@ class BillDetail(BillOut):
     history: list[ActionOut]
     sending: SendingOut | None
     credit_notes: list[CreditNoteOut]
+    warnings: list[str] = Field(default=[], description="what the change did not manage, e.g. an email that failed")
     you_can: list[Literal["approve", "reject", "edit", "send", "undo", "resend", "credit"]] = Field(
         description="what the caller may do with the bill now"
     )
@@ -693,7 +700,7 @@ def approval_steps(bill: Bill) -> ApprovalOut:
     return ApprovalOut(steps=steps, waiting_for=waiting.number if waiting else None)
 
 
-def _bill_detail(bill: Bill, user: User | None) -> BillDetail:
+def _bill_detail(bill: Bill, user: User | None, warnings: list[str] | None = None) -> BillDetail:
     current = workflow.sending(bill)
     sending = None
     if current is not None:
@@ -710,6 +717,7 @@ def _bill_detail(bill: Bill, user: User | None) -> BillDetail:
             for note in bill.credit_notes
         ],
         sending=sending,
+        warnings=warnings or [],
         you_can=[action.value.lower() for action in ActionType if action in allowed],
     )
 
@@ -718,9 +726,9 @@ def reply(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status=status, mimetype="application/json")
 
 
-def _bill_now(bill_id: int, user: User | None) -> Response:
+def _bill_now(bill_id: int, user: User | None, warnings: list[str] | None = None) -> Response:
     with database() as session:
-        return reply(_bill_detail(bills.get_bill(session=session, bill_id=bill_id), user))
+        return reply(_bill_detail(bills.get_bill(session=session, bill_id=bill_id), user, warnings or []))
 
 
 # --- the routes ------------------------------------------------------------------------------------
@@ -814,7 +822,11 @@ def change_user(path: UserPath, body: UserChange):
     with database() as session:
         if body.name is not None:
             with field("name"):
-                user = accounts.rename(session=session, account=path.user_id, new_name=body.name)
+                try:
+                    user = accounts.rename(session=session, account=path.user_id, new_name=body.name,
+                                           force=body.force)
+                except accounts.NeedsForce as refusal:
+                    raise Conflict(f'{refusal}; send "force": true to rename anyway') from None
         elif body.role is not None:
             try:
                 user = accounts.set_role(session=session, account=path.user_id, role=Role(body.role),
@@ -1012,10 +1024,19 @@ def resend(path: BillPath, body: ResendOptions):
 def credit(path: BillPath, body: CreditRequest):
     """Issue a credit note against a SENT bill's invoice (Finance) and email it to the customer."""
     user = person()
+    with field("reason"):
+        parse_reason(body.reason, required=True, doing="issue a credit note")
     with database() as session, field("amount"):
-        workflow.credit(session=session, bill_id=path.bill_id, actor=user, amount=body.amount, reason=body.reason,
-                        deliver=services().mailer.send_credit_note, invoicing=services().invoicing)
-    return _bill_now(path.bill_id, user)
+        credited = workflow.credit(session=session, bill_id=path.bill_id, actor=user, amount=body.amount,
+                                   reason=body.reason, deliver=services().mailer.send_credit_note,
+                                   invoicing=services().invoicing)
+    warnings = []
+    if credited.email_error:
+        warnings.append(
+            f"credit note {credited.note.number} is issued, but emailing it failed: {credited.email_error};"
+            f" PATCH /api/bills/{path.bill_id}/resend emails the invoice with its credit notes"
+        )
+    return _bill_now(path.bill_id, user, warnings)
 
 
 # --- the application -------------------------------------------------------------------------------

@@ -802,3 +802,22 @@ def test_a_usage_import_reports_what_it_did_to_billed_months(cli, cli_env):
         "  September 2026: 1 new bill for the corrected usage",
     ]
     assert cli("bills", "show", bill_id)[1].count("NOTE") == 1
+
+
+def test_customers_take_a_currency_on_the_command_line(cli):
+    code, out, err = cli("customers", "add", "Zeta GmbH", "--email", "ap@zeta.example", "--address", "1 Ring",
+                         "--limit", "1000", "--unit-cost", "0.5", "--start", "2026-01-01", "--currency", "EUR")
+    assert (code, err) == (0, "") and "€0.50 per call" in out
+    code, out, _ = cli("customers", "edit", "Zeta GmbH", "--currency", "JPY")
+    assert code == 0 and "¥0.5 per call" in out
+    assert cli("customers", "edit", "Zeta GmbH", "--currency", "ABC")[2].startswith("error: ")
+
+
+def test_renaming_someone_the_approval_policy_names_asks_for_force(cli, cli_env, session):
+    from tests.factories import add_user
+
+    add_user(session, "fred", "finance")
+    (cli_env / "approval-policy.yml").write_text("thresholds:\n  - at_least: 100\n    by: name:fred\n")
+    code, out, err = cli("users", "rename", "fred", "frederick")
+    assert (code, out) == (1, "") and "the approval policy names fred" in err and "--force" in err
+    assert cli("users", "rename", "fred", "frederick", "--force")[:2] == (0, "Renamed fred to frederick.\n")
