@@ -16,22 +16,11 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, Se
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from tests.slack_fakes import (
-    APP_TOKEN,
-    SIGNING_SECRET,
-    TOKEN,
-    FakeSlack,
-    SlackSender,
-    app_home_opened_event,
-    block_actions_body,
-    event_body,
-    serve_wsgi,
-    sign,
-    slash_command_body,
-    text_input_state,
-    url_verification_body,
-    view_submission_body,
-)
+from sandbox.app_requests import SlackSender, app_home_opened_event, block_actions_body, event_body, sign, slash_command_body, text_input_state, url_verification_body, view_submission_body
+
+from sandbox.slack import APP_TOKEN, SIGNING_SECRET, TOKEN, FakeSlack
+
+from tests.slack_helpers import serve_wsgi
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*Acme* 2024-05"}}
 HOME = {"type": "home", "blocks": [SECTION]}

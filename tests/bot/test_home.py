@@ -16,7 +16,7 @@ from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value, parse_bill_value
 from db.models import Bill, BillStatus, Customer, Role
 from tests.factories import add_customer, add_user
-from tests.slack_fakes import texts
+from tests.slack_helpers import texts
 
 PERIOD = Period(2026, 10)
 TODAY = date(2026, 11, 3)

@@ -21,7 +21,8 @@ from db.models import Bill, Role
 from handlers import customers as customer_commands
 from handlers.requests import CommandRequest
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, TOKEN, displayed, texts
+from sandbox.slack import CHANNEL_ID, TOKEN
+from tests.slack_helpers import displayed, texts
 
 LAST_MONTH = Period.previous(ZoneInfo("UTC"))
 FINANCE, CSM, SALES = "UFIONA01", "UCAROL01", "USAM0001"

@@ -12,7 +12,8 @@ from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Bill, Outbox, OutboxKind, OutboxStatus, Role
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, wait_until
+from sandbox.slack import CHANNEL_ID
+from tests.slack_helpers import wait_until
 
 PERIOD = Period(2026, 10)
 FINANCE, SALES = "UFIONA01", "USAM0001"
