@@ -20,9 +20,10 @@ client (`lose_answer`). `clear_faults` ends them all.
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
+import logging
 import math
+import mimetypes
 import secrets
 import threading
 import time
@@ -35,6 +36,10 @@ from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from sandbox.blockkit import MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, blocks_problems, view_problems
+
+log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -74,11 +79,12 @@ HISTORY_SCOPE_BY_PREFIX = {"C": "channels:history", "G": "groups:history", "D": 
 # Called with an app-level token (xapp-...), not the bot token.
 APP_LEVEL_METHODS = ("apps.connections.open",)
 
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
+__all__ = ["MAX_MESSAGE_BLOCKS", "MAX_VIEW_BLOCKS"]  # Block Kit's limits, checked in sandbox/blockkit.py
 MAX_TEXT_LENGTH = 40_000
-MAX_VIEW_TITLE_LENGTH = 24
-MAX_PRIVATE_METADATA_LENGTH = 3_000
+# A trigger_id opens a modal only within three seconds of the click or command that made it.
+TRIGGER_SECONDS = 3.0
+# Slack takes five answers through one response_url.
+RESPONSE_URL_USES = 5
 HISTORY_PAGE_SIZE = 100
 MAX_HISTORY_PAGE_SIZE = 999
 # Slack's own page for a server error (its edge answers 5xx with HTML, not JSON).
@@ -170,6 +176,25 @@ class _ApiError(Exception):
         self.fields = fields
 
 
+class _InvalidBlockKit(_ApiError):
+    """Blocks or a view Slack would refuse: the error, with what is wrong in Slack's response_metadata."""
+
+    def __init__(self, error: str, problems: list[str]):
+        super().__init__(error, response_metadata={"messages": [f"[ERROR] {problem}" for problem in problems]})
+        self.problems = problems
+
+
+@dataclass
+class ResponseUrl:
+    """A response_url handed out with a request to the app: whose request, where it came from, how often used."""
+
+    user: str
+    channel: str | None
+    message_ts: str | None = None  # the message whose button was clicked (replace_original, delete_original)
+    ephemeral: bool = False  # that message was an ephemeral one
+    uses: int = 0
+
+
 @dataclass(eq=False)
 class _Hold:
     """Answers to `method` wait `seconds` (None: until released), for the next `times` calls (None: all)."""
@@ -223,20 +248,15 @@ def _check_message(params: dict[str, Any]) -> None:
         raise _ApiError("no_text")
     if len(params.get("text") or "") > MAX_TEXT_LENGTH:
         raise _ApiError("msg_too_long")
-    if len(params.get("blocks") or []) > MAX_MESSAGE_BLOCKS:
-        raise _ApiError("invalid_blocks")
+    problems = blocks_problems(params.get("blocks") or [])
+    if problems:
+        raise _InvalidBlockKit("invalid_blocks", problems)
 
 
 def _check_view(view: Any) -> None:
-    if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
-        raise _ApiError("invalid_arguments")
-    title = (view.get("title") or {}).get("text", "")
-    if (
-        len(view.get("blocks") or []) > MAX_VIEW_BLOCKS
-        or len(title) > MAX_VIEW_TITLE_LENGTH
-        or len(view.get("private_metadata") or "") > MAX_PRIVATE_METADATA_LENGTH
-    ):
-        raise _ApiError("invalid_arguments")
+    problems = view_problems(view)
+    if problems:
+        raise _InvalidBlockKit("invalid_arguments", problems)
 
 
 def _check_metadata(metadata: Any) -> None:
@@ -316,6 +336,12 @@ class FakeSlack:
 
     `post_rate` / `post_burst`: Slack's posting limit per channel (see limit_posts); None: no limit.
     `clock`: what the limit measures time with (seconds, monotonic).
+    `port`: where it listens (0: a free port). `mount()` adds routes of its own to the same server
+    (the sandbox page, sandbox/page.py).
+
+    Everything people see is kept with a version number that grows with each change (messages,
+    ephemeral messages, views, refusals of invalid Block Kit): `changed_since(version)` says what
+    changed, `wait_for_change` waits for the next change.
     """
 
     def __init__(
@@ -332,7 +358,9 @@ class FakeSlack:
         post_rate: float | None = None,
         post_burst: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        port: int = 0,
     ):
+        self.port = port
         self.token = token
         self.app_token = app_token
         self.team_id = team_id
@@ -357,8 +385,17 @@ class FakeSlack:
         self._home_views: dict[str, str] = {}
         self._files: dict[str, dict[str, Any]] = {}
         self._uploads: dict[str, bytes] = {}
+        self._ephemerals: dict[str, dict[str, Any]] = {}  # by message_ts
+        self._refusals: dict[str, dict[str, Any]] = {}  # invalid Block Kit refused, by id
+        self._modals: dict[str, list[str]] = {}  # user → the view ids of their open modals, topmost last
+        self._triggers: dict[str, tuple[str, float]] = {}  # trigger_id → (user, when issued)
+        self._response_urls: dict[str, ResponseUrl] = {}
+        self._version = 0
+        self._changed: dict[tuple[str, ...], int] = {}  # what people see → the version of its last change
+        self._closing = False
+        self._routes: list[Callable[[BaseHTTPRequestHandler], bool]] = []
         self._last_ts = 0  # microseconds
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._server: _FakeSlackServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -383,7 +420,8 @@ class FakeSlack:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakeSlack:
-        self._server = _FakeSlackServer(self)
+        self._closing = False
+        self._server = _FakeSlackServer(self, self.port)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -393,6 +431,9 @@ class FakeSlack:
     def stop(self) -> None:
         if self._server is None:
             return
+        with self._state:
+            self._closing = True  # ends the page's event streams
+            self._state.notify_all()
         self._release_holds()
         self._server.shutdown()
         self._server.server_close()
@@ -429,13 +470,16 @@ class FakeSlack:
         is_bot: bool = False,
         deleted: bool = False,
         tz: str = "UTC",
+        title: str | None = None,
     ) -> dict[str, Any]:
-        """Register a workspace member that users.info will return."""
+        """Register a workspace member that users.info will return (`title`: their job title in the profile)."""
         name = name or user_id.lower()
         real_name = real_name or name
         profile = {"real_name": real_name, "display_name": name, "real_name_normalized": real_name}
         if email is not None:
             profile["email"] = email
+        if title is not None:
+            profile["title"] = title
         user = {
             "id": user_id,
             "team_id": self.team_id,
@@ -454,6 +498,30 @@ class FakeSlack:
     def response_url(self, name: str = "default") -> str:
         """A response_url on the fake; its POSTs are recorded as calls("response_url")."""
         return f"{self.origin}/response_url/{quote(name)}"
+
+    def issue_response_url(
+        self, user: str, channel: str | None, *, message_ts: str | None = None, ephemeral: bool = False
+    ) -> str:
+        """A response_url for a request `user` makes in `channel`, as Slack hands one out: what the app posts
+        to it appears there (an ephemeral message to the user, a message in the channel, or the clicked
+        message `message_ts` replaced or deleted), five times at most."""
+        token = secrets.token_hex(12)
+        with self._state:
+            self._response_urls[token] = ResponseUrl(user, channel, message_ts, ephemeral)
+        return self.response_url(token)
+
+    def issue_trigger(self, trigger_id: str, user: str) -> None:
+        """`trigger_id` goes to the app with a request of `user`: a modal it opens within three seconds is theirs."""
+        with self._state:
+            self._triggers[trigger_id] = (user, self._clock())
+
+    def mount(self, route: Callable[[BaseHTTPRequestHandler], bool]) -> None:
+        """Serve more on this server: `route(request)` answers the requests it knows (True) and leaves the rest."""
+        self._routes.append(route)
+
+    @property
+    def routes(self) -> list[Callable[[BaseHTTPRequestHandler], bool]]:
+        return list(self._routes)
 
     def fail(self, method: str, error: str = "internal_error", *, times: int | None = 1) -> None:
         """Answer the next `times` calls (None: all) with HTTP 200 ok=false `error`.
@@ -535,11 +603,10 @@ class FakeSlack:
             self.clear_faults()
             self._buckets.clear()
             self._posts.clear()
-            self._messages.clear()
-            self._views.clear()
-            self._home_views.clear()
-            self._files.clear()
-            self._uploads.clear()
+            for table in (self._messages, self._views, self._home_views, self._files, self._uploads,
+                          self._ephemerals, self._refusals, self._modals, self._triggers, self._response_urls):
+                table.clear()
+            self._touch("reset")
 
     # -- what happened ----------------------------------------------------------------------------
 
@@ -629,6 +696,117 @@ class FakeSlack:
                 self._dm_channels[user_id] = self._new_id("D")
             return self._dm_channels[user_id]
 
+    def users(self) -> list[dict[str, Any]]:
+        """The registered workspace members, in the order they were added."""
+        with self._state:
+            return [dict(user) for user in self._users.values()]
+
+    def ephemerals(self, user: str, channel: str | None = None) -> list[dict[str, Any]]:
+        """The ephemeral messages shown to `user` (in `channel`), oldest first; each has its `channel`."""
+        with self._state:
+            return [dict(m) for m in self._ephemerals.values()
+                    if m["to"] == user and channel in (None, m["channel"])]
+
+    def ephemeral(self, ts: str) -> dict[str, Any] | None:
+        with self._state:
+            message = self._ephemerals.get(ts)
+            return dict(message) if message else None
+
+    def modal(self, user: str) -> dict[str, Any] | None:
+        """The modal open in front of `user` (the topmost one), as the app last opened or updated it."""
+        with self._state:
+            stack = self._modals.get(user) or []
+            return dict(self._views[stack[-1]]) if stack else None
+
+    def close_modal(self, user: str, view_id: str) -> None:
+        """The person closed (or submitted) the modal `view_id`."""
+        with self._state:
+            stack = self._modals.get(user) or []
+            if view_id in stack:
+                stack.remove(view_id)
+                self._touch("modal", user)
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """Calls refused for invalid Block Kit: method, where it was going (channel, user), and the problems."""
+        with self._state:
+            return [dict(refusal) for refusal in self._refusals.values()]
+
+    def refusal(self, refusal_id: str) -> dict[str, Any] | None:
+        with self._state:
+            refusal = self._refusals.get(refusal_id)
+            return dict(refusal) if refusal else None
+
+    def file(self, file_id: str) -> tuple[dict[str, Any], bytes] | None:
+        """An uploaded file's details (name, title, mimetype) and its content."""
+        with self._state:
+            if file_id not in self._uploads:
+                return None
+            return dict(self._files[file_id]), self._uploads[file_id]
+
+    def post_as(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> dict[str, Any]:
+        """A message a person writes in `channel` (or in the thread `thread_ts`)."""
+        with self._state:
+            ts = self._next_ts()
+            message = {"type": "message", "user": user, "team": self.team_id, "text": text, "ts": ts}
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._store_message(channel, message)
+            self._state.notify_all()
+            return dict(message)
+
+    # -- what changed, for the sandbox page -------------------------------------------------------
+
+    def changed_since(self, version: int) -> tuple[int, list[tuple[str, ...]]]:
+        """The current version, and what changed after `version`: ("message", channel, ts),
+        ("ephemeral", ts), ("home", user), ("modal", user), ("refusal", id), or ("reset",)."""
+        with self._state:
+            return self._version, [key for key, changed in self._changed.items() if changed > version]
+
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        """Wait up to `timeout` seconds for a change after `version`; the current version (unchanged on time-out
+        or when the fake stops)."""
+        with self._state:
+            self._state.wait_for(lambda: self._version > version or self._closing, timeout=timeout)
+            return self._version
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- keeping the workspace between runs ---------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What people see, as JSON-ready data: messages, ephemeral messages, views, files, refusals."""
+        with self._state:
+            return {
+                "messages": list(self._messages.values()),
+                "ephemerals": list(self._ephemerals.values()),
+                "views": self._views,
+                "home_views": self._home_views,
+                "dm_channels": self._dm_channels,
+                "files": self._files,
+                "uploads": {file_id: b64encode(data).decode() for file_id, data in self._uploads.items()},
+                "refusals": list(self._refusals.values()),
+                "last_ts": self._last_ts,
+                "next_id": self._next_id,
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Take back what `snapshot()` gave (from an earlier run), over an empty workspace."""
+        with self._state:
+            for message in snapshot.get("messages", []):
+                self._messages[(message["channel"], message["ts"])] = message
+            self._ephemerals.update({m["ts"]: m for m in snapshot.get("ephemerals", [])})
+            self._views.update(snapshot.get("views", {}))
+            self._home_views.update(snapshot.get("home_views", {}))
+            self._dm_channels.update(snapshot.get("dm_channels", {}))
+            self._files.update(snapshot.get("files", {}))
+            self._uploads.update({k: b64decode(v) for k, v in snapshot.get("uploads", {}).items()})
+            self._refusals.update({r["id"]: r for r in snapshot.get("refusals", [])})
+            self._last_ts = max(self._last_ts, int(snapshot.get("last_ts", 0)))
+            self._next_id = max(self._next_id, int(snapshot.get("next_id", 1)))
+            self._touch("reset")
+
     # -- request handling (called from the server's threads) -------------------------------------
 
     def _handle(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Reply:
@@ -645,8 +823,11 @@ class FakeSlack:
                 method, params = "upload", {"file_id": name, "size": len(body)}
                 reply = self._upload_reply(name, body)
             elif kind == "response_url":
-                method, params = "response_url", _parse_or_none(content_type, body, "") or {}
-                reply = self._fault_reply(method) or _Reply.json(200, {"ok": True})
+                method, parsed = "response_url", _parse_or_none(content_type, body, "")
+                params = parsed or {}
+                reply = self._fault_reply(method) or self._respond(name, parsed)
+            elif kind == "files" and not body:
+                return self._file_reply(name)
             else:
                 return _Reply.text(404, "Not Found")
             self._calls.append(
@@ -674,11 +855,98 @@ class FakeSlack:
             self._check_scope(method, params)
             data = {"ok": True, **handler(params)}
         except _ApiError as exc:
+            if isinstance(exc, _InvalidBlockKit):
+                self._refuse(method, exc.problems, **self._audience(method, params))
             return _Reply.json(exc.status, {"ok": False, "error": exc.error, **exc.fields}, {**headers, **exc.headers})
         lost = self._next_fault(self._lost_answers, method)
         if lost is not None:
             return _Reply.no_answer() if lost.status == 0 else _Reply.server_error(lost.status)
         return _Reply.json(200, data, headers)
+
+    def _audience(self, method: str, params: dict[str, Any]) -> dict[str, str | None]:
+        """Where a call was going: the conversation (channel) and the person it was for (user)."""
+        if method.startswith("chat."):
+            channel = params.get("channel")
+            return {"channel": self._channel_for(channel) if channel else None, "user": params.get("user")}
+        if method == "views.publish":
+            return {"channel": None, "user": params.get("user_id")}
+        if method == "views.open":
+            user, _ = self._triggers.get(params.get("trigger_id") or "", (None, 0.0))
+            return {"channel": None, "user": user}
+        return {"channel": None, "user": self._modal_owner(params.get("view_id"))}
+
+    def _refuse(self, method: str, problems: list[str], *, channel: str | None, user: str | None) -> None:
+        """Keep (and log) a call refused for invalid Block Kit, so that the sandbox page shows it where it was going."""
+        refusal_id = self._new_id("R")
+        self._refusals[refusal_id] = {
+            "id": refusal_id, "method": method, "channel": channel, "user": user, "problems": problems,
+            "ts": self._next_ts(),
+        }
+        self._touch("refusal", refusal_id)
+        log.warning("Slack refused %s: invalid Block Kit: %s", method, "; ".join(problems))
+
+    def _respond(self, name: str, params: dict[str, Any] | None) -> _Reply:
+        """A post to a response_url: shown where its request came from when the fake handed it out
+        (issue_response_url); only recorded otherwise."""
+        url = self._response_urls.get(name)
+        if url is None:
+            return _Reply.json(200, {"ok": True})
+        if url.uses >= RESPONSE_URL_USES:
+            return _Reply.text(404, "used_url", error="used_url")
+        url.uses += 1
+        if params is None:
+            return _Reply.text(400, "invalid_payload", error="invalid_payload")
+        problems = blocks_problems(params.get("blocks") or [])
+        if problems:
+            self._refuse("response_url", problems, channel=url.channel, user=url.user)
+            return _Reply.text(400, "invalid_blocks", error="invalid_blocks")
+        if _flag(params.get("delete_original")) and url.message_ts:
+            self._delete(url)
+            return _Reply.json(200, {"ok": True})
+        if not (params.get("text") or params.get("blocks")):
+            return _Reply.text(400, "no_text", error="no_text")
+        bot = self._bot_message(params, url.message_ts or self._next_ts())
+        if _flag(params.get("replace_original")) and url.message_ts:
+            self._replace(url, bot)
+        elif params.get("response_type") == "in_channel" and url.channel:
+            self._store_message(url.channel, {**bot, "ts": self._next_ts()})
+        elif url.channel:
+            self._store_ephemeral(url.channel, url.user, {**bot, "ts": self._next_ts()})
+        return _Reply.json(200, {"ok": True})
+
+    def _delete(self, url: ResponseUrl) -> None:
+        if url.ephemeral:
+            self._ephemerals.pop(url.message_ts, None)
+            self._touch("ephemeral", url.message_ts)
+        elif self._messages.pop((url.channel, url.message_ts), None) is not None:
+            self._touch("message", url.channel, url.message_ts)
+
+    def _replace(self, url: ResponseUrl, message: dict[str, Any]) -> None:
+        if url.ephemeral:
+            self._store_ephemeral(url.channel, url.user, message)
+            return
+        previous = self._messages.get((url.channel, url.message_ts), {})
+        if "thread_ts" in previous:
+            message["thread_ts"] = previous["thread_ts"]
+        self._store_message(url.channel, message)
+
+    def _store_ephemeral(self, channel: str, user: str, message: dict[str, Any]) -> None:
+        self._ephemerals[message["ts"]] = {**message, "channel": channel, "to": user}
+        self._touch("ephemeral", message["ts"])
+
+    def _modal_owner(self, view_id: str | None) -> str | None:
+        return next((user for user, stack in self._modals.items() if view_id in stack), None)
+
+    def _file_reply(self, name: str) -> _Reply:
+        """A file's content, as its url_private serves it (the sandbox asks for no token)."""
+        file_id = name.partition("/")[0]
+        found = self._files.get(file_id)
+        if found is None or file_id not in self._uploads:
+            return _Reply.text(404, "file_not_found", error="file_not_found")
+        filename = found["name"].replace('"', "")
+        mimetype = found.get("mimetype", "application/octet-stream")
+        headers = {"Content-Type": mimetype, "Content-Disposition": f'inline; filename="{filename}"'}
+        return _Reply(200, self._uploads[file_id], headers)
 
     def _check_token(self, method: str, token: str | None) -> None:
         """The bot token for Web API methods, the app-level token (xapp-...) for Socket Mode's."""
@@ -774,7 +1042,19 @@ class FakeSlack:
         return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}{next(self._ids):08d}"
+        with self._state:
+            number, self._next_id = self._next_id, self._next_id + 1
+        return f"{prefix}{number:08d}"
+
+    def _touch(self, *key: str) -> None:
+        """Note a change people can see (the caller holds the lock)."""
+        self._version += 1
+        self._changed[key] = self._version
+        self._state.notify_all()
+
+    def _store_message(self, channel: str, message: dict[str, Any]) -> None:
+        self._messages[(channel, message["ts"])] = {**message, "channel": channel}
+        self._touch("message", channel, message["ts"])
 
     def _channel_for(self, channel: str) -> str:
         """Slack posts a message addressed to a user id into the bot's DM with that user."""
@@ -821,7 +1101,7 @@ class FakeSlack:
         self._take_post_token(channel)
         ts = self._next_ts()
         message = self._bot_message(params, ts)
-        self._messages[(channel, ts)] = {**message, "channel": channel}
+        self._store_message(channel, message)
         self._posts[channel] += 1
         return {"channel": channel, "ts": ts, "message": message}
 
@@ -833,13 +1113,15 @@ class FakeSlack:
         message = {**previous, **self._bot_message(params, ts)}
         if "thread_ts" in previous:
             message["thread_ts"] = previous["thread_ts"]
-        self._messages[(channel, ts)] = {**message, "channel": channel}
+        self._store_message(channel, message)
         return {"channel": channel, "ts": ts, "text": message["text"], "message": message}
 
     def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_message(params)
         _require(params, "user", error="user_not_in_channel")
-        return {"message_ts": self._next_ts()}
+        ts = self._next_ts()
+        self._store_ephemeral(self._channel_for(params["channel"]), params["user"], self._bot_message(params, ts))
+        return {"message_ts": ts}
 
     def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "channel", "message_ts")
@@ -953,15 +1235,27 @@ class FakeSlack:
         return stored
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A modal; in front of the person whose request carried the trigger_id, when the fake issued it."""
         _require(params, "trigger_id", "view")
+        issued = self._triggers.get(params["trigger_id"])
+        if issued is not None and self._clock() - issued[1] > TRIGGER_SECONDS:
+            raise _ApiError("expired_trigger_id")
         _check_view(params["view"])
-        return {"view": self._store_view(params["view"], self._new_id("V"))}
+        view = self._store_view(params["view"], self._new_id("V"))
+        if issued is not None:
+            self._modals.setdefault(issued[0], []).append(view["id"])
+            self._touch("modal", issued[0])
+        return {"view": view}
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "view")
         _check_view(params["view"])
         view_id = params.get("view_id") or self._view_id_for_external(params.get("external_id"))
-        return {"view": self._store_view(params["view"], view_id)}
+        view = self._store_view(params["view"], view_id)
+        owner = self._modal_owner(view_id)
+        if owner is not None:
+            self._touch("modal", owner)
+        return {"view": view}
 
     def _view_id_for_external(self, external_id: str | None) -> str:
         for view_id, view in self._views.items():
@@ -975,8 +1269,10 @@ class FakeSlack:
         if params["view"]["type"] != "home":
             raise _ApiError("invalid_arguments")
         user_id = params["user_id"]
-        view_id = self._home_views.setdefault(user_id, self._new_id("V"))
-        return {"view": self._store_view(params["view"], view_id)}
+        view_id = self._home_views.get(user_id) or self._home_views.setdefault(user_id, self._new_id("V"))
+        view = self._store_view(params["view"], view_id)
+        self._touch("home", user_id)
+        return {"view": view}
 
     def _files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "filename", "length")
@@ -985,29 +1281,40 @@ class FakeSlack:
         return {"upload_url": f"{self.origin}/upload/{file_id}", "file_id": file_id}
 
     def _files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The uploaded files, shared in `channel_id` (a message from the bot with `initial_comment`) when given."""
         _require(params, "files")
         completed = []
         for item in params["files"]:
             if item.get("id") not in self._uploads:
                 raise _ApiError("file_not_found")
             file_id, name = item["id"], self._files[item["id"]]["name"]
-            completed.append(
-                {
-                    "id": file_id,
-                    "name": name,
-                    "title": item.get("title") or name,
-                    "size": len(self._uploads[file_id]),
-                    "permalink": f"https://{self.team_domain}.slack.com/files/{file_id}/{name}",
-                }
-            )
+            mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            details = {
+                "id": file_id,
+                "name": name,
+                "title": item.get("title") or name,
+                "mimetype": mimetype,
+                "filetype": name.rpartition(".")[2].lower() if "." in name else "binary",
+                "size": len(self._uploads[file_id]),
+                "url_private": f"{self.origin}/files/{file_id}/{quote(name)}",
+                "permalink": f"https://{self.team_domain}.slack.com/files/{file_id}/{name}",
+            }
+            self._files[file_id].update(details)
+            completed.append(details)
+        channel = params.get("channel_id")
+        if channel:
+            message = {**self._bot_message({"text": params.get("initial_comment") or "",
+                                            "thread_ts": params.get("thread_ts")}, self._next_ts()),
+                       "files": completed, "upload": True}
+            self._store_message(self._channel_for(channel), message)
         return {"files": completed}
 
 
 class _FakeSlackServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fake: FakeSlack):
-        super().__init__(("127.0.0.1", 0), _FakeSlackRequestHandler)
+    def __init__(self, fake: FakeSlack, port: int):
+        super().__init__(("127.0.0.1", port), _FakeSlackRequestHandler)
         self.fake = fake
 
 
@@ -1021,6 +1328,9 @@ class _FakeSlackRequestHandler(BaseHTTPRequestHandler):
         self._answer()
 
     def _answer(self) -> None:
+        for route in self.server.fake.routes:
+            if route(self):
+                return
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
