@@ -127,6 +127,20 @@ def button_action(
     }
 
 
+def element_action(element: dict[str, Any], block_id: str) -> dict[str, Any]:
+    """The `actions` entry for a click on `element` (a button as the app sent it) in block `block_id`."""
+    action = {
+        "type": element["type"],
+        "action_id": element.get("action_id", ""),
+        "block_id": block_id,
+        "action_ts": _event_ts(),
+    }
+    for name in ("text", "value", "style"):
+        if name in element:
+            action[name] = element[name]
+    return action
+
+
 def block_actions_body(
     user_id: str,
     action_id: str,
@@ -140,12 +154,17 @@ def block_actions_body(
     message: dict[str, Any] | None = None,
     view: dict[str, Any] | None = None,
     team_id: str = TEAM_ID,
+    action: dict[str, Any] | None = None,
+    channel_name: str = CHANNEL_NAME,
+    ephemeral: bool = False,
 ) -> str:
     """A button click, as Slack posts it.
 
     With `view`, the button was in a view (App Home or a modal): the payload has the view and no
     channel, message or response_url. Otherwise it was in a message: `message` (for instance one
-    from `FakeSlack.messages()`) supplies the ts and channel unless they are given.
+    from `FakeSlack.messages()`) supplies the ts and channel unless they are given; an `ephemeral`
+    message is not repeated in the payload, as Slack does not. `action` (from element_action) is the
+    clicked element in place of a button made of `action_id`, `value` and `block_id`.
     """
     payload: dict[str, Any] = {
         "type": "block_actions",
@@ -157,7 +176,7 @@ def block_actions_body(
         "enterprise": None,
         "is_enterprise_install": False,
         "state": {"values": {}},
-        "actions": [button_action(action_id, value, block_id)],
+        "actions": [action or button_action(action_id, value, block_id)],
     }
     if view is not None:
         payload["container"] = {"type": "view", "view_id": view.get("id")}
@@ -181,10 +200,11 @@ def block_actions_body(
         "type": "message",
         "message_ts": message_ts,
         "channel_id": channel_id,
-        "is_ephemeral": False,
+        "is_ephemeral": ephemeral,
     }
-    payload["channel"] = {"id": channel_id, "name": CHANNEL_NAME}
-    payload["message"] = message
+    payload["channel"] = {"id": channel_id, "name": channel_name}
+    if not ephemeral:
+        payload["message"] = message
     payload["response_url"] = response_url
     return _form_payload(payload)
 
@@ -204,8 +224,9 @@ def view_submission_body(
     blocks: list[dict[str, Any]] | None = None,
     trigger_id: str | None = None,
     team_id: str = TEAM_ID,
+    view: dict[str, Any] | None = None,
 ) -> str:
-    """A modal's submission, as Slack posts it."""
+    """A modal's submission, as Slack posts it; `view`: the modal as the app opened it (its fields win)."""
     view = {
         "id": view_id,
         "team_id": team_id,
@@ -224,7 +245,9 @@ def view_submission_body(
         "app_id": APP_ID,
         "app_installed_team_id": team_id,
         "bot_id": BOT_ID,
+        **(view or {}),
     }
+    view["state"] = {"values": state_values or {}}
     payload = {
         "type": "view_submission",
         "team": _team(team_id),
@@ -234,6 +257,22 @@ def view_submission_body(
         "trigger_id": trigger_id or new_trigger_id(),
         "view": view,
         "response_urls": [],
+        "enterprise": None,
+        "is_enterprise_install": False,
+    }
+    return _form_payload(payload)
+
+
+def view_closed_body(user_id: str, view: dict[str, Any], *, team_id: str = TEAM_ID) -> str:
+    """A modal closed by the person (sent only for a view with notify_on_close)."""
+    payload = {
+        "type": "view_closed",
+        "team": _team(team_id),
+        "user": _user(user_id, team_id),
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "view": view,
+        "is_cleared": False,
         "enterprise": None,
         "is_enterprise_install": False,
     }

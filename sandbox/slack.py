@@ -83,6 +83,7 @@ __all__ = ["MAX_MESSAGE_BLOCKS", "MAX_VIEW_BLOCKS"]  # Block Kit's limits, check
 MAX_TEXT_LENGTH = 40_000
 # A trigger_id opens a modal only within three seconds of the click or command that made it.
 TRIGGER_SECONDS = 3.0
+SLACKBOT_USER_ID = "USLACKBOT"
 # Slack takes five answers through one response_url.
 RESPONSE_URL_USES = 5
 HISTORY_PAGE_SIZE = 100
@@ -515,6 +516,42 @@ class FakeSlack:
         with self._state:
             self._triggers[trigger_id] = (user, self._clock())
 
+    def respond(self, response_url: str, params: dict[str, Any]) -> str | None:
+        """Show an answer the app gave in its HTTP response to a request (a command's acknowledgement with a
+        message) as Slack does: like a post to the request's response_url, without using one up.
+        None, or the error that refused it."""
+        with self._state:
+            return self._respond(response_url.rpartition("/")[2], params, counted=False).error
+
+    def slackbot_says(self, user: str, channel: str, text: str) -> None:
+        """An ephemeral note from Slack itself to `user` (a command that failed, an app that did not answer)."""
+        with self._state:
+            message = {"type": "message", "user": SLACKBOT_USER_ID, "text": text, "blocks": [], "ts": self._next_ts()}
+            self._store_ephemeral(channel, user, message)
+
+    def show_modal(self, user: str, view: dict[str, Any], *, replacing: str | None = None) -> str | None:
+        """A modal the app returned in answer to a submission (`response_action` update or push): in place of
+        `replacing`, or on top. None, or the error that refused the view (invalid Block Kit)."""
+        with self._state:
+            try:
+                _check_view(view)
+            except _InvalidBlockKit as refused:
+                self._refuse("view_submission", refused.problems, channel=None, user=user)
+                return refused.error
+            view_id = replacing or self._new_id("V")
+            self._store_view(view, view_id)
+            stack = self._modals.setdefault(user, [])
+            if view_id not in stack:
+                stack.append(view_id)
+            self._touch("modal", user)
+            return None
+
+    def clear_modals(self, user: str) -> None:
+        """Close every modal in front of `user` (`response_action` clear)."""
+        with self._state:
+            if self._modals.pop(user, None):
+                self._touch("modal", user)
+
     def mount(self, route: Callable[[BaseHTTPRequestHandler], bool]) -> None:
         """Serve more on this server: `route(request)` answers the requests it knows (True) and leaves the rest."""
         self._routes.append(route)
@@ -770,6 +807,12 @@ class FakeSlack:
             return self._version
 
     @property
+    def version(self) -> int:
+        """Grows with every change people can see."""
+        with self._state:
+            return self._version
+
+    @property
     def closing(self) -> bool:
         return self._closing
 
@@ -885,15 +928,15 @@ class FakeSlack:
         self._touch("refusal", refusal_id)
         log.warning("Slack refused %s: invalid Block Kit: %s", method, "; ".join(problems))
 
-    def _respond(self, name: str, params: dict[str, Any] | None) -> _Reply:
+    def _respond(self, name: str, params: dict[str, Any] | None, *, counted: bool = True) -> _Reply:
         """A post to a response_url: shown where its request came from when the fake handed it out
-        (issue_response_url); only recorded otherwise."""
+        (issue_response_url); only recorded otherwise. `counted`: it uses up one of the URL's five answers."""
         url = self._response_urls.get(name)
         if url is None:
             return _Reply.json(200, {"ok": True})
-        if url.uses >= RESPONSE_URL_USES:
+        if counted and url.uses >= RESPONSE_URL_USES:
             return _Reply.text(404, "used_url", error="used_url")
-        url.uses += 1
+        url.uses += counted
         if params is None:
             return _Reply.text(400, "invalid_payload", error="invalid_payload")
         problems = blocks_problems(params.get("blocks") or [])
