@@ -57,9 +57,9 @@ import psycopg  # noqa: E402
 
 from bot.periods import Period  # noqa: E402
 from bot.slack_ids import ActionId, BlockId, bill_value  # noqa: E402
-from tests.bench_generate import DEFAULT_SERVER, libpq_conninfo, temporary_database  # noqa: E402
 from sandbox.app_requests import block_actions_body, sign  # noqa: E402
 from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN  # noqa: E402
+from tests.bench_generate import DEFAULT_SERVER, libpq_conninfo, temporary_database  # noqa: E402
 
 PERIOD = Period(2026, 10)
 MAX_RATIO_TO_FLOOR = 2.0
@@ -234,9 +234,9 @@ def run_floor_app() -> None:
     """Child: a Bolt app whose Approve listener only acknowledges, served like `serve` serves the real one."""
     from slack_bolt import App
 
-    from handlers.app import slack_client
     from bot.settings import load_settings
     from db.session import make_engine
+    from handlers.app import slack_client
     from handlers.web import serve
 
     settings = load_settings()

@@ -30,9 +30,9 @@ from bot.periods import Period
 from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxStatus, Role, ScheduledRun, User, utcnow
 from db.session import make_session_factory
-from tests.factories import add_customer, add_user
 from sandbox.app_requests import SlackSender, block_actions_body
 from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack
+from tests.factories import add_customer, add_user
 from tests.slack_helpers import texts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -373,6 +373,18 @@ function nearBottom(scroller) {
   return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
 }
 
+/* A conversation stays scrolled to its newest message while the person has not scrolled up, however its
+ * height changes (new messages, updated ones, images that load). */
+function followBottom(scroller, content) {
+  scroller.addEventListener("scroll", () => { scroller.dataset.stuck = nearBottom(scroller) ? "yes" : ""; });
+  new ResizeObserver(() => { if (scroller.dataset.stuck) scroller.scrollTop = scroller.scrollHeight; }).observe(content);
+}
+
+function stickToBottom(scroller) {
+  scroller.dataset.stuck = "yes";
+  scroller.scrollTop = scroller.scrollHeight;
+}
+
 function placeMessage(container, rendered, message, inThread) {
   const element = renderMessage(message, inThread);
   const old = rendered.get(message.ts);
@@ -404,8 +416,7 @@ async function loadConversation() {
   if (channel === "dm") state.dm = data.channel;
   state.unread.delete(data.channel);
   drawMessages(data.messages, data.has_more);
-  const scroller = $("scroller");
-  scroller.scrollTop = scroller.scrollHeight;
+  stickToBottom($("scroller"));
   renderNav();
 }
 
@@ -448,6 +459,7 @@ function trimRendered() {
 
 async function openThread(channel, ts) {
   state.thread = { channel, ts };
+  $("thread-messages").replaceChildren();
   $("thread").hidden = false;
   $("thread-where").textContent = channel === state.dm ? state.workspace.app.name : `#${channelName(channel)}`;
   await loadThread();
@@ -459,15 +471,14 @@ async function loadThread() {
   const data = await api(`/sandbox/thread?${query({ user: state.me, channel, ts })}`);
   if (!state.thread || state.thread.ts !== ts) return;
   const container = $("thread-messages");
-  const scroller = container;
-  const stick = nearBottom(scroller) || !container.children.length;
+  const fresh = !container.children.length;
   container.replaceChildren();
   state.threadRendered.clear();
   const [parent, ...replies] = data.messages;
   container.append(renderMessage(parent, true));
   container.append(h("div", { class: "replies-rule" }, replies.length === 1 ? "1 reply" : `${replies.length} replies`));
   replies.forEach((reply) => container.append(renderMessage(reply, true)));
-  if (stick) scroller.scrollTop = scroller.scrollHeight;
+  if (fresh) stickToBottom($("thread-scroller"));
 }
 
 function closeThread() {
@@ -670,8 +681,6 @@ function applyChanges(changes) {
   if (changes.reset) { reloadAll(); return; }
   const channel = currentChannel();
   const shownChannel = channel === "dm" ? state.dm : channel;
-  const scroller = $("scroller");
-  const stick = nearBottom(scroller);
   let threadChanged = false;
   for (const message of changes.messages) {
     const reply = message.thread_ts && message.thread_ts !== message.ts;
@@ -697,10 +706,7 @@ function applyChanges(changes) {
     const element = state.rendered.get(ts);
     if (element && (!removed.channel || removed.channel === shownChannel)) { element.remove(); state.rendered.delete(ts); }
   }
-  if (stick) {
-    trimRendered();
-    scroller.scrollTop = scroller.scrollHeight;
-  }
+  if ($("scroller").dataset.stuck) trimRendered();
   if (threadChanged) loadThread();
   if (changes.home) {
     state.home = changes.home;
@@ -826,6 +832,8 @@ async function start() {
   $("app-nav").addEventListener("click", () => show({ kind: "app", tab: "home" }));
   document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => show({ kind: "app", tab: tab.dataset.tab })));
   $("thread-close").addEventListener("click", closeThread);
+  followBottom($("scroller"), $("messages"));
+  followBottom($("thread-scroller"), $("thread-messages"));
   $("load-earlier").querySelector("button").addEventListener("click", loadEarlier);
   new IntersectionObserver((entries) => { if (entries.some((entry) => entry.isIntersecting)) loadEarlier(); },
     { root: $("scroller") }).observe($("load-earlier"));

@@ -21,9 +21,18 @@ from db.models import Outbox, OutboxStatus, Role, User
 from handlers.app import build_services, create_app
 from handlers.jobs import run_job
 from handlers.web import create_server
-from tests.factories import add_user
-from sandbox.app_requests import SenderResponse, SlackSender, app_home_opened_event, block_actions_body, event_body, slash_command_body, text_input_state, view_submission_body
+from sandbox.app_requests import (
+    SenderResponse,
+    SlackSender,
+    app_home_opened_event,
+    block_actions_body,
+    event_body,
+    slash_command_body,
+    text_input_state,
+    view_submission_body,
+)
 from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack
+from tests.factories import add_user
 from tests.slack_helpers import wait_until
 
 

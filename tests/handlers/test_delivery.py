@@ -11,8 +11,8 @@ from bot import outbox
 from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Bill, Outbox, OutboxKind, OutboxStatus, Role
-from tests.factories import add_customer
 from sandbox.slack import CHANNEL_ID
+from tests.factories import add_customer
 from tests.slack_helpers import wait_until
 
 PERIOD = Period(2026, 10)

@@ -19,8 +19,8 @@ from db.models import ActionType, Bill, Role, SeenSignature
 from handlers import errors
 from handlers.errors import DATABASE_UNAVAILABLE, OutageLog
 from handlers.verification import KEEP_SIGNATURES_FOR
-from tests.factories import add_customer
 from sandbox.app_requests import app_home_opened_event, block_actions_body, event_body, slash_command_body
+from tests.factories import add_customer
 from tests.slack_helpers import texts
 
 FINANCE = "UFIONA01"
