@@ -245,7 +245,7 @@ def demo(cli: Cli, args) -> None:
 
     try:
         run(folder=Path(args.data), port=args.port, open_browser=args.open)
-    except KeyboardInterrupt:  # Ctrl-C: everything was stopped on the way out
+    except KeyboardInterrupt:  # Ctrl-C while it was starting: what had started was stopped on the way out
         cli.out("Stopped.")
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 WORKSPACE_FILE = "slack.json"  # what the sandbox's Slack shows, kept between runs
 SAVE_EVERY_SECONDS = 2.0
+STOP_CHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,16 @@ def _served(app, engine, signing_secret: str) -> Iterator[str]:
         server.task_dispatcher.shutdown()
 
 
+def _wait_for_a_stop_signal() -> None:
+    """Until Ctrl-C (SIGINT) or SIGTERM. The wait has a time limit: a signal that comes just before a wait
+    without one could leave it waiting for good."""
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    while not stop.wait(STOP_CHECK_SECONDS):
+        pass
+
+
 def run(*, folder: Path, port: int, open_browser: bool = False, out: Callable[[str], None] = print) -> None:
     """Run the demo until Ctrl-C or SIGTERM, then stop everything it started."""
     from handlers.app import create_app
@@ -202,7 +213,7 @@ def run(*, folder: Path, port: int, open_browser: bool = False, out: Callable[[s
     engine = make_engine(settings.sqlalchemy_url)
     workspace = WorkspaceFile(fake, folder / WORKSPACE_FILE)
     worker = None
-    # SIGTERM (how services are stopped) unwinds like Ctrl-C, so that everything below is stopped too.
+    # While it starts, SIGTERM (how services are stopped) unwinds like Ctrl-C: what was started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         migrate.upgrade(engine)
@@ -221,7 +232,8 @@ def run(*, folder: Path, port: int, open_browser: bool = False, out: Callable[[s
             out(f"Its data is in {folder}/; delete the folder to start again from the demo data.")
             if open_browser:
                 webbrowser.open(url)
-            threading.Event().wait()
+            _wait_for_a_stop_signal()
+            out("Stopped.")
     finally:
         if worker is not None:
             worker.close()

@@ -168,6 +168,7 @@ class SandboxPage:
             "app": {"name": self.app_name, "bot_user_id": self.fake.bot_user_id},
             "channels": [{"id": channel.id, "name": channel.name} for channel in self.channels],
             "people": people,
+            "ready": self._sender is not None,  # connected to the app, with everyone in the workspace
             "version": self.fake.version,
         }
 

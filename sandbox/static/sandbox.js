@@ -375,14 +375,24 @@ function nearBottom(scroller) {
 
 /* A conversation stays scrolled to its newest message while the person has not scrolled up, however its
  * height changes (new messages, updated ones, images that load). */
+const pinnedAt = new Map();  // scroller → where the page last scrolled it to itself
+
 function followBottom(scroller, content) {
-  scroller.addEventListener("scroll", () => { scroller.dataset.stuck = nearBottom(scroller) ? "yes" : ""; });
-  new ResizeObserver(() => { if (scroller.dataset.stuck) scroller.scrollTop = scroller.scrollHeight; }).observe(content);
+  scroller.addEventListener("scroll", () => {
+    if (nearBottom(scroller)) scroller.dataset.stuck = "yes";
+    else if (scroller.scrollTop < (pinnedAt.get(scroller) || 0) - 4) scroller.dataset.stuck = "";  // scrolled up
+  });
+  new ResizeObserver(() => { if (scroller.dataset.stuck) pin(scroller); }).observe(content);
+}
+
+function pin(scroller) {
+  scroller.scrollTop = scroller.scrollHeight;
+  pinnedAt.set(scroller, scroller.scrollTop);
 }
 
 function stickToBottom(scroller) {
   scroller.dataset.stuck = "yes";
-  scroller.scrollTop = scroller.scrollHeight;
+  pin(scroller);
 }
 
 function placeMessage(container, rendered, message, inThread) {
@@ -407,6 +417,7 @@ function placeMessage(container, rendered, message, inThread) {
 
 async function loadConversation() {
   const channel = currentChannel();
+  delete document.body.dataset.shown;
   state.rendered.clear();
   $("messages").replaceChildren();
   state.oldestTs = null;
@@ -418,6 +429,7 @@ async function loadConversation() {
   drawMessages(data.messages, data.has_more);
   stickToBottom($("scroller"));
   renderNav();
+  document.body.dataset.shown = `${state.me} ${channel}`;  // what is on screen, once it is drawn
 }
 
 function drawMessages(messages, hasMore) {
@@ -818,6 +830,11 @@ async function reloadAll() {
 
 async function start() {
   state.workspace = await api("/sandbox/workspace");
+  if (!state.workspace.ready) {  // the app is still starting: its people and its bills come with it
+    $("connection").textContent = "starting…";
+    setTimeout(() => start().catch(failed), 250);
+    return;
+  }
   state.workspace.people.forEach((person) => state.people.set(person.id, person));
   $("team").textContent = state.workspace.team.name;
   $("app-name").textContent = state.workspace.app.name;
@@ -846,4 +863,8 @@ async function start() {
   await choosePerson(first.id);
 }
 
-start().catch((error) => toast(`The sandbox could not start: ${error.message}`, true));
+function failed(error) {
+  toast(`The sandbox could not start: ${error.message}`, true);
+}
+
+start().catch(failed);

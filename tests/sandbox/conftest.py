@@ -24,6 +24,7 @@ import pytest
 
 from bot.periods import Period
 from sandbox.demo import PEOPLE
+from sandbox.slack import CHANNEL_ID
 from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,13 +147,17 @@ class Slack:
     def open(self, person: str) -> Slack:
         """Open the page as `person` ("Fiona", "Carol", "Casey", "Sam", "Vera") in #bills."""
         self.page.goto(f"{self.demo.url}/?as={SLACK_ID[person]}")
-        self.page.locator("#messages .msg").first.wait_for()
+        self._shown(person)
         return self
 
     def act_as(self, person: str) -> None:
         """Switch person with the picker."""
         self.page.select_option("#person", SLACK_ID[person])
-        self.page.locator(f"#messages .mention.me, #messages .msg").first.wait_for()
+        self._shown(person)
+
+    def _shown(self, person: str) -> None:
+        """Wait until the page shows #bills as `person` sees it."""
+        self.page.locator(f"body[data-shown='{SLACK_ID[person]} {CHANNEL_ID}']").wait_for(state="attached")
 
     def type(self, text: str, *, where: str = "#composer-text") -> None:
         self.page.fill(where, text)

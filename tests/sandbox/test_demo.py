@@ -107,6 +107,7 @@ def _post(url: str, fields: dict) -> None:
     import json
     import urllib.request
 
-    request = urllib.request.Request(url, data=json.dumps(fields).encode(), headers={"Content-Type": "application/json"})
+    body = json.dumps(fields).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.status == 200

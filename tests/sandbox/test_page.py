@@ -24,7 +24,8 @@ BUTTONS = [
     {"type": "actions", "block_id": "bill_actions", "elements": [
         {"type": "button", "text": {"type": "plain_text", "text": "Approve"}, "action_id": "approve",
          "value": "bill:7:3", "style": "primary"},
-        {"type": "button", "text": {"type": "plain_text", "text": "Reject"}, "action_id": "reject", "value": "bill:7:3"},
+        {"type": "button", "text": {"type": "plain_text", "text": "Reject"}, "action_id": "reject",
+         "value": "bill:7:3"},
     ]},
 ]
 MODAL = {
@@ -178,7 +179,8 @@ def test_a_modal_opened_by_a_click_is_shown_to_the_clicker_and_its_submission_an
     [modal] = wait_until(lambda: [m for m in [sandbox.fake.modal(FIONA)] if m], 1, "the modal")
     assert sandbox.fake.modal(VERA) is None
 
-    _, refused = sandbox.post("/sandbox/submit", {"user": FIONA, "view_id": modal["id"], "values": {"why": {"text": "no"}}})
+    _, refused = sandbox.post("/sandbox/submit", {
+        "user": FIONA, "view_id": modal["id"], "values": {"why": {"text": "no"}}})
     _, accepted = sandbox.post("/sandbox/submit", {
         "user": FIONA, "view_id": modal["id"], "values": {"why": {"text": "Customer disputes it."}}})
 
@@ -245,7 +247,8 @@ def test_the_event_stream_announces_each_change(sandbox):
 
 def test_the_page_and_its_files_are_served(sandbox):
     origin = urlsplit(sandbox.fake.origin)
-    for path, kind in [("/", "text/html"), ("/static/sandbox.js", "text/javascript"), ("/static/sandbox.css", "text/css")]:
+    files = [("/", "text/html"), ("/static/sandbox.js", "text/javascript"), ("/static/sandbox.css", "text/css")]
+    for path, kind in files:
         connection = http.client.HTTPConnection(origin.hostname, origin.port, timeout=10)
         connection.request("GET", path)
         answer = connection.getresponse()

@@ -788,7 +788,8 @@ def test_invalid_block_kit_is_refused_as_slack_does_and_kept_and_logged(fake, cl
 
 def test_a_view_with_invalid_blocks_is_refused_for_the_person_it_was_for(fake, client):
     with pytest.raises(SlackApiError) as refused:
-        client.views_publish(user_id="U1", view={**HOME, "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "x" * 151}}]})
+        header = {"type": "header", "text": {"type": "plain_text", "text": "x" * 151}}
+        client.views_publish(user_id="U1", view={**HOME, "blocks": [header]})
 
     assert refused.value.response["error"] == "invalid_arguments"
     [kept] = fake.refusals()
