@@ -244,6 +244,7 @@ function renderInput(block, index, where) {
   });
   if (element.initial_value) field.value = element.initial_value;
   field.dataset.required = block.optional ? "" : "required";
+  field.addEventListener("input", () => showInputError(wrapper, ""));  // a new try: the old error goes
   wrapper.append(field);
   if (block.hint) wrapper.append(h("div", { class: "hint", html: textObject(block.hint) }));
   wrapper.append(h("div", { class: "error", hidden: true }));

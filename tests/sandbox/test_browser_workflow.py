@@ -53,6 +53,7 @@ def test_a_bill_is_rejected_with_a_reason_given_in_the_modal(slack, months, scre
     modal.locator("button[type=submit]").click()  # no reason yet
     expect(modal.locator(".b-input .error")).to_have_text("Please fill out this field.")
     modal.locator("textarea").fill(reason)
+    expect(modal.locator(".b-input .error")).to_be_hidden()
     slack.shot(screenshots, "modal")
     modal.locator("button[type=submit]").click()
 
