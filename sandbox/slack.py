@@ -709,16 +709,18 @@ class FakeSlack:
         with self._state:
             return Counter(self._posts)
 
-    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+    def _copy(self, table: dict, key: Any) -> dict[str, Any] | None:
+        """A copy of `table[key]`, or None."""
         with self._state:
-            message = self._messages.get((channel, ts))
-            return dict(message) if message else None
+            found = table.get(key)
+            return dict(found) if found else None
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return self._copy(self._messages, (channel, ts))
 
     def view(self, view_id: str) -> dict[str, Any] | None:
         """A view as the last views.open / views.update / views.publish left it."""
-        with self._state:
-            view = self._views.get(view_id)
-            return dict(view) if view else None
+        return self._copy(self._views, view_id)
 
     def home_view(self, user_id: str) -> dict[str, Any] | None:
         """The App Home view last published for `user_id`."""
@@ -745,9 +747,7 @@ class FakeSlack:
                     if m["to"] == user and channel in (None, m["channel"])]
 
     def ephemeral(self, ts: str) -> dict[str, Any] | None:
-        with self._state:
-            message = self._ephemerals.get(ts)
-            return dict(message) if message else None
+        return self._copy(self._ephemerals, ts)
 
     def modal(self, user: str) -> dict[str, Any] | None:
         """The modal open in front of `user` (the topmost one), as the app last opened or updated it."""
@@ -769,9 +769,7 @@ class FakeSlack:
             return [dict(refusal) for refusal in self._refusals.values()]
 
     def refusal(self, refusal_id: str) -> dict[str, Any] | None:
-        with self._state:
-            refusal = self._refusals.get(refusal_id)
-            return dict(refusal) if refusal else None
+        return self._copy(self._refusals, refusal_id)
 
     def file(self, file_id: str) -> tuple[dict[str, Any], bytes] | None:
         """An uploaded file's details (name, title, mimetype) and its content."""

@@ -456,16 +456,20 @@ async function loadEarlier() {
   }
 }
 
+/* While the person follows the newest messages, the page keeps MAX_RENDERED of them; older ones load again
+ * when they scroll up. */
 function trimRendered() {
   const container = $("messages");
+  if (container.children.length <= MAX_RENDERED) return;
   while (container.children.length > MAX_RENDERED) {
     const first = container.firstElementChild;
     state.rendered.delete(first.dataset.ts);
     first.remove();
-    state.hasMore = true;
   }
-  if (container.firstElementChild) state.oldestTs = container.firstElementChild.dataset.ts;
-  $("load-earlier").hidden = !state.hasMore;
+  state.hasMore = true;
+  state.oldestTs = container.firstElementChild.dataset.ts;
+  $("load-earlier").hidden = false;
+  pin($("scroller"));  // still at the newest message, however the browser moved the view for the removal
 }
 
 /* --- threads ------------------------------------------------------------------------------------- */
