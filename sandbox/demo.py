@@ -233,10 +233,10 @@ def run(*, folder: Path, port: int, open_browser: bool = False, out: Callable[[s
             if open_browser:
                 webbrowser.open(url)
             _wait_for_a_stop_signal()
-            out("Stopped.")
     finally:
         if worker is not None:
             worker.close()
         workspace.stop()
         fake.stop()
         engine.dispose()
+    out("Stopped.")
