@@ -70,11 +70,16 @@ class Demo:
             raise AssertionError("the demo did not stop within 30 s of Ctrl-C") from None
 
 
-def start_demo(folder: Path, *, port: int | None = None, wait: bool = True) -> Demo:
-    """Run `python main.py demo` on `folder`; with `wait`, return once its page answers."""
+def start_demo(folder: Path, *, port: int | None = None, wait: bool = True, env: dict[str, str] | None = None) -> Demo:
+    """Run `python main.py demo` on `folder`; with `wait`, return once its page answers.
+
+    The schedule is off unless `env` sets it, so that what the tests see does not depend on the date (on the
+    1st of a month the scheduler would generate last month's bills as soon as the demo starts).
+    """
     port = port or free_port()
     log = folder.with_name(f"{folder.name}-{port}.log")
-    env = {**os.environ, "TIMEZONE": "UTC", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TIMEZONE": "UTC", "PYTHONUNBUFFERED": "1", "GENERATE_CRON": "", "REMINDER_CRON": "",
+           **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "main.py"), "demo", "--port", str(port), "--data", str(folder)],
@@ -102,9 +107,10 @@ def wait_for_page(demo: Demo) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Iterator[Demo]:
-    """One demo, freshly seeded, for a module's tests."""
-    running = start_demo(tmp_path_factory.mktemp("demo") / "data")
+def demo(request, tmp_path_factory) -> Iterator[Demo]:
+    """One demo, freshly seeded, for a module's tests (with the module's DEMO_ENVIRONMENT, if it has one)."""
+    env = getattr(request.module, "DEMO_ENVIRONMENT", None)
+    running = start_demo(tmp_path_factory.mktemp("demo") / "data", env=env)
     try:
         yield running
     finally:

@@ -9,6 +9,9 @@ from playwright.sync_api import expect
 
 expect.set_options(timeout=20_000)
 
+# Approvers get their reminder as soon as the demo starts: the schedule's latest occurrence was missed.
+DEMO_ENVIRONMENT = {"REMINDER_CRON": "* * * * *", "REMINDER_AFTER_DAYS": "0"}
+
 
 def test_finance_generates_last_month_and_watches_its_bills_arrive(slack, months):
     slack.open("Fiona")
@@ -127,3 +130,14 @@ def test_an_export_and_a_chart_arrive_in_the_direct_messages(slack, months):
     expect(chart).to_be_visible()
     assert chart.evaluate("image => image.naturalWidth") > 200  # the PNG itself, not a broken image
     expect(slack.page.locator("#app-badge")).to_be_hidden()
+
+
+def test_an_approver_finds_the_reminder_of_what_waits_for_them_in_the_direct_messages(slack, months):
+    slack.open("Sam")
+
+    slack.open_app("messages")
+
+    reminder = slack.page.locator("#messages .msg.message", has_text="waiting for your approval")
+    expect(reminder.locator(".b-header")).to_contain_text("🔔")
+    expect(reminder).to_contain_text("Acme Analytics")  # its step 2 waits for Sales
+    expect(reminder.locator("button.sk-btn.primary", has_text="Approve").first).to_be_visible()
