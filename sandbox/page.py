@@ -289,7 +289,10 @@ class SandboxPage:
             raise PageError("write something first")
         if channel == self.fake.dm_channel(user):
             raise PageError(f"sending messages to {self.app_name} has been turned off; use /bill here")
-        self.fake.post_as(user, channel, text, fields.get("thread_ts"))
+        thread_ts = fields.get("thread_ts")
+        if thread_ts is not None and (not isinstance(thread_ts, str) or self.fake.message(channel, thread_ts) is None):
+            raise PageError("that thread is not in this conversation")
+        self.fake.post_as(user, channel, text, thread_ts)
         return {}
 
     def action(self, fields: dict[str, Any]) -> dict[str, Any]:

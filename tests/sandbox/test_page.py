@@ -254,3 +254,48 @@ def test_the_page_and_its_files_are_served(sandbox):
         answer = connection.getresponse()
         assert answer.status == 200 and answer.headers["Content-Type"].startswith(kind) and answer.read()
         connection.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "error"),
+    [
+        ("/sandbox/message", {"user": FIONA, "channel": CHANNEL_ID, "text": "hi", "thread_ts": {"x": 1}},
+         "that thread is not in this conversation"),
+        ("/sandbox/message", {"user": FIONA, "channel": CHANNEL_ID, "text": "  "}, "write something first"),
+        ("/sandbox/action", {"user": FIONA, "channel": CHANNEL_ID, "ts": ["1"], "block": "x"}, "that message is gone"),
+        ("/sandbox/action", {"user": FIONA, "view_id": "V0NOTHERE"}, "that view is closed"),
+        ("/sandbox/submit", {"user": FIONA, "view_id": None, "values": "nothing"}, "that view is closed"),
+        ("/sandbox/home", {"user": ["U0FIONA01"]}, "choose a person first"),
+    ],
+)
+def test_a_request_no_page_would_send_is_refused_with_its_reason(sandbox, path, fields, error, capfd):
+    status, answer = sandbox.post(path, fields)
+
+    assert (status, answer) == (400, {"ok": False, "error": error})
+    assert sandbox.fake.messages() == [] and "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("query", [
+    "user=U0FIONA01&channel=C0BILLS01&limit=lots",
+    "user=U0FIONA01&channel=C0BILLS01&before=x",
+    "user=U0FIONA01&channel=C0ELSEWHERE",
+    "user=&channel=C0BILLS01",
+])
+def test_a_read_no_page_would_make_is_refused(sandbox, query):
+    origin = urlsplit(sandbox.fake.origin)
+    connection = http.client.HTTPConnection(origin.hostname, origin.port, timeout=10)
+    connection.request("GET", f"/sandbox/conversation?{query}")
+    answer = connection.getresponse()
+
+    assert answer.status == 400 and json.loads(answer.read())["ok"] is False
+    connection.close()
+
+
+def test_a_body_that_is_not_json_is_refused(sandbox):
+    origin = urlsplit(sandbox.fake.origin)
+    connection = http.client.HTTPConnection(origin.hostname, origin.port, timeout=10)
+    connection.request("POST", "/sandbox/command", body=b"text=/bill help", headers={"Content-Type": "text/plain"})
+    answer = connection.getresponse()
+
+    assert (answer.status, json.loads(answer.read())["error"]) == (400, "the request is not JSON")
+    connection.close()
