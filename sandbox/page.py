@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -76,6 +77,8 @@ class SandboxPage:
         self.team_name = team_name
         self.signing_secret = signing_secret
         self._sender: SlackSender | None = None
+        # Which run of the sandbox this is: a page left open across a restart reloads itself.
+        self.instance = secrets.token_hex(6)
         self._reads = {
             "/sandbox/workspace": self.workspace,
             "/sandbox/conversation": self.conversation,
@@ -137,7 +140,8 @@ class SandboxPage:
         request.send_header("Cache-Control", "no-cache")
         request.end_headers()
         try:
-            request.wfile.write(f"retry: 1000\ndata: {self.fake.version}\n\n".encode())
+            request.wfile.write(f"retry: 1000\nevent: hello\ndata: {self.instance}\n\n".encode())
+            request.wfile.write(f"data: {self.fake.version}\n\n".encode())
             request.wfile.flush()
             while not self.fake.closing:
                 current = self.fake.wait_for_change(version, KEEPALIVE_SECONDS)
@@ -169,6 +173,7 @@ class SandboxPage:
             "channels": [{"id": channel.id, "name": channel.name} for channel in self.channels],
             "people": people,
             "ready": self._sender is not None,  # connected to the app, with everyone in the workspace
+            "instance": self.instance,
             "version": self.fake.version,
         }
 

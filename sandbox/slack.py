@@ -44,11 +44,11 @@ log = logging.getLogger(__name__)
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
-TOKEN = "xoxb-test-bot-token"
-APP_TOKEN = "xapp-1-A0BILLS01-test-app-token"
-SIGNING_SECRET = "test-signing-secret"
+TOKEN = "xoxb-sandbox-bot-token"
+APP_TOKEN = "xapp-1-A0BILLS01-sandbox-app-token"
+SIGNING_SECRET = "sandbox-signing-secret"
 TEAM_ID = "T0BILLS01"
-TEAM_DOMAIN = "billprocess-test"
+TEAM_DOMAIN = "billprocess-sandbox"
 APP_ID = "A0BILLS01"
 BOT_USER_ID = "U0BOT0001"
 BOT_ID = "B0BOT0001"
@@ -1106,7 +1106,7 @@ class FakeSlack:
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "url": f"https://{self.team_domain}.slack.com/",
-            "team": "BillProcess Test",
+            "team": "BillProcess sandbox",
             "user": "billprocess",
             "team_id": self.team_id,
             "user_id": self.bot_user_id,

@@ -763,6 +763,8 @@ function listen() {
   events.onopen = () => { $("connection").textContent = "live"; $("connection").className = "connection live"; };
   events.onerror = () => { $("connection").textContent = "reconnecting…"; $("connection").className = "connection down"; };
   events.onmessage = (event) => { if (Number(event.data) > state.version) sync(); };
+  // The sandbox was restarted while the page stayed open: what it showed is gone, so it starts again.
+  events.addEventListener("hello", (event) => { if (event.data !== state.workspace.instance) window.location.reload(); });
 }
 
 /* --- navigation -------------------------------------------------------------------------------------- */

@@ -224,23 +224,30 @@ def test_an_app_that_does_not_answer_within_three_seconds_leaves_slackbots_note(
     assert (note["user"], note["text"]) == ("USLACKBOT", '/bill failed with the error "operation_timeout"')
 
 
-def test_the_event_stream_announces_each_change(sandbox):
+def test_the_event_stream_says_which_run_it_is_and_announces_each_change(sandbox):
     origin = urlsplit(sandbox.fake.origin)
     stream = http.client.HTTPConnection(origin.hostname, origin.port, timeout=10)
     stream.request("GET", "/sandbox/events")
     events = stream.getresponse()
 
-    def next_version() -> int:
+    def next_event() -> tuple[str, str]:
+        """The next server-sent event: its name ("message" unless named) and its data."""
+        name, data = "message", None
         while True:
-            line = events.fp.readline().decode()
-            if line.startswith("data: "):
-                return int(line.removeprefix("data: "))
+            line = events.fp.readline().decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = line.removeprefix("data: ")
+            elif not line and data is not None:
+                return name, data
 
     try:
         assert events.headers["Content-Type"] == "text/event-stream"
-        first = next_version()
+        assert next_event() == ("hello", sandbox.get("/sandbox/workspace")["instance"])
+        name, first = next_event()
         sandbox.client.chat_postMessage(channel=CHANNEL_ID, text="bill")
-        assert next_version() > first == 0
+        assert int(next_event()[1]) > int(first) == 0 and name == "message"
     finally:
         stream.close()
 
