@@ -280,6 +280,22 @@ def worker(cli: Cli, args) -> None:
     run_worker(cli.settings, stop)
 
 
+def demo(cli: Cli, args) -> None:
+    """The whole product on this machine, with a local Slack in the browser (sandbox/demo.py)."""
+    from sandbox.demo import run
+
+    try:
+        run(folder=Path(args.data), port=args.port, open_browser=args.open)
+    except KeyboardInterrupt:  # Ctrl-C while it was starting: what had started was stopped on the way out
+        cli.out("Stopped.")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
 # --- the outbox ---------------------------------------------------------------------------------
 
 
@@ -805,6 +821,13 @@ def build_parser() -> argparse.ArgumentParser:
     command(commands, "serve", serve, "run the Slack app in HTTP mode (POST /slack/events, GET /healthz) on PORT")
     command(commands, "socket", socket, "run the Slack app in Socket Mode (needs SLACK_APP_TOKEN)")
     command(commands, "worker", worker, "deliver Slack messages and run scheduled jobs, without serving requests")
+    sandbox = command(commands, "demo", demo, (
+        "try it without a Slack workspace: the app, its worker and a local Slack in the browser on"
+        " http://127.0.0.1:PORT, with the demo data (no credentials, no .env)"))
+    sandbox.add_argument("--port", type=_port, default=3000, help="where the local Slack listens (default 3000)")
+    sandbox.add_argument("--open", action="store_true", help="open it in the browser")
+    sandbox.add_argument("--data", default="billprocess-demo", metavar="FOLDER",
+                         help="the demo's database, emails and Slack history (default billprocess-demo)")
     box = commands.add_parser("outbox", help="list Slack messages pending or failed", description=(
         "List Slack messages pending or failed: what, which bill, attempts, last error."))
     box.set_defaults(run=outbox_list)
@@ -931,7 +954,7 @@ def add_customer_commands(customers, usage, command: Callable) -> None:
 
 
 # Commands that may start a database where there is none; every other says there is none.
-CREATES_DATABASE = {db_upgrade, seed}
+CREATES_DATABASE = {db_upgrade, seed, demo}
 
 
 def configure_logging(settings: Settings, *, server: bool) -> None:
@@ -943,9 +966,10 @@ def configure_logging(settings: Settings, *, server: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        # The demo brings its own settings (sandbox/demo.py); a .env meant for real Slack is not its business.
+        settings = load_settings(_env_file=None) if args.run is demo else load_settings()
         approval.configure(settings)
-        configure_logging(settings, server=args.run in (serve, socket, worker))
+        configure_logging(settings, server=args.run in (serve, socket, worker, demo))
         args.run(Cli(settings, creates_database=args.run in CREATES_DATABASE), args)
     except (SettingsError, BillProcessError, migrate.NewerSchema) as error:
         print(f"error: {error}", file=sys.stderr)

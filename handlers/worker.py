@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import threading
-from multiprocessing import get_context
+from multiprocessing import get_context, resource_tracker
 
 from bot.delivery import Delivery
 from bot.settings import Settings
@@ -65,6 +65,18 @@ def _child_main(settings: Settings, parent_pid: int) -> None:
     run_worker(settings, stop, parent_pid=parent_pid)
 
 
+def _start(process) -> None:
+    """Start the child with Ctrl-C blocked, which it keeps: Ctrl-C reaches the whole process group, and the
+    parent decides when its worker stops (SIGTERM), even while the child is still importing its modules."""
+    # Started first: starting it on the way unblocks SIGINT in this thread.
+    resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 class WorkerProcess:
     """The delivery worker in a child process of a server, started again should it die.
 
@@ -85,7 +97,7 @@ class WorkerProcess:
         )
 
     def start(self) -> WorkerProcess:
-        self._process.start()
+        _start(self._process)
         self._watcher.start()
         return self
 
@@ -96,7 +108,7 @@ class WorkerProcess:
                     log.error("the delivery worker process ended (exit code %s); starting it again",
                               self._process.exitcode)
                     self._process = self._new_process()
-                    self._process.start()
+                    _start(self._process)
 
     def close(self, timeout: float = 30.0) -> None:
         with self._lock:  # no new child once closing has begun

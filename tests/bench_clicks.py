@@ -5,7 +5,7 @@ What it does, on a temporary PostgreSQL database:
 - loads --clients Sales accounts linked to Slack users and --clicks one-step customers with an
   overage in PERIOD, and generates PERIOD's DRAFT bills with `bot.billing.generate_month`, which queues
   their messages;
-- starts the fake Slack Web API (tests/slack_fakes.FakeSlack) in a process of its own, then
+- starts the fake Slack Web API (sandbox/slack.FakeSlack) in a process of its own, then
   `python main.py serve` until its delivery worker has posted every bill, and stops it;
 - serves, one after the other, (1) the floor: a Bolt app whose Approve listener only acknowledges,
   and (2) the real app, `python main.py serve` (with its delivery worker child); both are the same
@@ -57,8 +57,9 @@ import psycopg  # noqa: E402
 
 from bot.periods import Period  # noqa: E402
 from bot.slack_ids import ActionId, BlockId, bill_value  # noqa: E402
+from sandbox.app_requests import block_actions_body, sign  # noqa: E402
+from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN  # noqa: E402
 from tests.bench_generate import DEFAULT_SERVER, libpq_conninfo, temporary_database  # noqa: E402
-from tests.slack_fakes import CHANNEL_ID, SIGNING_SECRET, TOKEN, block_actions_body, sign  # noqa: E402
 
 PERIOD = Period(2026, 10)
 MAX_RATIO_TO_FLOOR = 2.0
@@ -171,7 +172,7 @@ def run_fake_slack(approvers: int, posts_per_second: float, burst: int) -> None:
     `final N`: wait until N bill messages show FINAL; print the time.time() when they did.
     `report`: print what reached it as JSON (see FakeSlackProcess.report).
     """
-    from tests.slack_fakes import FakeSlack
+    from sandbox.slack import FakeSlack
 
     with FakeSlack() as fake:
         if posts_per_second:
@@ -233,9 +234,9 @@ def run_floor_app() -> None:
     """Child: a Bolt app whose Approve listener only acknowledges, served like `serve` serves the real one."""
     from slack_bolt import App
 
-    from handlers.app import slack_client
     from bot.settings import load_settings
     from db.session import make_engine
+    from handlers.app import slack_client
     from handlers.web import serve
 
     settings = load_settings()

@@ -4,7 +4,7 @@ What it does, on a temporary PostgreSQL database:
 
 - loads --bills one-step customers with an overage in PERIOD and generates their DRAFT bills with
   `bot.billing.generate_month`, which queues one message per bill and the month's summary;
-- starts the fake Slack (tests/slack_fakes.FakeSlack) in a process of its own, limiting
+- starts the fake Slack (sandbox/slack.FakeSlack) in a process of its own, limiting
   chat.postMessage to --rate messages per second per channel with a burst of --burst, answering
   429 with Retry-After beyond it (Slack allows about one per second; the rate is a parameter so that
   the run is short);

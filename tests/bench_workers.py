@@ -4,7 +4,7 @@ with one and with two delivery worker processes.
 What it does, for each of --workers (default "1,2"), on a temporary PostgreSQL database of its own:
 
 - loads --clicks one-step bills and --clients linked Sales approvers (as tests/bench_clicks.py does),
-  and has `serve` post every bill to the fake Slack (tests/slack_fakes.FakeSlack, in a process of
+  and has `serve` post every bill to the fake Slack (sandbox/slack.FakeSlack, in a process of
   its own) before the clock runs;
 - starts `python main.py serve`, whose delivery worker child is the first worker, and N - 1 more
   `python main.py worker` processes;

@@ -375,7 +375,7 @@ def test_a_database_from_a_newer_release_is_named_as_such(monkeypatch, tmp_path,
 
 
 def test_generate_commits_and_says_what_is_queued_without_waiting_on_slack(cli, db, monkeypatch):
-    from tests.slack_fakes import TOKEN, FakeSlack
+    from sandbox.slack import TOKEN, FakeSlack
 
     assert cli("seed")[0] == 0
     with FakeSlack() as fake:

@@ -30,8 +30,10 @@ from bot.periods import Period
 from bot.slack_ids import ActionId
 from db.models import ActionType, Bill, BillAction, BillStatus, Outbox, OutboxStatus, Role, ScheduledRun, User, utcnow
 from db.session import make_session_factory
+from sandbox.app_requests import SlackSender, block_actions_body
+from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack
 from tests.factories import add_customer, add_user
-from tests.slack_fakes import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack, SlackSender, block_actions_body, texts
+from tests.slack_helpers import texts
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD = Period(2026, 10)
@@ -463,7 +465,7 @@ def test_three_workers_run_a_just_missed_occurrence_once(site, database_url):
 
     def month_generated() -> list[int]:
         with here.sessions() as session:
-            runs = session.scalars(select(ScheduledRun.job)).all()
+            runs = session.scalars(select(ScheduledRun.job).where(ScheduledRun.job.in_(["generate", "remind"]))).all()
             ids = session.scalars(select(Bill.id).where(Bill.year == generated.year, Bill.month == generated.month)).all()
         return list(ids) if sorted(runs) == ["generate", "remind"] else []
 
@@ -471,7 +473,9 @@ def test_three_workers_run_a_just_missed_occurrence_once(site, database_url):
     here.wait_settled(waiting + new, approved=False)
 
     with here.sessions() as session:
-        assert sorted(session.scalars(select(ScheduledRun.job)).all()) == ["generate", "remind"]
+        jobs = sorted(session.scalars(select(ScheduledRun.job)).all())
+        # Each occurrence once across the three; the daily end of absences may have caught up too.
+        assert [job for job in jobs if job != "absences"] == ["generate", "remind"] and jobs.count("absences") <= 1
         approvers = session.scalars(select(User).where(User.slack_user_id.is_not(None))).all()
         due = {u.slack_user_id for u in approvers if reminders_due(session=session, user=u, now=utcnow(), after_days=0)}
     assert len(new) == 20 and due == {APPROVER, "U0SALES002"}

@@ -17,16 +17,8 @@ from pathlib import Path
 import pytest
 
 import main
-from tests.slack_fakes import (
-    APP_TOKEN,
-    CHANNEL_ID,
-    FORM,
-    SIGNING_SECRET,
-    TOKEN,
-    FakeSlack,
-    SlackSender,
-    slash_command_body,
-)
+from sandbox.app_requests import SlackSender, slash_command_body
+from sandbox.slack import APP_TOKEN, CHANNEL_ID, FORM, SIGNING_SECRET, TOKEN, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from bot.blocks.commands import (
 )
 from bot.periods import Period
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User
-from tests.slack_fakes import texts
+from tests.slack_helpers import texts
 
 AT = datetime(2026, 11, 2, 10, 32, tzinfo=timezone.utc)
 

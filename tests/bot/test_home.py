@@ -9,14 +9,14 @@ from sqlalchemy import select
 
 from bot import workflow
 from bot.billing import generate_month
-from bot.errors import DeliveryUncertain, SendUncertain
 from bot.bills import get_bill
+from bot.errors import DeliveryUncertain, SendUncertain
 from bot.home import MAX_LISTED_BILLS, MAX_LISTED_SENDING, home_view, waiting_for
 from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value, parse_bill_value
 from db.models import ActionType, Bill, Customer, Role
 from tests.factories import add_customer, add_user
-from tests.slack_fakes import texts
+from tests.slack_helpers import texts
 
 PERIOD = Period(2026, 10)
 TODAY = date(2026, 11, 3)

@@ -22,13 +22,7 @@ from handlers.api import create_api
 from handlers.app import build_services, create_app
 from handlers.jobs import run_job
 from handlers.web import create_server
-from tests.factories import add_user
-from tests.handlers.api_support import OPERATOR_TOKEN, Api
-from tests.slack_fakes import (
-    CHANNEL_ID,
-    SIGNING_SECRET,
-    TOKEN,
-    FakeSlack,
+from sandbox.app_requests import (
     SenderResponse,
     SlackSender,
     app_home_opened_event,
@@ -37,8 +31,11 @@ from tests.slack_fakes import (
     slash_command_body,
     text_input_state,
     view_submission_body,
-    wait_until,
 )
+from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack
+from tests.factories import add_user
+from tests.handlers.api_support import OPERATOR_TOKEN, Api
+from tests.slack_helpers import wait_until
 
 
 @dataclass

@@ -16,7 +16,7 @@ from bot.periods import Period
 from db.models import Bill, BillStatus, Role, User
 from tests.factories import add_customer
 from tests.handlers.api_support import OPERATOR_TOKEN, PASSWORD
-from tests.slack_fakes import texts, wait_until
+from tests.slack_helpers import texts, wait_until
 
 PERIOD = Period(2026, 10)
 TODAY = date(2026, 11, 3)

@@ -12,7 +12,7 @@ from bot.approval import parse_policy
 from bot.slack_ids import ActionId
 from db.models import ActionType, BillStatus
 from tests.handlers.test_bill_flow import CSM, FINANCE, OTHER_CS, SALES, Bills, assert_every_payload_valid
-from tests.slack_fakes import texts
+from tests.slack_helpers import texts
 
 FINANCE_ABOVE_10K = {"thresholds": [{"at_least": "10000.00", "by": "finance"}], "auto_approve_below": "5.00"}
 
@@ -97,7 +97,7 @@ def test_a_delegate_approves_for_an_absent_csm_and_the_message_says_so(bills):
 
 
 def wait_told(bills: Bills, slack_user_id: str, count: int = 1) -> list[str]:
-    from tests.slack_fakes import wait_until
+    from tests.slack_helpers import wait_until
 
     posts = wait_until(lambda: bills.slack.responses(slack_user_id), count, f"an answer to {slack_user_id}")
     return [post["text"] for post in posts]

@@ -14,13 +14,15 @@ from sqlalchemy import func, select
 
 from bot import workflow
 from bot.billing import generate_month
+from bot.formatting import timestamp
 from bot.periods import Period
 from bot.invoices import Invoicing
 from bot.slack_ids import ActionId, BlockId, CallbackId, InputId, bill_value, undo_value
-from bot.formatting import timestamp
 from db.models import ActionType, Bill, BillAction, BillStatus, Customer, Role, User, utcnow
+from sandbox.app_requests import block_actions_body
+from sandbox.slack import CHANNEL_ID
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, block_actions_body, texts, wait_until
+from tests.slack_helpers import texts, wait_until
 
 PERIOD = Period(2026, 10)
 TODAY = date(2026, 11, 3)

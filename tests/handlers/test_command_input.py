@@ -17,8 +17,10 @@ from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Bill, BillAction, Customer, LinkAttempt, Role, Usage, User
 from handlers.commands import SUBCOMMANDS
+from sandbox.app_requests import slash_command_body
+from sandbox.slack import MAX_MESSAGE_BLOCKS, MAX_TEXT_LENGTH
 from tests.factories import add_customer
-from tests.slack_fakes import MAX_MESSAGE_BLOCKS, MAX_TEXT_LENGTH, slash_command_body, texts, wait_until
+from tests.slack_helpers import texts, wait_until
 
 FINANCE = "UFIONA01"
 MONTH = Period(2025, 10)

@@ -15,9 +15,11 @@ from sqlalchemy import func, select
 from bot import accounts, workflow
 from bot.billing import generate_month
 from bot.periods import Period
-from db.models import Customer, Bill, BillStatus, Role, User, utcnow
+from db.models import Bill, BillStatus, Customer, Role, User, utcnow
+from sandbox.app_requests import slash_command_body
+from sandbox.slack import CHANNEL_ID
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, displayed, slash_command_body, texts
+from tests.slack_helpers import displayed, texts
 
 PERIOD = Period.previous(ZoneInfo("UTC"))  # what `/bill generate` bills by default
 START = date(2020, 1, 1)

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
-from sqlalchemy import select
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
+from sqlalchemy import select
 
 from bot.billing import generate_month
 from bot.errors import NotAllowed
@@ -20,8 +20,9 @@ from bot.periods import Period
 from db.models import Bill, Role
 from handlers import customers as customer_commands
 from handlers.requests import CommandRequest
+from sandbox.slack import CHANNEL_ID, TOKEN
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, TOKEN, displayed, texts
+from tests.slack_helpers import displayed, texts
 
 LAST_MONTH = Period.previous(ZoneInfo("UTC"))
 FINANCE, CSM, SALES = "UFIONA01", "UCAROL01", "USAM0001"

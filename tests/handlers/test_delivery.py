@@ -11,8 +11,9 @@ from bot import outbox
 from bot.billing import generate_month
 from bot.periods import Period
 from db.models import Bill, Outbox, OutboxKind, OutboxStatus, Role
+from sandbox.slack import CHANNEL_ID
 from tests.factories import add_customer
-from tests.slack_fakes import CHANNEL_ID, wait_until
+from tests.slack_helpers import wait_until
 
 PERIOD = Period(2026, 10)
 FINANCE, SALES = "UFIONA01", "USAM0001"

@@ -8,7 +8,9 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
 from handlers import errors
-from tests.slack_fakes import FORM, TOKEN, slash_command_body, texts
+from sandbox.app_requests import slash_command_body
+from sandbox.slack import FORM, TOKEN
+from tests.slack_helpers import texts
 
 
 def test_a_failure_before_the_app_knows_its_services_is_still_told_and_logged_once(fake, caplog):

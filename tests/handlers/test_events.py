@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from db.models import Role, SlackEvent
-from tests.slack_fakes import app_home_opened_event, event_body, url_verification_body
+from sandbox.app_requests import app_home_opened_event, event_body, url_verification_body
 
 SALES_ID = "U0SALES01"
 

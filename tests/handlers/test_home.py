@@ -14,8 +14,9 @@ from bot.bills import get_bill
 from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value, parse_bill_value
 from db.models import Bill, BillStatus, Customer, Role, utcnow
+from sandbox.app_requests import app_home_opened_event, event_body
 from tests.factories import add_customer
-from tests.slack_fakes import app_home_opened_event, event_body, texts, wait_until
+from tests.slack_helpers import texts, wait_until
 
 PERIOD = Period(2026, 10)
 FINANCE, CSM, SALES, STRANGER = "UFIONA01", "UCAROL01", "USAM0001", "UNOBODY1"

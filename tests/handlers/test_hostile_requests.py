@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.web import EVENTS_PATH, MAX_BODY_BYTES
-from tests.slack_fakes import APP_ID, CHANNEL_ID, SIGNING_SECRET, TEAM_ID
+from sandbox.slack import APP_ID, CHANNEL_ID, SIGNING_SECRET, TEAM_ID
 
 MARK = "MARKER"  # replaced in each body by that row's own marker
 RESPONSE_URL = "RESPONSE-URL"  # replaced by a response_url on the fake Slack

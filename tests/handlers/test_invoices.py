@@ -18,7 +18,7 @@ from bot.periods import Period
 from bot.slack_ids import ActionId, bill_value
 from db.models import ActionType, Bill, BillStatus, CreditNote, Role
 from tests.factories import add_customer
-from tests.slack_fakes import texts, wait_until
+from tests.slack_helpers import texts, wait_until
 
 PERIOD = Period.previous(ZoneInfo("UTC"))
 FINANCE, SALES = "UFIONA01", "USAM0001"

@@ -19,8 +19,9 @@ from db.models import ActionType, Bill, Role, SeenSignature
 from handlers import errors
 from handlers.errors import DATABASE_UNAVAILABLE, OutageLog
 from handlers.verification import KEEP_SIGNATURES_FOR
+from sandbox.app_requests import app_home_opened_event, block_actions_body, event_body, slash_command_body
 from tests.factories import add_customer
-from tests.slack_fakes import app_home_opened_event, block_actions_body, event_body, slash_command_body, texts
+from tests.slack_helpers import texts
 
 FINANCE = "UFIONA01"
 SALES = "USAM0001"

@@ -1,12 +1,9 @@
-"""Test fakes for Slack: a local Web API server, and signed requests as Slack sends them.
+"""A local Slack Web API: the sandbox's workspace, and the tests' fake Slack.
 
-`FakeSlack` stands in for `https://slack.com/api/`: give `fake.url` to `WebClient(base_url=...)`,
-let the app run, then assert on what reached "Slack" (`fake.calls("chat.postMessage")`).
-Work done after the HTTP acknowledgement finishes in another thread: use `fake.wait_for(...)`.
-
-The other direction, Slack calling the app, is covered by the body builders
-(`slash_command_body`, `block_actions_body`, `view_submission_body`, `event_body`, ...), `sign()`
-and `SlackSender`, which posts a signed body to the app's `POST /slack/events`.
+`FakeSlack` stands in for `https://slack.com/api/`: give `fake.url` to `WebClient(base_url=...)` (or
+`SLACK_API_URL`), let the app run, then read what reached "Slack" (`fake.calls("chat.postMessage")`,
+`fake.messages(channel)`). Work done after the HTTP acknowledgement finishes in another thread: use
+`fake.wait_for(...)`. The other direction, Slack calling the app, is sandbox/app_requests.py.
 
 The fake checks what Slack checks cheaply (the token and its scopes, required arguments, Block Kit
 size limits, known users and uploaded files) and trusts references to messages and views it has not
@@ -22,36 +19,36 @@ client (`lose_answer`). `clear_faults` ends them all.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
-import itertools
 import json
+import logging
 import math
+import mimetypes
 import secrets
 import threading
 import time
 from base64 import b64decode, b64encode
 from binascii import Error as Base64Error
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import ThreadingMixIn
-from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from sandbox.blockkit import MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, blocks_problems, view_problems
+
+log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
-TOKEN = "xoxb-test-bot-token"
-APP_TOKEN = "xapp-1-A0BILLS01-test-app-token"
-SIGNING_SECRET = "test-signing-secret"
+TOKEN = "xoxb-sandbox-bot-token"
+APP_TOKEN = "xapp-1-A0BILLS01-sandbox-app-token"
+SIGNING_SECRET = "sandbox-signing-secret"
 TEAM_ID = "T0BILLS01"
-TEAM_DOMAIN = "billprocess-test"
+TEAM_DOMAIN = "billprocess-sandbox"
 APP_ID = "A0BILLS01"
 BOT_USER_ID = "U0BOT0001"
 BOT_ID = "B0BOT0001"
@@ -62,7 +59,6 @@ VERIFICATION_TOKEN = "legacy-verification-token"
 # Nothing listens on port 9 (discard): a listener that responds without a test-supplied
 # response_url fails at once instead of reaching the internet.
 UNSET_RESPONSE_URL = "http://127.0.0.1:9/response_url/unset"
-SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
 DEFAULT_SCOPES = (
     "channels:history,chat:write,commands,files:write,groups:history,im:history,im:write,users:read,users:read.email"
 )
@@ -83,11 +79,13 @@ HISTORY_SCOPE_BY_PREFIX = {"C": "channels:history", "G": "groups:history", "D": 
 # Called with an app-level token (xapp-...), not the bot token.
 APP_LEVEL_METHODS = ("apps.connections.open",)
 
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
+__all__ = ["MAX_MESSAGE_BLOCKS", "MAX_VIEW_BLOCKS"]  # Block Kit's limits, checked in sandbox/blockkit.py
 MAX_TEXT_LENGTH = 40_000
-MAX_VIEW_TITLE_LENGTH = 24
-MAX_PRIVATE_METADATA_LENGTH = 3_000
+# A trigger_id opens a modal only within three seconds of the click or command that made it.
+TRIGGER_SECONDS = 3.0
+SLACKBOT_USER_ID = "USLACKBOT"
+# Slack takes five answers through one response_url.
+RESPONSE_URL_USES = 5
 HISTORY_PAGE_SIZE = 100
 MAX_HISTORY_PAGE_SIZE = 999
 # Slack's own page for a server error (its edge answers 5xx with HTML, not JSON).
@@ -179,6 +177,25 @@ class _ApiError(Exception):
         self.fields = fields
 
 
+class _InvalidBlockKit(_ApiError):
+    """Blocks or a view Slack would refuse: the error, with what is wrong in Slack's response_metadata."""
+
+    def __init__(self, error: str, problems: list[str]):
+        super().__init__(error, response_metadata={"messages": [f"[ERROR] {problem}" for problem in problems]})
+        self.problems = problems
+
+
+@dataclass
+class ResponseUrl:
+    """A response_url handed out with a request to the app: whose request, where it came from, how often used."""
+
+    user: str
+    channel: str | None
+    message_ts: str | None = None  # the message whose button was clicked (replace_original, delete_original)
+    ephemeral: bool = False  # that message was an ephemeral one
+    uses: int = 0
+
+
 @dataclass(eq=False)
 class _Hold:
     """Answers to `method` wait `seconds` (None: until released), for the next `times` calls (None: all)."""
@@ -232,20 +249,15 @@ def _check_message(params: dict[str, Any]) -> None:
         raise _ApiError("no_text")
     if len(params.get("text") or "") > MAX_TEXT_LENGTH:
         raise _ApiError("msg_too_long")
-    if len(params.get("blocks") or []) > MAX_MESSAGE_BLOCKS:
-        raise _ApiError("invalid_blocks")
+    problems = blocks_problems(params.get("blocks") or [])
+    if problems:
+        raise _InvalidBlockKit("invalid_blocks", problems)
 
 
 def _check_view(view: Any) -> None:
-    if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
-        raise _ApiError("invalid_arguments")
-    title = (view.get("title") or {}).get("text", "")
-    if (
-        len(view.get("blocks") or []) > MAX_VIEW_BLOCKS
-        or len(title) > MAX_VIEW_TITLE_LENGTH
-        or len(view.get("private_metadata") or "") > MAX_PRIVATE_METADATA_LENGTH
-    ):
-        raise _ApiError("invalid_arguments")
+    problems = view_problems(view)
+    if problems:
+        raise _InvalidBlockKit("invalid_arguments", problems)
 
 
 def _check_metadata(metadata: Any) -> None:
@@ -325,6 +337,12 @@ class FakeSlack:
 
     `post_rate` / `post_burst`: Slack's posting limit per channel (see limit_posts); None: no limit.
     `clock`: what the limit measures time with (seconds, monotonic).
+    `port`: where it listens (0: a free port). `mount()` adds routes of its own to the same server
+    (the sandbox page, sandbox/page.py).
+
+    Everything people see is kept with a version number that grows with each change (messages,
+    ephemeral messages, views, refusals of invalid Block Kit): `changed_since(version)` says what
+    changed, `wait_for_change` waits for the next change.
     """
 
     def __init__(
@@ -341,7 +359,9 @@ class FakeSlack:
         post_rate: float | None = None,
         post_burst: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        port: int = 0,
     ):
+        self.port = port
         self.token = token
         self.app_token = app_token
         self.team_id = team_id
@@ -366,8 +386,17 @@ class FakeSlack:
         self._home_views: dict[str, str] = {}
         self._files: dict[str, dict[str, Any]] = {}
         self._uploads: dict[str, bytes] = {}
+        self._ephemerals: dict[str, dict[str, Any]] = {}  # by message_ts
+        self._refusals: dict[str, dict[str, Any]] = {}  # invalid Block Kit refused, by id
+        self._modals: dict[str, list[str]] = {}  # user → the view ids of their open modals, topmost last
+        self._triggers: dict[str, tuple[str, float]] = {}  # trigger_id → (user, when issued)
+        self._response_urls: dict[str, ResponseUrl] = {}
+        self._version = 0
+        self._changed: dict[tuple[str, ...], int] = {}  # what people see → the version of its last change
+        self._closing = False
+        self._routes: list[Callable[[BaseHTTPRequestHandler], bool]] = []
         self._last_ts = 0  # microseconds
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._server: _FakeSlackServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -392,7 +421,8 @@ class FakeSlack:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakeSlack:
-        self._server = _FakeSlackServer(self)
+        self._closing = False
+        self._server = _FakeSlackServer(self, self.port)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -402,6 +432,9 @@ class FakeSlack:
     def stop(self) -> None:
         if self._server is None:
             return
+        with self._state:
+            self._closing = True  # ends the page's event streams
+            self._state.notify_all()
         self._release_holds()
         self._server.shutdown()
         self._server.server_close()
@@ -438,13 +471,16 @@ class FakeSlack:
         is_bot: bool = False,
         deleted: bool = False,
         tz: str = "UTC",
+        title: str | None = None,
     ) -> dict[str, Any]:
-        """Register a workspace member that users.info will return."""
+        """Register a workspace member that users.info will return (`title`: their job title in the profile)."""
         name = name or user_id.lower()
         real_name = real_name or name
         profile = {"real_name": real_name, "display_name": name, "real_name_normalized": real_name}
         if email is not None:
             profile["email"] = email
+        if title is not None:
+            profile["title"] = title
         user = {
             "id": user_id,
             "team_id": self.team_id,
@@ -463,6 +499,66 @@ class FakeSlack:
     def response_url(self, name: str = "default") -> str:
         """A response_url on the fake; its POSTs are recorded as calls("response_url")."""
         return f"{self.origin}/response_url/{quote(name)}"
+
+    def issue_response_url(
+        self, user: str, channel: str | None, *, message_ts: str | None = None, ephemeral: bool = False
+    ) -> str:
+        """A response_url for a request `user` makes in `channel`, as Slack hands one out: what the app posts
+        to it appears there (an ephemeral message to the user, a message in the channel, or the clicked
+        message `message_ts` replaced or deleted), five times at most."""
+        token = secrets.token_hex(12)
+        with self._state:
+            self._response_urls[token] = ResponseUrl(user, channel, message_ts, ephemeral)
+        return self.response_url(token)
+
+    def issue_trigger(self, trigger_id: str, user: str) -> None:
+        """`trigger_id` goes to the app with a request of `user`: a modal it opens within three seconds is theirs."""
+        with self._state:
+            self._triggers[trigger_id] = (user, self._clock())
+
+    def respond(self, response_url: str, params: dict[str, Any]) -> str | None:
+        """Show an answer the app gave in its HTTP response to a request (a command's acknowledgement with a
+        message) as Slack does: like a post to the request's response_url, without using one up.
+        None, or the error that refused it."""
+        with self._state:
+            return self._respond(response_url.rpartition("/")[2], params, counted=False).error
+
+    def slackbot_says(self, user: str, channel: str, text: str) -> None:
+        """An ephemeral note from Slack itself to `user` (a command that failed, an app that did not answer)."""
+        with self._state:
+            message = {"type": "message", "user": SLACKBOT_USER_ID, "text": text, "blocks": [], "ts": self._next_ts()}
+            self._store_ephemeral(channel, user, message)
+
+    def show_modal(self, user: str, view: dict[str, Any], *, replacing: str | None = None) -> str | None:
+        """A modal the app returned in answer to a submission (`response_action` update or push): in place of
+        `replacing`, or on top. None, or the error that refused the view (invalid Block Kit)."""
+        with self._state:
+            try:
+                _check_view(view)
+            except _InvalidBlockKit as refused:
+                self._refuse("view_submission", refused.problems, channel=None, user=user)
+                return refused.error
+            view_id = replacing or self._new_id("V")
+            self._store_view(view, view_id)
+            stack = self._modals.setdefault(user, [])
+            if view_id not in stack:
+                stack.append(view_id)
+            self._touch("modal", user)
+            return None
+
+    def clear_modals(self, user: str) -> None:
+        """Close every modal in front of `user` (`response_action` clear)."""
+        with self._state:
+            if self._modals.pop(user, None):
+                self._touch("modal", user)
+
+    def mount(self, route: Callable[[BaseHTTPRequestHandler], bool]) -> None:
+        """Serve more on this server: `route(request)` answers the requests it knows (True) and leaves the rest."""
+        self._routes.append(route)
+
+    @property
+    def routes(self) -> list[Callable[[BaseHTTPRequestHandler], bool]]:
+        return list(self._routes)
 
     def fail(self, method: str, error: str = "internal_error", *, times: int | None = 1) -> None:
         """Answer the next `times` calls (None: all) with HTTP 200 ok=false `error`.
@@ -544,11 +640,10 @@ class FakeSlack:
             self.clear_faults()
             self._buckets.clear()
             self._posts.clear()
-            self._messages.clear()
-            self._views.clear()
-            self._home_views.clear()
-            self._files.clear()
-            self._uploads.clear()
+            for table in (self._messages, self._views, self._home_views, self._files, self._uploads,
+                          self._ephemerals, self._refusals, self._modals, self._triggers, self._response_urls):
+                table.clear()
+            self._touch("reset")
 
     # -- what happened ----------------------------------------------------------------------------
 
@@ -614,16 +709,18 @@ class FakeSlack:
         with self._state:
             return Counter(self._posts)
 
-    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+    def _copy(self, table: dict, key: Any) -> dict[str, Any] | None:
+        """A copy of `table[key]`, or None."""
         with self._state:
-            message = self._messages.get((channel, ts))
-            return dict(message) if message else None
+            found = table.get(key)
+            return dict(found) if found else None
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return self._copy(self._messages, (channel, ts))
 
     def view(self, view_id: str) -> dict[str, Any] | None:
         """A view as the last views.open / views.update / views.publish left it."""
-        with self._state:
-            view = self._views.get(view_id)
-            return dict(view) if view else None
+        return self._copy(self._views, view_id)
 
     def home_view(self, user_id: str) -> dict[str, Any] | None:
         """The App Home view last published for `user_id`."""
@@ -637,6 +734,119 @@ class FakeSlack:
             if user_id not in self._dm_channels:
                 self._dm_channels[user_id] = self._new_id("D")
             return self._dm_channels[user_id]
+
+    def users(self) -> list[dict[str, Any]]:
+        """The registered workspace members, in the order they were added."""
+        with self._state:
+            return [dict(user) for user in self._users.values()]
+
+    def ephemerals(self, user: str, channel: str | None = None) -> list[dict[str, Any]]:
+        """The ephemeral messages shown to `user` (in `channel`), oldest first; each has its `channel`."""
+        with self._state:
+            return [dict(m) for m in self._ephemerals.values()
+                    if m["to"] == user and channel in (None, m["channel"])]
+
+    def ephemeral(self, ts: str) -> dict[str, Any] | None:
+        return self._copy(self._ephemerals, ts)
+
+    def modal(self, user: str) -> dict[str, Any] | None:
+        """The modal open in front of `user` (the topmost one), as the app last opened or updated it."""
+        with self._state:
+            stack = self._modals.get(user) or []
+            return dict(self._views[stack[-1]]) if stack else None
+
+    def close_modal(self, user: str, view_id: str) -> None:
+        """The person closed (or submitted) the modal `view_id`."""
+        with self._state:
+            stack = self._modals.get(user) or []
+            if view_id in stack:
+                stack.remove(view_id)
+                self._touch("modal", user)
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """Calls refused for invalid Block Kit: method, where it was going (channel, user), and the problems."""
+        with self._state:
+            return [dict(refusal) for refusal in self._refusals.values()]
+
+    def refusal(self, refusal_id: str) -> dict[str, Any] | None:
+        return self._copy(self._refusals, refusal_id)
+
+    def file(self, file_id: str) -> tuple[dict[str, Any], bytes] | None:
+        """An uploaded file's details (name, title, mimetype) and its content."""
+        with self._state:
+            if file_id not in self._uploads:
+                return None
+            return dict(self._files[file_id]), self._uploads[file_id]
+
+    def post_as(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> dict[str, Any]:
+        """A message a person writes in `channel` (or in the thread `thread_ts`)."""
+        with self._state:
+            ts = self._next_ts()
+            message = {"type": "message", "user": user, "team": self.team_id, "text": text, "ts": ts}
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._store_message(channel, message)
+            self._state.notify_all()
+            return dict(message)
+
+    # -- what changed, for the sandbox page -------------------------------------------------------
+
+    def changed_since(self, version: int) -> tuple[int, list[tuple[str, ...]]]:
+        """The current version, and what changed after `version`: ("message", channel, ts),
+        ("ephemeral", ts), ("home", user), ("modal", user), ("refusal", id), or ("reset",)."""
+        with self._state:
+            return self._version, [key for key, changed in self._changed.items() if changed > version]
+
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        """Wait up to `timeout` seconds for a change after `version`; the current version (unchanged on time-out
+        or when the fake stops)."""
+        with self._state:
+            self._state.wait_for(lambda: self._version > version or self._closing, timeout=timeout)
+            return self._version
+
+    @property
+    def version(self) -> int:
+        """Grows with every change people can see."""
+        with self._state:
+            return self._version
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- keeping the workspace between runs ---------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What people see, as JSON-ready data: messages, ephemeral messages, views, files, refusals."""
+        with self._state:
+            return {
+                "messages": list(self._messages.values()),
+                "ephemerals": list(self._ephemerals.values()),
+                "views": self._views,
+                "home_views": self._home_views,
+                "dm_channels": self._dm_channels,
+                "files": self._files,
+                "uploads": {file_id: b64encode(data).decode() for file_id, data in self._uploads.items()},
+                "refusals": list(self._refusals.values()),
+                "last_ts": self._last_ts,
+                "next_id": self._next_id,
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Take back what `snapshot()` gave (from an earlier run), over an empty workspace."""
+        with self._state:
+            for message in snapshot.get("messages", []):
+                self._messages[(message["channel"], message["ts"])] = message
+            self._ephemerals.update({m["ts"]: m for m in snapshot.get("ephemerals", [])})
+            self._views.update(snapshot.get("views", {}))
+            self._home_views.update(snapshot.get("home_views", {}))
+            self._dm_channels.update(snapshot.get("dm_channels", {}))
+            self._files.update(snapshot.get("files", {}))
+            self._uploads.update({k: b64decode(v) for k, v in snapshot.get("uploads", {}).items()})
+            self._refusals.update({r["id"]: r for r in snapshot.get("refusals", [])})
+            self._last_ts = max(self._last_ts, int(snapshot.get("last_ts", 0)))
+            self._next_id = max(self._next_id, int(snapshot.get("next_id", 1)))
+            self._touch("reset")
 
     # -- request handling (called from the server's threads) -------------------------------------
 
@@ -654,8 +864,11 @@ class FakeSlack:
                 method, params = "upload", {"file_id": name, "size": len(body)}
                 reply = self._upload_reply(name, body)
             elif kind == "response_url":
-                method, params = "response_url", _parse_or_none(content_type, body, "") or {}
-                reply = self._fault_reply(method) or _Reply.json(200, {"ok": True})
+                method, parsed = "response_url", _parse_or_none(content_type, body, "")
+                params = parsed or {}
+                reply = self._fault_reply(method) or self._respond(name, parsed)
+            elif kind == "files" and not body:
+                return self._file_reply(name)
             else:
                 return _Reply.text(404, "Not Found")
             self._calls.append(
@@ -683,11 +896,98 @@ class FakeSlack:
             self._check_scope(method, params)
             data = {"ok": True, **handler(params)}
         except _ApiError as exc:
+            if isinstance(exc, _InvalidBlockKit):
+                self._refuse(method, exc.problems, **self._audience(method, params))
             return _Reply.json(exc.status, {"ok": False, "error": exc.error, **exc.fields}, {**headers, **exc.headers})
         lost = self._next_fault(self._lost_answers, method)
         if lost is not None:
             return _Reply.no_answer() if lost.status == 0 else _Reply.server_error(lost.status)
         return _Reply.json(200, data, headers)
+
+    def _audience(self, method: str, params: dict[str, Any]) -> dict[str, str | None]:
+        """Where a call was going: the conversation (channel) and the person it was for (user)."""
+        if method.startswith("chat."):
+            channel = params.get("channel")
+            return {"channel": self._channel_for(channel) if channel else None, "user": params.get("user")}
+        if method == "views.publish":
+            return {"channel": None, "user": params.get("user_id")}
+        if method == "views.open":
+            user, _ = self._triggers.get(params.get("trigger_id") or "", (None, 0.0))
+            return {"channel": None, "user": user}
+        return {"channel": None, "user": self._modal_owner(params.get("view_id"))}
+
+    def _refuse(self, method: str, problems: list[str], *, channel: str | None, user: str | None) -> None:
+        """Keep (and log) a call refused for invalid Block Kit, so that the sandbox page shows it where it was going."""
+        refusal_id = self._new_id("R")
+        self._refusals[refusal_id] = {
+            "id": refusal_id, "method": method, "channel": channel, "user": user, "problems": problems,
+            "ts": self._next_ts(),
+        }
+        self._touch("refusal", refusal_id)
+        log.warning("Slack refused %s: invalid Block Kit: %s", method, "; ".join(problems))
+
+    def _respond(self, name: str, params: dict[str, Any] | None, *, counted: bool = True) -> _Reply:
+        """A post to a response_url: shown where its request came from when the fake handed it out
+        (issue_response_url); only recorded otherwise. `counted`: it uses up one of the URL's five answers."""
+        url = self._response_urls.get(name)
+        if url is None:
+            return _Reply.json(200, {"ok": True})
+        if counted and url.uses >= RESPONSE_URL_USES:
+            return _Reply.text(404, "used_url", error="used_url")
+        url.uses += counted
+        if params is None:
+            return _Reply.text(400, "invalid_payload", error="invalid_payload")
+        problems = blocks_problems(params.get("blocks") or [])
+        if problems:
+            self._refuse("response_url", problems, channel=url.channel, user=url.user)
+            return _Reply.text(400, "invalid_blocks", error="invalid_blocks")
+        if _flag(params.get("delete_original")) and url.message_ts:
+            self._delete(url)
+            return _Reply.json(200, {"ok": True})
+        if not (params.get("text") or params.get("blocks")):
+            return _Reply.text(400, "no_text", error="no_text")
+        bot = self._bot_message(params, url.message_ts or self._next_ts())
+        if _flag(params.get("replace_original")) and url.message_ts:
+            self._replace(url, bot)
+        elif params.get("response_type") == "in_channel" and url.channel:
+            self._store_message(url.channel, {**bot, "ts": self._next_ts()})
+        elif url.channel:
+            self._store_ephemeral(url.channel, url.user, {**bot, "ts": self._next_ts()})
+        return _Reply.json(200, {"ok": True})
+
+    def _delete(self, url: ResponseUrl) -> None:
+        if url.ephemeral:
+            self._ephemerals.pop(url.message_ts, None)
+            self._touch("ephemeral", url.message_ts)
+        elif self._messages.pop((url.channel, url.message_ts), None) is not None:
+            self._touch("message", url.channel, url.message_ts)
+
+    def _replace(self, url: ResponseUrl, message: dict[str, Any]) -> None:
+        if url.ephemeral:
+            self._store_ephemeral(url.channel, url.user, message)
+            return
+        previous = self._messages.get((url.channel, url.message_ts), {})
+        if "thread_ts" in previous:
+            message["thread_ts"] = previous["thread_ts"]
+        self._store_message(url.channel, message)
+
+    def _store_ephemeral(self, channel: str, user: str, message: dict[str, Any]) -> None:
+        self._ephemerals[message["ts"]] = {**message, "channel": channel, "to": user}
+        self._touch("ephemeral", message["ts"])
+
+    def _modal_owner(self, view_id: str | None) -> str | None:
+        return next((user for user, stack in self._modals.items() if view_id in stack), None)
+
+    def _file_reply(self, name: str) -> _Reply:
+        """A file's content, as its url_private serves it (the sandbox asks for no token)."""
+        file_id = name.partition("/")[0]
+        found = self._files.get(file_id)
+        if found is None or file_id not in self._uploads:
+            return _Reply.text(404, "file_not_found", error="file_not_found")
+        filename = found["name"].replace('"', "")
+        mimetype = found.get("mimetype", "application/octet-stream")
+        headers = {"Content-Type": mimetype, "Content-Disposition": f'inline; filename="{filename}"'}
+        return _Reply(200, self._uploads[file_id], headers)
 
     def _check_token(self, method: str, token: str | None) -> None:
         """The bot token for Web API methods, the app-level token (xapp-...) for Socket Mode's."""
@@ -783,7 +1083,19 @@ class FakeSlack:
         return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}{next(self._ids):08d}"
+        with self._state:
+            number, self._next_id = self._next_id, self._next_id + 1
+        return f"{prefix}{number:08d}"
+
+    def _touch(self, *key: str) -> None:
+        """Note a change people can see (the caller holds the lock)."""
+        self._version += 1
+        self._changed[key] = self._version
+        self._state.notify_all()
+
+    def _store_message(self, channel: str, message: dict[str, Any]) -> None:
+        self._messages[(channel, message["ts"])] = {**message, "channel": channel}
+        self._touch("message", channel, message["ts"])
 
     def _channel_for(self, channel: str) -> str:
         """Slack posts a message addressed to a user id into the bot's DM with that user."""
@@ -794,7 +1106,7 @@ class FakeSlack:
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "url": f"https://{self.team_domain}.slack.com/",
-            "team": "BillProcess Test",
+            "team": "BillProcess sandbox",
             "user": "billprocess",
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
@@ -830,7 +1142,7 @@ class FakeSlack:
         self._take_post_token(channel)
         ts = self._next_ts()
         message = self._bot_message(params, ts)
-        self._messages[(channel, ts)] = {**message, "channel": channel}
+        self._store_message(channel, message)
         self._posts[channel] += 1
         return {"channel": channel, "ts": ts, "message": message}
 
@@ -842,13 +1154,15 @@ class FakeSlack:
         message = {**previous, **self._bot_message(params, ts)}
         if "thread_ts" in previous:
             message["thread_ts"] = previous["thread_ts"]
-        self._messages[(channel, ts)] = {**message, "channel": channel}
+        self._store_message(channel, message)
         return {"channel": channel, "ts": ts, "text": message["text"], "message": message}
 
     def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_message(params)
         _require(params, "user", error="user_not_in_channel")
-        return {"message_ts": self._next_ts()}
+        ts = self._next_ts()
+        self._store_ephemeral(self._channel_for(params["channel"]), params["user"], self._bot_message(params, ts))
+        return {"message_ts": ts}
 
     def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "channel", "message_ts")
@@ -962,15 +1276,27 @@ class FakeSlack:
         return stored
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A modal; in front of the person whose request carried the trigger_id, when the fake issued it."""
         _require(params, "trigger_id", "view")
+        issued = self._triggers.get(params["trigger_id"])
+        if issued is not None and self._clock() - issued[1] > TRIGGER_SECONDS:
+            raise _ApiError("expired_trigger_id")
         _check_view(params["view"])
-        return {"view": self._store_view(params["view"], self._new_id("V"))}
+        view = self._store_view(params["view"], self._new_id("V"))
+        if issued is not None:
+            self._modals.setdefault(issued[0], []).append(view["id"])
+            self._touch("modal", issued[0])
+        return {"view": view}
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "view")
         _check_view(params["view"])
         view_id = params.get("view_id") or self._view_id_for_external(params.get("external_id"))
-        return {"view": self._store_view(params["view"], view_id)}
+        view = self._store_view(params["view"], view_id)
+        owner = self._modal_owner(view_id)
+        if owner is not None:
+            self._touch("modal", owner)
+        return {"view": view}
 
     def _view_id_for_external(self, external_id: str | None) -> str:
         for view_id, view in self._views.items():
@@ -984,8 +1310,10 @@ class FakeSlack:
         if params["view"]["type"] != "home":
             raise _ApiError("invalid_arguments")
         user_id = params["user_id"]
-        view_id = self._home_views.setdefault(user_id, self._new_id("V"))
-        return {"view": self._store_view(params["view"], view_id)}
+        view_id = self._home_views.get(user_id) or self._home_views.setdefault(user_id, self._new_id("V"))
+        view = self._store_view(params["view"], view_id)
+        self._touch("home", user_id)
+        return {"view": view}
 
     def _files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "filename", "length")
@@ -994,29 +1322,40 @@ class FakeSlack:
         return {"upload_url": f"{self.origin}/upload/{file_id}", "file_id": file_id}
 
     def _files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The uploaded files, shared in `channel_id` (a message from the bot with `initial_comment`) when given."""
         _require(params, "files")
         completed = []
         for item in params["files"]:
             if item.get("id") not in self._uploads:
                 raise _ApiError("file_not_found")
             file_id, name = item["id"], self._files[item["id"]]["name"]
-            completed.append(
-                {
-                    "id": file_id,
-                    "name": name,
-                    "title": item.get("title") or name,
-                    "size": len(self._uploads[file_id]),
-                    "permalink": f"https://{self.team_domain}.slack.com/files/{file_id}/{name}",
-                }
-            )
+            mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            details = {
+                "id": file_id,
+                "name": name,
+                "title": item.get("title") or name,
+                "mimetype": mimetype,
+                "filetype": name.rpartition(".")[2].lower() if "." in name else "binary",
+                "size": len(self._uploads[file_id]),
+                "url_private": f"{self.origin}/files/{file_id}/{quote(name)}",
+                "permalink": f"https://{self.team_domain}.slack.com/files/{file_id}/{name}",
+            }
+            self._files[file_id].update(details)
+            completed.append(details)
+        channel = params.get("channel_id")
+        if channel:
+            message = {**self._bot_message({"text": params.get("initial_comment") or "",
+                                            "thread_ts": params.get("thread_ts")}, self._next_ts()),
+                       "files": completed, "upload": True}
+            self._store_message(self._channel_for(channel), message)
         return {"files": completed}
 
 
 class _FakeSlackServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fake: FakeSlack):
-        super().__init__(("127.0.0.1", 0), _FakeSlackRequestHandler)
+    def __init__(self, fake: FakeSlack, port: int):
+        super().__init__(("127.0.0.1", port), _FakeSlackRequestHandler)
         self.fake = fake
 
 
@@ -1030,6 +1369,9 @@ class _FakeSlackRequestHandler(BaseHTTPRequestHandler):
         self._answer()
 
     def _answer(self) -> None:
+        for route in self.server.fake.routes:
+            if route(self):
+                return
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -1050,387 +1392,3 @@ class _FakeSlackRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the fake's record is the log."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Requests from Slack to the app: bodies, signatures, a sender
-
-
-def sign(
-    body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None, content_type: str | None = None
-) -> dict[str, str]:
-    """The headers Slack adds to a request: timestamp, v0 signature and content type."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    base = f"v0:{timestamp}:{body}".encode()
-    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": content_type or content_type_of(body),
-    }
-
-
-def content_type_of(body: str) -> str:
-    """JSON for Events API bodies, form encoding for everything else Slack posts."""
-    return JSON if body.lstrip().startswith("{") else FORM
-
-
-_trigger_counter = itertools.count(1)
-
-
-def new_trigger_id() -> str:
-    """A fresh trigger id shaped like Slack's."""
-    return f"{next(_trigger_counter)}.{TEAM_ID[1:]}.{secrets.token_hex(16)}"
-
-
-def _event_ts() -> str:
-    return f"{time.time():.6f}"
-
-
-def _form_payload(payload: dict[str, Any]) -> str:
-    """Interactivity bodies: the JSON payload in a single form field."""
-    return urlencode({"payload": json.dumps(payload)})
-
-
-def _user(user_id: str, team_id: str) -> dict[str, Any]:
-    name = user_id.lower()
-    return {"id": user_id, "username": name, "name": name, "team_id": team_id}
-
-
-def _team(team_id: str) -> dict[str, Any]:
-    return {"id": team_id, "domain": TEAM_DOMAIN}
-
-
-def slash_command_body(
-    text: str,
-    user_id: str,
-    command: str = "/bill",
-    *,
-    channel_id: str = CHANNEL_ID,
-    channel_name: str = CHANNEL_NAME,
-    user_name: str | None = None,
-    response_url: str = UNSET_RESPONSE_URL,
-    trigger_id: str | None = None,
-    team_id: str = TEAM_ID,
-) -> str:
-    """A slash command invocation, form encoded, with every field Slack sends."""
-    return urlencode(
-        {
-            "token": VERIFICATION_TOKEN,
-            "team_id": team_id,
-            "team_domain": TEAM_DOMAIN,
-            "channel_id": channel_id,
-            "channel_name": channel_name,
-            "user_id": user_id,
-            "user_name": user_name or user_id.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": APP_ID,
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": trigger_id or new_trigger_id(),
-        }
-    )
-
-
-def button_action(
-    action_id: str, value: str, block_id: str = "actions", text: str | None = None
-) -> dict[str, Any]:
-    """One entry of a block_actions payload's `actions`: a clicked button."""
-    return {
-        "type": "button",
-        "action_id": action_id,
-        "block_id": block_id,
-        "text": {"type": "plain_text", "text": text or action_id, "emoji": True},
-        "value": value,
-        "action_ts": _event_ts(),
-    }
-
-
-def block_actions_body(
-    user_id: str,
-    action_id: str,
-    value: str,
-    *,
-    block_id: str = "actions",
-    message_ts: str | None = None,
-    channel_id: str | None = None,
-    response_url: str = UNSET_RESPONSE_URL,
-    trigger_id: str | None = None,
-    message: dict[str, Any] | None = None,
-    view: dict[str, Any] | None = None,
-    team_id: str = TEAM_ID,
-) -> str:
-    """A button click, as Slack posts it.
-
-    With `view`, the button was in a view (App Home or a modal): the payload has the view and no
-    channel, message or response_url. Otherwise it was in a message: `message` (for instance one
-    from `FakeSlack.messages()`) supplies the ts and channel unless they are given.
-    """
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "user": _user(user_id, team_id),
-        "api_app_id": APP_ID,
-        "token": VERIFICATION_TOKEN,
-        "trigger_id": trigger_id or new_trigger_id(),
-        "team": _team(team_id),
-        "enterprise": None,
-        "is_enterprise_install": False,
-        "state": {"values": {}},
-        "actions": [button_action(action_id, value, block_id)],
-    }
-    if view is not None:
-        payload["container"] = {"type": "view", "view_id": view.get("id")}
-        payload["view"] = view
-        return _form_payload(payload)
-    message = dict(message or {})
-    message_ts = message_ts or message.get("ts") or "1700000000.000100"
-    channel_id = channel_id or message.pop("channel", None) or CHANNEL_ID
-    message = {
-        "type": "message",
-        "user": BOT_USER_ID,
-        "bot_id": BOT_ID,
-        "app_id": APP_ID,
-        "team": team_id,
-        "text": "",
-        "blocks": [],
-        **message,
-        "ts": message_ts,
-    }
-    payload["container"] = {
-        "type": "message",
-        "message_ts": message_ts,
-        "channel_id": channel_id,
-        "is_ephemeral": False,
-    }
-    payload["channel"] = {"id": channel_id, "name": CHANNEL_NAME}
-    payload["message"] = message
-    payload["response_url"] = response_url
-    return _form_payload(payload)
-
-
-def text_input_state(block_id: str, action_id: str, value: str | None) -> dict[str, Any]:
-    """`state.values` of a modal with one plain-text input, as the user filled it in."""
-    return {block_id: {action_id: {"type": "plain_text_input", "value": value}}}
-
-
-def view_submission_body(
-    user_id: str,
-    callback_id: str,
-    private_metadata: str = "",
-    state_values: dict[str, Any] | None = None,
-    *,
-    view_id: str = "V0MODAL01",
-    blocks: list[dict[str, Any]] | None = None,
-    trigger_id: str | None = None,
-    team_id: str = TEAM_ID,
-) -> str:
-    """A modal's submission, as Slack posts it."""
-    view = {
-        "id": view_id,
-        "team_id": team_id,
-        "type": "modal",
-        "callback_id": callback_id,
-        "private_metadata": private_metadata,
-        "title": {"type": "plain_text", "text": "Modal"},
-        "blocks": blocks or [],
-        "state": {"values": state_values or {}},
-        "hash": secrets.token_hex(8),
-        "clear_on_close": False,
-        "notify_on_close": False,
-        "root_view_id": view_id,
-        "previous_view_id": None,
-        "external_id": "",
-        "app_id": APP_ID,
-        "app_installed_team_id": team_id,
-        "bot_id": BOT_ID,
-    }
-    payload = {
-        "type": "view_submission",
-        "team": _team(team_id),
-        "user": _user(user_id, team_id),
-        "api_app_id": APP_ID,
-        "token": VERIFICATION_TOKEN,
-        "trigger_id": trigger_id or new_trigger_id(),
-        "view": view,
-        "response_urls": [],
-        "enterprise": None,
-        "is_enterprise_install": False,
-    }
-    return _form_payload(payload)
-
-
-def event_body(event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str | None = None) -> str:
-    """An Events API delivery (JSON) wrapping `event`."""
-    return json.dumps(
-        {
-            "token": VERIFICATION_TOKEN,
-            "team_id": team_id,
-            "api_app_id": APP_ID,
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{secrets.token_hex(5).upper()}",
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": team_id,
-                    "user_id": BOT_USER_ID,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-        }
-    )
-
-
-def app_home_opened_event(user_id: str, *, tab: str = "home", channel: str = "D0HOME001") -> dict[str, Any]:
-    """The event Slack sends when a user opens the app's Home (or Messages) tab."""
-    return {
-        "type": "app_home_opened",
-        "user": user_id,
-        "channel": channel,
-        "tab": tab,
-        "event_ts": _event_ts(),
-    }
-
-
-def url_verification_body(challenge: str = "challenge-token") -> str:
-    """The handshake Slack sends when the Events API Request URL is saved."""
-    return json.dumps({"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"})
-
-
-class SenderResponse(NamedTuple):
-    """The app's HTTP answer: status, headers (lower-case names) and body text."""
-
-    status: int
-    headers: dict[str, str]
-    body: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class SlackSender:
-    """Posts bodies to the app's Request URL the way Slack does: signed, with Slack's headers."""
-
-    STALE_AGE = 6 * 60  # Slack's receivers reject timestamps more than 5 minutes away
-    RETRY_AFTER = 3  # seconds: Slack retries a delivery that got no answer within this time
-
-    def __init__(self, base_url: str, secret: str = SIGNING_SECRET, path: str = "/slack/events"):
-        self.base_url = base_url.rstrip("/")
-        self.secret = secret
-        self.path = path
-
-    def post(
-        self,
-        body: str,
-        content_type: str | None = None,
-        headers: dict[str, str] | None = None,
-        timestamp: int | None = None,
-        retry_num: int | None = None,
-        *,
-        retry_reason: str = "http_timeout",
-        forge: bool = False,
-        unsigned: bool = False,
-        stale: bool = False,
-        timeout: float = 10.0,
-    ) -> SenderResponse:
-        """Post `body`; by default signed with the right secret and the current time.
-
-        forge: sign with a wrong secret. unsigned: send no signature headers at all.
-        stale: sign correctly, but with a timestamp six minutes old (a replay).
-        retry_num: mark the request as Slack's retry number `retry_num` of an earlier delivery.
-        """
-        content_type = content_type or content_type_of(body)
-        if stale and timestamp is None:
-            timestamp = int(time.time()) - self.STALE_AGE
-        if retry_num is not None and timestamp is None:
-            # Slack signs a retry when it sends it, seconds after the delivery it repeats; a test sends it at once.
-            timestamp = int(time.time()) + self.RETRY_AFTER * retry_num
-        secret = "forged-" + self.secret if forge else self.secret
-        request_headers = {"Content-Type": content_type, "User-Agent": SLACK_USER_AGENT}
-        if not unsigned:
-            request_headers.update(sign(body, secret, timestamp, content_type))
-        if retry_num is not None:
-            request_headers["X-Slack-Retry-Num"] = str(retry_num)
-            request_headers["X-Slack-Retry-Reason"] = retry_reason
-        request_headers.update(headers or {})
-        return self._send(body.encode(), request_headers, timeout)
-
-    def _send(self, body: bytes, headers: dict[str, str], timeout: float) -> SenderResponse:
-        url = urlsplit(self.base_url)
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-        try:
-            connection.request("POST", url.path + self.path, body=body, headers=headers)
-            response = connection.getresponse()
-            text = response.read().decode("utf-8")
-            return SenderResponse(response.status, {k.lower(): v for k, v in response.getheaders()}, text)
-        finally:
-            connection.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Serving the app under test
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietWSGIRequestHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests assert on responses, not on access logs."""
-
-
-@contextmanager
-def serve_wsgi(app: Callable) -> Iterator[str]:
-    """Serve a WSGI app on a free port of 127.0.0.1 while the block runs; yields its base URL."""
-    server = make_server(
-        "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietWSGIRequestHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-# --- reading what the app sent --------------------------------------------------------------------------
-
-
-def texts(node: Any) -> str:
-    """Every text a person reads in a message, an answer, a view or a list of blocks, in order."""
-    found: list[str] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, dict):
-            if isinstance(item.get("text"), str):
-                found.append(item["text"])
-            for value in item.values():
-                walk(value)
-        elif isinstance(item, list):
-            for element in item:
-                walk(element)
-
-    walk(node)
-    return "\n".join(found)
-
-
-def displayed(node: Any) -> str:
-    """`texts(node)` as Slack shows it: with the &amp;, &lt; and &gt; that mrkdwn needs turned back into &, < and >."""
-    return texts(node).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def wait_until(read: Callable[[], list], count: int, what: str, timeout: float = 5.0) -> list:
-    """Poll `read` until it returns at least `count` items (work that follows an acknowledgement)."""
-    deadline = time.monotonic() + timeout
-    while len(found := read()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {what}, got {found}")
-        time.sleep(0.02)
-    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -16,22 +17,19 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, Se
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from tests.slack_fakes import (
-    APP_TOKEN,
-    SIGNING_SECRET,
-    TOKEN,
-    FakeSlack,
+from sandbox.app_requests import (
     SlackSender,
     app_home_opened_event,
     block_actions_body,
     event_body,
-    serve_wsgi,
     sign,
     slash_command_body,
     text_input_state,
     url_verification_body,
     view_submission_body,
 )
+from sandbox.slack import APP_TOKEN, SIGNING_SECRET, TOKEN, FakeSlack
+from tests.slack_helpers import serve_wsgi
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*Acme* 2024-05"}}
 HOME = {"type": "home", "blocks": [SECTION]}
@@ -692,3 +690,140 @@ def test_bolt_answers_url_verification(bolt):
     response = sender.post(url_verification_body("abc123"))
 
     assert (response.status, response.json()) == (200, {"challenge": "abc123"})
+
+
+# --- what people see: kept for the sandbox page ---------------------------------------------------
+
+
+def test_an_ephemeral_message_is_kept_for_its_person_only(fake, client):
+    sent = client.chat_postEphemeral(channel="C1", user="U1", text="only you", blocks=[SECTION])
+
+    [shown] = fake.ephemerals("U1", "C1")
+    assert (shown["ts"], shown["to"], shown["blocks"]) == (sent["message_ts"], "U1", [SECTION])
+    assert fake.ephemerals("U2") == [] and fake.messages("C1") == []
+
+
+def test_an_issued_response_url_shows_each_answer_where_the_request_was_made(fake, client):
+    bill = client.chat_postMessage(channel="C1", text="bill", blocks=[SECTION])
+    command_url = fake.issue_response_url("U1", "C1")
+    click_url = fake.issue_response_url("U2", "C1", message_ts=bill["ts"])
+
+    WebhookClient(command_url).send(text="only for you")
+    WebhookClient(command_url).send(text="for everyone", response_type="in_channel")
+    replaced = WebhookClient(click_url).send(text="approved", replace_original=True)
+
+    assert [m["text"] for m in fake.ephemerals("U1", "C1")] == ["only for you"]
+    assert [m["text"] for m in fake.messages("C1")] == ["approved", "for everyone"]
+    assert fake.message("C1", bill["ts"])["text"] == "approved" and replaced.status_code == 200
+    assert fake.ephemerals("U2") == []
+
+
+def test_a_response_url_takes_five_answers(fake):
+    url = fake.issue_response_url("U1", "C1")
+
+    statuses = [WebhookClient(url).send(text=f"answer {n}").status_code for n in range(6)]
+
+    assert statuses == [200] * 5 + [404]
+    assert fake.recorded("response_url")[-1].error == "used_url"
+    assert len(fake.ephemerals("U1")) == 5
+
+
+def test_a_modal_opens_in_front_of_the_person_whose_trigger_it_was(fake, client):
+    fake.issue_trigger("1.2.carol", "U1")
+
+    opened = client.views_open(trigger_id="1.2.carol", view=MODAL)["view"]
+    client.views_update(view_id=opened["id"], view={**MODAL, "private_metadata": "bill:7"})
+
+    assert fake.modal("U1")["id"] == opened["id"] and fake.modal("U1")["private_metadata"] == "bill:7"
+    assert fake.modal("U2") is None
+    fake.close_modal("U1", opened["id"])
+    assert fake.modal("U1") is None
+
+
+def test_a_trigger_older_than_three_seconds_opens_nothing():
+    now = [100.0]
+    with FakeSlack(clock=lambda: now[0]) as fake:
+        fake.issue_trigger("1.2.late", "U1")
+        now[0] += 3.5
+        with pytest.raises(SlackApiError) as expired:
+            WebClient(base_url=fake.url, token=TOKEN).views_open(trigger_id="1.2.late", view=MODAL)
+
+    assert expired.value.response["error"] == "expired_trigger_id" and fake.modal("U1") is None
+
+
+def test_a_file_shared_in_a_conversation_is_a_message_and_its_content_is_served(fake, client):
+    client.files_upload_v2(content=b"id,amount\n1,12.50\n", filename="bills-2024-05.csv", title="May",
+                           channel="C1", initial_comment="Your export")
+
+    [shared] = fake.messages("C1")
+    [file] = shared["files"]
+    assert (shared["text"], file["name"], file["title"], file["mimetype"]) == (
+        "Your export", "bills-2024-05.csv", "May", "text/csv")
+    with urllib.request.urlopen(file["url_private"]) as answer:
+        assert answer.read() == b"id,amount\n1,12.50\n" and answer.headers["Content-Type"] == "text/csv"
+
+
+@pytest.mark.parametrize(
+    ("blocks", "problem"),
+    [
+        ([{"type": "carousel_of_doom"}], "block 1 (carousel_of_doom): unknown block type 'carousel_of_doom'"),
+        ([SECTION, {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}],
+         "block 2 (section): text attribute cannot exceed 3000 characters"),
+        ([{"type": "actions", "elements": [{"type": "slider", "action_id": "a"}]}],
+         "block 1 (actions): unknown element type slider"),
+        ([{"type": "section"}], "block 1 (section): text or fields attribute must be specified"),
+    ],
+)
+def test_invalid_block_kit_is_refused_as_slack_does_and_kept_and_logged(fake, client, caplog, blocks, problem):
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C1", text="bill", blocks=blocks)
+
+    assert refused.value.response["error"] == "invalid_blocks"
+    assert refused.value.response["response_metadata"]["messages"] == [f"[ERROR] {problem}"]
+    assert fake.messages("C1") == []
+    [kept] = fake.refusals()
+    assert (kept["method"], kept["channel"], kept["problems"]) == ("chat.postMessage", "C1", [problem])
+    assert problem in caplog.text
+
+
+def test_a_view_with_invalid_blocks_is_refused_for_the_person_it_was_for(fake, client):
+    with pytest.raises(SlackApiError) as refused:
+        header = {"type": "header", "text": {"type": "plain_text", "text": "x" * 151}}
+        client.views_publish(user_id="U1", view={**HOME, "blocks": [header]})
+
+    assert refused.value.response["error"] == "invalid_arguments"
+    [kept] = fake.refusals()
+    assert (kept["method"], kept["user"]) == ("views.publish", "U1") and fake.home_view("U1") is None
+
+
+def test_changes_are_numbered_and_named(fake, client):
+    start = fake.version
+    posted = client.chat_postMessage(channel="C1", text="bill")
+    client.views_publish(user_id="U1", view=HOME)
+
+    version, changed = fake.changed_since(start)
+
+    assert version == fake.version > start
+    assert changed == [("message", "C1", posted["ts"]), ("home", "U1")]
+    assert fake.changed_since(version) == (version, [])
+
+
+def test_what_people_see_survives_a_snapshot(fake, client):
+    bill = client.chat_postMessage(channel="C1", text="bill", blocks=[SECTION])
+    client.chat_postMessage(channel="C1", text="approved", thread_ts=bill["ts"])
+    client.chat_postEphemeral(channel="C1", user="U1", text="only you")
+    client.views_publish(user_id="U1", view=HOME)
+    client.files_upload_v2(content=b"chart", filename="usage.png", channel="U1")
+    snapshot = json.loads(json.dumps(fake.snapshot()))
+
+    with FakeSlack() as later:
+        later.restore(snapshot)
+        again = WebClient(base_url=later.url, token=TOKEN).chat_postMessage(channel="C1", text="next")
+
+        assert [m["text"] for m in later.top_level("C1")] == ["bill", "next"]
+        assert [m["text"] for m in later.thread_replies("C1", bill["ts"])] == ["approved"]
+        assert later.ephemerals("U1")[0]["text"] == "only you"
+        assert later.home_view("U1")["blocks"] == [SECTION]
+        assert later.dm_channel("U1") == fake.dm_channel("U1")
+        assert list(later.uploads.values()) == [b"chart"]
+        assert float(again["ts"]) > float(bill["ts"])
