@@ -961,6 +961,8 @@ def configure_logging(settings: Settings, *, server: bool) -> None:
     """Servers log at LOG_LEVEL; one-off commands print their results and log only warnings (or DEBUG)."""
     level = settings.log_level if server or settings.log_level == "DEBUG" else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The PDF library's font subsetting reports every table it drops; only its warnings matter here.
+    logging.getLogger("fontTools").setLevel(max(logging.getLevelName(level), logging.WARNING))
 
 
 def main(argv: list[str] | None = None) -> int:
