@@ -384,6 +384,7 @@ class Progress:
     auto_approval: BillAction | None  # the policy's own approval, when it approved the bill when drafted
     last_editor: User | None  # who made the latest effective edit: they cannot approve
     approvers: frozenset[int]  # who gave an approval that counts (or had one given for them)
+    counted: tuple[BillAction, ...]  # the approvals that count, by people, oldest first
     today: date
 
     @property
@@ -573,7 +574,7 @@ def progress(bill: Bill, on: date | None = None, *, people: Mapping[str, User] |
             )
         )
         steps.append(replace(rule, number=number, approvals=tuple(approvals), barred=barred))
-    return Progress(bill.status, tuple(steps), auto, editor, frozenset(approvers), on or today())
+    return Progress(bill.status, tuple(steps), auto, editor, frozenset(approvers), tuple(by_people), on or today())
 
 
 def approval_comment(step: Step, of: int, user: User) -> str | None:
@@ -635,7 +636,8 @@ def check_approve(bill: Bill, actor: User, today: date) -> Step:
 
 def _approved_already(bill: Bill, state: Progress, actor: User, pending: Step, today: date) -> AlreadyDone:
     """The refusal for someone who took a step of the bill already, themselves or through a stand-in."""
-    own = next((given for step in state.steps for given in step.approvals if _actor_id(given) == actor.id), None)
+    # Among every approval that counts: one read while another change commits may not fill a step yet.
+    own = next((given for given in state.counted if _actor_id(given) == actor.id), None)
     rule = " (one person never takes two steps of a bill)" if pending.may_take(actor, today) else ""
     if own is not None:
         return _refusal(

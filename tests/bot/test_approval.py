@@ -15,6 +15,7 @@ import pytest
 
 from bot import approval
 from bot.approval import parse_policy
+from bot.errors import AlreadyDone
 from db.models import ActionOrigin, ActionType, Bill, BillAction, BillStatus, Customer, Role, User
 
 AT = datetime(2026, 11, 3, 10, 32, tzinfo=timezone.utc)
@@ -132,3 +133,14 @@ def test_each_step_says_why_the_bill_needs_it():
         "Finance (amount ≥ $10,000.00)",
         "2 people from Sales (amount ≥ $50,000.00)",
     ]
+
+
+def test_a_draft_read_with_an_approval_that_already_completes_it_refuses_that_approver_plainly():
+    """Read while the approval that makes it FINAL commits (its row still DRAFT), a bill is never a crash."""
+    team = people()
+    bill = bill_for(team, policy=None, amount="5.00", csm_then_sales=False, history=approved("sam"))
+    assert bill.status is BillStatus.DRAFT
+    state = approval.progress(bill, TODAY, people=team)
+    assert not state.may_approve(team["sam"])
+    with pytest.raises(AlreadyDone, match="was already approved by sam"):
+        approval.check_approve(bill, team["sam"], TODAY)
