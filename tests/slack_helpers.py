@@ -62,11 +62,27 @@ def displayed(node: Any) -> str:
     return texts(node).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def eventually(condition: Callable[[], object], what: str, timeout: float = 5.0, every: float = 0.02):
+    """Poll `condition` until it returns something true; its value, or AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(every)
+    return value
+
+
 def wait_until(read: Callable[[], list], count: int, what: str, timeout: float = 5.0) -> list:
     """Poll `read` until it returns at least `count` items (work that follows an acknowledgement)."""
-    deadline = time.monotonic() + timeout
-    while len(found := read()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {what}, got {found}")
-        time.sleep(0.02)
+    found: list = []
+
+    def enough() -> bool:
+        nonlocal found
+        found = read()
+        return len(found) >= count
+
+    try:
+        eventually(enough, what, timeout)
+    except AssertionError:
+        raise AssertionError(f"expected {what}, got {found}") from None
     return found

@@ -33,21 +33,11 @@ from db.session import make_session_factory
 from sandbox.app_requests import SlackSender, block_actions_body
 from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN, FakeSlack
 from tests.factories import add_customer, add_user
-from tests.slack_helpers import texts
+from tests.slack_helpers import eventually, texts
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD = Period(2026, 10)
 APPROVER = "U0SALES001"
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, every: float = 0.1):
-    """Poll `condition` until it returns something true; its value, or AssertionError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(every)
-    return value
 
 
 def _free_port() -> int:
@@ -96,7 +86,7 @@ class Process:
             self.popen = subprocess.Popen([sys.executable, str(ROOT / "main.py"), self.command], env=env,
                                           cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         if self.command == "serve":
-            wait_until(self._healthy, f"{self.name} answering /healthz\n{self.log.read_text()}", timeout=60)
+            eventually(self._healthy, f"{self.name} answering /healthz\n{self.log.read_text()}", timeout=60, every=0.1)
         return self
 
     def _healthy(self) -> bool:
@@ -123,9 +113,9 @@ class Process:
 
     def kill_worker_child(self) -> None:
         """SIGKILL the delivery worker that `serve` runs as its child; `serve` goes on answering."""
-        [child] = wait_until(self.children, f"{self.name}'s worker child")
+        [child] = eventually(self.children, f"{self.name}'s worker child", timeout=60, every=0.1)
         os.kill(child, signal.SIGKILL)
-        wait_until(lambda: not _alive(child), "the killed worker child gone", timeout=10)
+        eventually(lambda: not _alive(child), "the killed worker child gone", timeout=10, every=0.1)
 
     def stop(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -137,7 +127,7 @@ class Process:
                 self.popen.wait(10)
         for pid in self.orphans:
             try:
-                wait_until(lambda: not _alive(pid), f"orphaned worker {pid} stopping by itself", timeout=30)
+                eventually(lambda: not _alive(pid), f"orphaned worker {pid} stopping by itself", timeout=30, every=0.1)
             except AssertionError:
                 os.kill(pid, signal.SIGKILL)
                 raise
@@ -237,7 +227,7 @@ class Site:
 
     def wait_settled(self, ids: list[int], *, approved: bool, timeout: float = 90) -> None:
         try:
-            wait_until(lambda: self.settled(ids, approved), "Slack showing every bill's final state", timeout)
+            eventually(lambda: self.settled(ids, approved), "Slack showing every bill's final state", timeout, every=0.1)
         except AssertionError:
             with self.sessions() as session:
                 rows = session.scalars(select(Outbox).where(Outbox.status != OutboxStatus.DONE).limit(10)).all()
@@ -336,7 +326,7 @@ class Burst:
                 raise AssertionError(f"the click on bill #{bill.id} was never answered 200")
 
     def wait_answered(self, count: int) -> None:
-        wait_until(lambda: self.answered >= count, f"{count} clicks answered", timeout=60, every=0.01)
+        eventually(lambda: self.answered >= count, f"{count} clicks answered", timeout=60, every=0.01)
 
     def join(self) -> None:
         for thread in self._threads:
@@ -394,11 +384,11 @@ def test_slack_failing_then_recovering_leaves_slack_and_the_database_agreeing_wi
     fake.server_error("chat.postMessage", times=15)
     fake.rate_limit("chat.postMessage", retry_after=2, times=3)
     server = here.process("serve")
-    wait_until(lambda: len([c for c in fake.recorded("chat.postMessage") if c.status == 429]) >= 3,
-               "the 500s and 429s used up")
+    eventually(lambda: len([c for c in fake.recorded("chat.postMessage") if c.status == 429]) >= 3,
+               "the 500s and 429s used up", timeout=60, every=0.1)
     fake.delay("chat.postMessage", 2.5)  # each post is made but answered after the client gave up
     hung = len(fake.recorded("chat.postMessage"))
-    wait_until(lambda: len(fake.recorded("chat.postMessage")) >= hung + 6, "posts made while Slack hangs")
+    eventually(lambda: len(fake.recorded("chat.postMessage")) >= hung + 6, "posts made while Slack hangs", timeout=60, every=0.1)
     fake.delay("chat.postMessage", 0)
     here.wait_settled(ids, approved=False)
 
@@ -407,7 +397,7 @@ def test_slack_failing_then_recovering_leaves_slack_and_the_database_agreeing_wi
     fake.rate_limit("chat.postMessage", retry_after=1, times=4)
     fake.delay("chat.update", 1.5)
     burst = Burst(here, server, ids).start()
-    wait_until(lambda: len(fake.recorded("chat.update")) >= 15, "updates made while Slack hangs")
+    eventually(lambda: len(fake.recorded("chat.update")) >= 15, "updates made while Slack hangs", timeout=60, every=0.1)
     fake.delay("chat.update", 0)
     burst.join()
     here.wait_settled(ids, approved=True)
@@ -469,7 +459,7 @@ def test_three_workers_run_a_just_missed_occurrence_once(site, database_url):
             ids = session.scalars(select(Bill.id).where(Bill.year == generated.year, Bill.month == generated.month)).all()
         return list(ids) if sorted(runs) == ["generate", "remind"] else []
 
-    new = wait_until(month_generated, "both occurrences run", timeout=60)
+    new = eventually(month_generated, "both occurrences run", timeout=60, every=0.1)
     here.wait_settled(waiting + new, approved=False)
 
     with here.sessions() as session:

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from bot.periods import Period
 from sandbox.demo import PEOPLE
 from sandbox.slack import CHANNEL_ID
 from tests.conftest import IN_CI
+from tests.slack_helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -93,17 +93,20 @@ def start_demo(folder: Path, *, port: int | None = None, wait: bool = True, env:
 
 
 def wait_for_page(demo: Demo) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while True:
+    def serving() -> bool:
         assert demo.process.poll() is None, f"the demo stopped:\n{demo.output()}"
-        if "open http://" in demo.output():
-            try:
-                demo.get("/sandbox/workspace")
-                return
-            except OSError:
-                pass
-        assert time.monotonic() < deadline, f"the demo did not start within {START_SECONDS} s:\n{demo.output()}"
-        time.sleep(0.1)
+        if "open http://" not in demo.output():
+            return False
+        try:
+            demo.get("/sandbox/workspace")
+        except OSError:
+            return False
+        return True
+
+    try:
+        eventually(serving, "the demo serving its page", timeout=START_SECONDS, every=0.1)
+    except AssertionError as late:
+        raise AssertionError(f"{late}\n{demo.output()}") from None
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.sandbox.conftest import free_port, start_demo
+from tests.slack_helpers import eventually
 
 
 def _descendants(pid: int) -> set[int]:
@@ -50,10 +50,7 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path, whom):
         demo.process.send_signal(signal.SIGINT)
     status = demo.process.wait(timeout=30)
 
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in started):
-        assert time.monotonic() < deadline, f"still running after the demo stopped: {started}"
-        time.sleep(0.1)
+    eventually(lambda: not any(_alive(pid) for pid in started), f"{started} stopped with the demo", timeout=10)
     assert status == 0
     output = demo.output()
     assert "Stopped." in output and "Traceback" not in output
