@@ -1,5 +1,5 @@
 """Engines and sessions. Each caller opens its own session; nothing here is shared across threads
-(a GroupCommit writes from a thread of its own, with sessions of its own)."""
+(a GroupCommit writes from a thread of its own, with connections of its own)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Delete, Engine, create_engine, event
+from sqlalchemy import Connection, Delete, Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -72,6 +72,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 GROUP_COMMIT_BATCH = 200  # writes committed together at the most
 GROUP_COMMIT_TIMEOUT = 2.5  # seconds a caller waits for its commit
+KEEP_CONNECTION_SECONDS = 1.0  # an autocommit GroupCommit's connection is returned after this long unused
 
 
 @dataclass
@@ -85,19 +86,26 @@ class _Waiting(Generic[Item]):
 class GroupCommit(Generic[Item, Result]):
     """Writes that arrive together share one transaction; each caller waits for the commit of its own.
 
-    `write(session, items)` runs in one transaction for a batch of items and returns one result per item.
-    Many requests waiting on the database at once then cost it a few commits, not one each, and every
-    caller still returns only once its write is durable (or raises the error the batch met).
+    `write(connection, items)` runs in one transaction for a batch of items and returns one result per
+    item. Many requests waiting on the database at once then cost it a few commits, not one each, and
+    every caller still returns only once its write is durable (or raises the error the batch met).
+
+    With `autocommit`, `write` is a single statement, which commits on its own: on a connection the batching
+    thread keeps while writes keep coming (it is returned after KEEP_CONNECTION_SECONDS without any, and
+    after a failure), a batch then costs one round trip to the database instead of four (check the
+    connection, begin, write, commit), which is what an acknowledgement waiting for it feels most.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], write: Callable[[Session, Sequence[Item]], Sequence[Result]],
-                 *, name: str):
-        self.sessions = sessions
+    def __init__(self, engine: Engine, write: Callable[[Connection, Sequence[Item]], Sequence[Result]],
+                 *, name: str, autocommit: bool = False):
+        self.engine = engine
         self.write = write
         self.name = name
+        self.autocommit = autocommit
         self._queue: queue.SimpleQueue[_Waiting[Item]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._connection: Connection | None = None  # only the batching thread uses it
 
     def submit(self, item: Item) -> Result:
         waiting = _Waiting(item)
@@ -115,7 +123,11 @@ class GroupCommit(Generic[Item, Result]):
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=KEEP_CONNECTION_SECONDS)]
+            except queue.Empty:
+                self._close()  # back to the pool while nothing is asked
+                batch = [self._queue.get()]
             while len(batch) < GROUP_COMMIT_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -124,10 +136,26 @@ class GroupCommit(Generic[Item, Result]):
             results: Sequence[Any] = [None] * len(batch)
             error = None
             try:
-                with self.sessions() as session, session.begin():
-                    results = self.write(session, [waiting.item for waiting in batch])
+                results = self._write([waiting.item for waiting in batch])
             except Exception as failure:  # handed to every caller of the batch, each of which reports it
                 error = failure
             for waiting, result in zip(batch, results):
                 waiting.result, waiting.error = result, error
                 waiting.done.set()
+
+    def _write(self, items: list[Item]) -> Sequence[Result]:
+        if not self.autocommit:
+            with self.engine.begin() as connection:
+                return self.write(connection, items)
+        if self._connection is None:
+            self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return self.write(self._connection, items)
+        except Exception:
+            self._close()  # a connection the database dropped is discarded, not reused
+            raise
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

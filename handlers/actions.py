@@ -3,8 +3,9 @@
 A button says which bill it is for and the version of the bill it was shown with (its latest effective
 action); every click reloads the bill, checks the clicking person's rights in the workflow service, and
 is refused when the bill changed since. Every click but Reject is recorded in the outbox, then
-acknowledged, and applied by the delivery workers (handlers/jobs.py), which tell the person about a
-refusal; Reject opens its modal at once, since Slack's trigger_id expires within three seconds.
+acknowledged (click_job, read by handlers/jobs.py before any listener runs), and applied by the
+delivery workers, which tell the person about a refusal; Reject opens its modal at once, since Slack's
+trigger_id expires within three seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from db.models import ActionType, Bill, User
 from handlers.errors import clicked_in_home, refuse
 from handlers.identity import linked_user
 from handlers.job_requests import CLICK_JOBS
-from handlers.jobs import JobType, record_job
+from handlers.jobs import Job, JobType
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,14 @@ def apply_click(services, job_id: int, click: Click) -> None:
         refuse(services, job_id, click.slack_user_id, click.response_url, error, from_home=click.from_home)
 
 
-def bill_button_clicked(ack: Ack, body: dict, context: BoltContext) -> None:
-    """Record the click before acknowledging it: once Slack shows it as accepted, it cannot be lost."""
+def click_job(body: dict) -> Job | None:
+    """The job a click on a button of SERVICES records, before its acknowledgement (handlers/jobs.py)."""
+    actions = body.get("actions")
+    first = actions[0] if isinstance(actions, list) and actions else None
+    if body.get("type") != "block_actions" or not isinstance(first, dict) or first.get("action_id") not in SERVICES:
+        return None
     click = Click.read(body)
-    record_job(context["services"], JobType.CLICK, click.slack_user_id, click.bill_id, asdict(click), context)
-    ack()
+    return Job(JobType.CLICK, click.slack_user_id, click.bill_id, asdict(click))
 
 
 def reject_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
@@ -135,6 +139,4 @@ def reject_clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext
 
 def register(app: App) -> None:
     assert set(SERVICES) == CLICK_JOBS, "every button applied as a job is recorded as one"
-    for action_id in SERVICES:
-        app.action(action_id)(bill_button_clicked)
     app.action(ActionId.REJECT.value)(reject_clicked)

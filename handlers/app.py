@@ -7,7 +7,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +67,22 @@ class KeptAck(Ack):
         super().__setattr__(name, value)
 
 
+class ProvideServices(Middleware):
+    """The first middleware: every listener finds the services in its context, and a KeptAck.
+
+    The app's middlewares are Middleware classes, not functions: Bolt calls them as they are instead of
+    matching their arguments by name on every request, which every acknowledgement would wait for.
+    """
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]):
+        req.context["services"] = self.services
+        req.context["ack"] = KeptAck()
+        return next()
+
+
 def require(settings: Settings, *names: str) -> None:
     """Stop with one line naming every missing credential."""
     missing = [name.upper() for name in names if getattr(settings, name) is None]
@@ -76,8 +93,8 @@ def require(settings: Settings, *names: str) -> None:
 def build_services(settings: Settings, sessions: sessionmaker[Session]) -> Services:
     return Services(settings=settings, sessions=sessions, client=slack_client(settings),
                     mailer=Mailer.from_settings(settings), invoicing=Invoicing.from_settings(settings),
-                    recorder=JobRecorder(sessions),
-                    replays=ReplayGuard(sessions))
+                    recorder=JobRecorder(sessions.kw["bind"]),
+                    replays=ReplayGuard(sessions.kw["bind"]))
 
 
 def create_app(
@@ -108,11 +125,6 @@ def create_app(
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
-    @app.middleware
-    def provide_services(context, next):
-        context["services"] = services
-        context["ack"] = KeptAck()
-        next()
-
+    app.use(ProvideServices(services))
     register_all(app)
     return app

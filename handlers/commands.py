@@ -1,4 +1,5 @@
-"""The `/bill` slash command: one listener that acknowledges, then runs the subcommand typed.
+"""The `/bill` slash command: one listener that acknowledges, then runs the subcommand typed; a subcommand
+that changes something is recorded as a job instead (command_job), before its acknowledgement.
 
 Each subcommand is a function of a `CommandRequest`; `SUBCOMMANDS` says how it is typed and what it
 needs, so that `/bill help` lists what the caller may use (bot/permissions.py decides; the services
@@ -40,7 +41,7 @@ from handlers.customers import customer, customers, export, usage
 from handlers.errors import refuse
 from handlers.identity import current_user
 from handlers.job_requests import COMMAND_JOBS
-from handlers.jobs import JobType, record_job
+from handlers.jobs import Job, JobType
 from handlers.requests import CommandRequest
 
 # An unknown subcommand is named back only when it is a short word of letters: anything with digits or
@@ -114,21 +115,33 @@ class RecordedCommand:
         )
 
 
-def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, context) -> None:
-    services = context["services"]
+def _recorded(command: dict) -> RecordedCommand:
+    """The command as typed; InvalidInput when its text could not be stored (a NUL, a broken character)."""
     text = command.get("text") or ""
+    storable(typed(text), "Your command")
+    return RecordedCommand(command["user_id"], text, command.get("channel_id", ""), command.get("response_url"))
+
+
+def command_job(body: dict) -> Job | None:
+    """The job a `/bill` command that changes something records (handlers/jobs.py records it before the
+    acknowledgement: a command Slack shows as accepted is never lost); None for every other request."""
+    if body.get("command") != "/bill":
+        return None
     try:
-        storable(typed(text), "Your command")  # a NUL or a broken character never reaches the database
+        recorded = _recorded(body)
     except InvalidInput:
-        ack()
-        raise
-    recorded = RecordedCommand(command["user_id"], text, command.get("channel_id", ""), command.get("response_url"))
-    if recorded.subcommand in CHANGING:
-        # Recorded before the acknowledgement: a command Slack shows as accepted is never lost.
-        record_job(services, JobType.COMMAND, recorded.slack_user_id, recorded.bill_id, asdict(recorded), context)
-        ack()
-        return
+        return None  # refused by bill_command
+    if recorded.subcommand not in CHANGING:
+        return None
+    return Job(JobType.COMMAND, recorded.slack_user_id, recorded.bill_id, asdict(recorded))
+
+
+def bill_command(ack: Ack, command: dict, respond: Respond, client: WebClient, context) -> None:
+    """Every `/bill` command but those recorded as jobs: acknowledged, then answered."""
     ack()
+    recorded = _recorded(command)
+    assert recorded.subcommand not in CHANGING, "recorded as a job by handlers/jobs.py, never run here"
+    services = context["services"]
     dispatch(recorded.request(services, client, respond, current_user(services, client, recorded.slack_user_id)))
 
 

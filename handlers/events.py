@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,22 +52,27 @@ def record_first_delivery(sessions: sessionmaker[Session], event_id: str, *, pru
     return add_once(sessions, SlackEvent(event_id=event_id, received_at=now), prune=old if prune else None)
 
 
-def register(app: App) -> None:
-    prune_schedule = PruneSchedule()
+class ProcessEachEventOnce(Middleware):
+    """Acknowledges a repeated delivery of an event without running any listener."""
 
-    @app.middleware
-    def process_each_event_once(body, request, context, next):
+    def __init__(self):
+        self.prune_schedule = PruneSchedule()
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]):
+        body = req.body
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if not event_id:
-            next()
-            return None
+            return next()
         # A session of its own, committed and closed before any listener runs: the record must be
         # visible to a concurrent retry before this delivery's work starts.
-        services = context["services"]
-        if not record_first_delivery(services.sessions, event_id, prune=prune_schedule.due()):
-            retry = (request.headers.get("x-slack-retry-num") or ["-"])[0]
-            reason = (request.headers.get("x-slack-retry-reason") or ["-"])[0]
+        services = req.context["services"]
+        if not record_first_delivery(services.sessions, event_id, prune=self.prune_schedule.due()):
+            retry = (req.headers.get("x-slack-retry-num") or ["-"])[0]
+            reason = (req.headers.get("x-slack-retry-reason") or ["-"])[0]
             log.info("event %s already processed; ignoring delivery (retry %s, %s)", event_id, retry, reason)
             return BoltResponse(status=200, body="")
-        next()
-        return None
+        return next()
+
+
+def register(app: App) -> None:
+    app.use(ProcessEachEventOnce())

@@ -8,63 +8,140 @@ is applied exactly once whichever process dies when.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import insert
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 from bot import outbox
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
 from db.session import GroupCommit
 from handlers.errors import is_database_outage, refuse
-from handlers.verification import UNSTORED_SIGNATURE, Replayed, SignedRequest, store_signatures
+from handlers.verification import SIGNED, Replayed, SignedRequest
 
 
 class JobType(str, enum.Enum):
-    CLICK = "click"  # a click on a bill's Approve, Send or Undo button
+    CLICK = "click"  # a click on a bill's Approve, Send, Send again, Mark as sent or Undo button
     COMMAND = "command"  # a `/bill` subcommand that changes something
 
 
-def record_job(services, job_type: JobType, slack_user_id: str, bill_id: int | None, fields: dict, context) -> None:
-    """Store the job durably, with its request's signature; raises Replayed for a signature seen before,
-    and what the database raised when it cannot take it (the person is then told)."""
-    payload = {"type": job_type.value, **fields}
-    if not services.recorder.record(outbox.job_lane(slack_user_id, bill_id), slack_user_id, payload,
-                                    signed=context.get(UNSTORED_SIGNATURE)):
+@dataclass(frozen=True)
+class Job:
+    """What a request asks to be done after its acknowledgement, as it is stored."""
+
+    type: JobType
+    slack_user_id: str
+    bill_id: int | None  # the bill it names: jobs on one bill are applied in the order they came
+    fields: dict
+
+
+def record_job(services, job: Job, context) -> None:
+    """Store the job durably, with its request's signature (none in Socket Mode); raises Replayed for a
+    signature seen before, and what the database raised when it cannot take it (the person is then told)."""
+    payload = {"type": job.type.value, **job.fields}
+    if not services.recorder.record(outbox.job_lane(job.slack_user_id, job.bill_id), job.slack_user_id, payload,
+                                    signed=context.get(SIGNED)):
         raise Replayed()
 
 
-class JobRecorder:
-    """Records jobs and their requests' signatures; requests that arrive together share one commit."""
+class RecordJobs(Middleware):
+    """Records the job a request asks for, then acknowledges it; other requests go on to the next middleware.
 
-    def __init__(self, sessions: sessionmaker[Session]):
-        self._commit = GroupCommit(sessions, _record, name="job-recorder")
+    It runs in the request's own thread, before any listener: the acknowledgement waits for the commit
+    and for nothing else (a listener would run in Bolt's thread pool, its acknowledgement polled for).
+    `readers` each return the job a request asks for, or None (handlers/job_requests.py lists which).
+    """
+
+    def __init__(self, *readers: Callable[[dict], Job | None]):
+        self.readers = readers
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]):
+        for read in self.readers:
+            job = read(req.body)
+            if job is not None:
+                record_job(req.context["services"], job, req.context)
+                return BoltResponse(status=200, body="")
+        return next()
+
+
+def register(app: App) -> None:
+    from handlers import actions, commands  # they import this module
+
+    app.use(RecordJobs(actions.click_job, commands.command_job))
+
+
+class JobRecorder:
+    """Records jobs, each under its request's signature as its unique key (a replay finds the key taken);
+    requests that arrive together share one insert, on PostgreSQL a single statement committing itself."""
+
+    def __init__(self, engine: Engine):
+        if engine.dialect.name == "postgresql":
+            self._commit = GroupCommit(engine, _insert_on_postgresql, name="job-recorder", autocommit=True)
+        else:
+            self._commit = GroupCommit(engine, _insert, name="job-recorder")
 
     def record(self, lane: str, slack_user_id: str, payload: dict, *, signed: SignedRequest | None = None) -> bool:
         """Store the job durably; False (and nothing stored) when its signature was seen before."""
+        key = f"request:{signed.digest}" if signed is not None else None  # none in Socket Mode
         now = utcnow()
         row = {
             "kind": OutboxKind.JOB, "lane": lane, "slack_user_id": slack_user_id, "payload": payload,
-            "status": OutboxStatus.PENDING, "attempts": 0, "outcome_unknown": False, "available_at": now,
-            "created_at": now,
+            "dedupe_key": key, "status": OutboxStatus.PENDING, "attempts": 0, "outcome_unknown": False,
+            "available_at": now, "created_at": now,
         }
-        return self._commit.submit((row, signed))
+        return self._commit.submit(row)
 
 
-def _record(session: Session, items: Sequence[tuple[dict, SignedRequest | None]]) -> list[bool]:
-    signatures = [signed for _, signed in items if signed is not None]
-    first_uses = iter(store_signatures(session, signatures) if signatures else [])
-    accepted = [next(first_uses) if signed is not None else True for _, signed in items]
-    rows = [row for (row, _), ok in zip(items, accepted) if ok]
-    if rows:
-        session.execute(insert(Outbox), rows)
-    return accepted
+def _insert(connection: Connection, rows: Sequence[dict]) -> list[bool]:
+    insert = sqlite_insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return _accepted(rows, lambda new: connection.scalars(insert.returning(Outbox.__table__.c.dedupe_key), new))
+
+
+# One statement, whatever the number of rows, so that the database and the driver keep it prepared.
+_INSERT_ON_POSTGRESQL = text("""
+INSERT INTO outbox (kind, lane, slack_user_id, payload, dedupe_key, status, attempts, outcome_unknown,
+                    available_at, created_at)
+SELECT :kind, job.lane, job.slack_user_id, job.payload, job.dedupe_key, :status, 0, false, job.at, job.at
+FROM unnest(CAST(:lanes AS varchar[]), CAST(:users AS varchar[]), CAST(:payloads AS json[]),
+            CAST(:keys AS varchar[]), CAST(:times AS timestamptz[]))
+     AS job(lane, slack_user_id, payload, dedupe_key, at)
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING dedupe_key
+""")
+
+
+def _insert_on_postgresql(connection: Connection, rows: Sequence[dict]) -> list[bool]:
+    def insert(new: list[dict]):
+        return connection.scalars(_INSERT_ON_POSTGRESQL, {
+            "kind": OutboxKind.JOB.value, "status": OutboxStatus.PENDING.value,
+            "lanes": [row["lane"] for row in new], "users": [row["slack_user_id"] for row in new],
+            "payloads": [json.dumps(row["payload"]) for row in new], "keys": [row["dedupe_key"] for row in new],
+            "times": [row["created_at"] for row in new],
+        })
+
+    return _accepted(rows, insert)
+
+
+def _accepted(rows: Sequence[dict], insert: Callable[[list[dict]], Iterable[str | None]]) -> list[bool]:
+    """Insert the rows whose key is new (`insert` returns the keys it stored); for each row, whether it was."""
+    first: dict[str, int] = {}  # the same request twice in one batch: the second is a replay
+    for index, row in enumerate(rows):
+        if row["dedupe_key"] is not None:
+            first.setdefault(row["dedupe_key"], index)
+    new = [row for index, row in enumerate(rows) if row["dedupe_key"] is None or first[row["dedupe_key"]] == index]
+    stored = set(insert(new))
+    return [row["dedupe_key"] is None or (row["dedupe_key"] in stored and first[row["dedupe_key"]] == index)
+            for index, row in enumerate(rows)]
 
 
 def run_job(services, row: Outbox) -> None:
     """Apply one recorded job (the delivery workers' job runner)."""
-    # The surfaces record their jobs through this module, so they are imported when a job runs.
+    # The surfaces read and apply their jobs with this module's help: imported here, not at its top.
     from handlers import actions, commands
 
     fields = dict(row.payload or {})

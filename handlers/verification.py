@@ -1,8 +1,9 @@
 """Requests in HTTP mode are Slack's: signed with the app's signing secret, recent, and new.
 
 handlers/web.py checks the signature and its timestamp before anything reads the body, as Slack's
-"Verifying requests from Slack" describes; the middleware here refuses a signature already seen (a
-replay), recorded in the database so that every `serve` process on it sees every other's.
+"Verifying requests from Slack" describes; a signature already seen (a replay) is refused, by the
+middleware here or, for a request recorded as a job, by handlers/jobs.py. Signatures are recorded in the
+database, so that every `serve` process on it sees every other's.
 """
 
 from __future__ import annotations
@@ -11,19 +12,18 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from slack_bolt import App, BoltResponse
-from sqlalchemy import delete, text
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
+from sqlalchemy import Connection, Engine, delete, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SeenSignature
 from db.session import GroupCommit
-from handlers.job_requests import records_a_job
 from handlers.events import PruneSchedule
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ MAX_SKEW = timedelta(minutes=5)
 KEEP_SIGNATURES_FOR = 2 * MAX_SKEW
 PRUNE_EVERY_SECONDS = 60.0
 SIGNED = "signed_request"  # the context key under which web.py hands the verified signature to Bolt
-UNSTORED_SIGNATURE = "unstored_signature"  # a job request's signature, stored when its job is recorded
 
 _TIMESTAMP = re.compile(r"[0-9]{1,10}")  # seconds since 1970, until the year 2286
 _SIGNATURE = re.compile(r"v0=([0-9a-f]{64})")
@@ -72,24 +71,24 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
 class ReplayGuard:
     """Records the signature of every accepted request; requests that arrive together share one commit."""
 
-    def __init__(self, sessions: sessionmaker[Session]):
-        self._commit = GroupCommit(sessions, self._record, name="replay-guard")
+    def __init__(self, engine: Engine):
+        self._commit = GroupCommit(engine, self._record, name="replay-guard")
         self._prune = PruneSchedule(PRUNE_EVERY_SECONDS)
 
     def first_use(self, signed: SignedRequest) -> bool:
         """Record the signature; False when it was recorded before (this request is a replay)."""
         return self._commit.submit(signed)
 
-    def _record(self, session: Session, requests: Sequence[SignedRequest]) -> list[bool]:
-        if session.get_bind().dialect.name == "postgresql":
+    def _record(self, connection: Connection, requests: Sequence[SignedRequest]) -> list[bool]:
+        if connection.dialect.name == "postgresql":
             # Visible to every instance as soon as it commits, without waiting for the disk: a crash can
             # forget the last moment's signatures, not refuse a request wrongly. What the request asks
             # for (a recorded job, a change) commits durably on its own.
-            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        first_uses = store_signatures(session, requests)
+            connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        first_uses = store_signatures(connection, requests)
         if self._prune.due():
             old = datetime.now(timezone.utc) - KEEP_SIGNATURES_FOR
-            session.execute(delete(SeenSignature).where(SeenSignature.signed_at < old))
+            connection.execute(delete(SeenSignature).where(SeenSignature.signed_at < old))
         return first_uses
 
 
@@ -97,32 +96,36 @@ class Replayed(Exception):
     """A request whose signature was seen before: answered 401, nothing done."""
 
 
-def store_signatures(session: Session, requests: Sequence[SignedRequest]) -> list[bool]:
+def store_signatures(connection: Connection, requests: Sequence[SignedRequest]) -> list[bool]:
     """Record the signatures in the caller's transaction; for each, False when it was seen before."""
     first: dict[str, SignedRequest] = {}
     for signed in requests:  # the same signature twice in one batch: the second is a replay
         first.setdefault(signed.digest, signed)
     table = SeenSignature.__table__
-    insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
-    stored = set(session.scalars(
-        insert.values([{"digest": s.digest, "signed_at": s.signed_at} for s in first.values()])
-        .on_conflict_do_nothing(index_elements=["digest"])
-        .returning(table.c.digest)
+    insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
+    stored = set(connection.scalars(
+        insert.on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest),
+        [{"digest": s.digest, "signed_at": s.signed_at} for s in first.values()],
     ))
     return [signed.digest in stored and first[signed.digest] is signed for signed in requests]
 
 
-def register(app: App) -> None:
-    @app.middleware
-    def refuse_replays(body, context, next):
-        signed = context.get(SIGNED)  # None in Socket Mode, where requests are not signed
-        if signed is not None and records_a_job(body):
-            # Its signature is stored with its job, in the one commit its acknowledgement waits for.
-            context[UNSTORED_SIGNATURE] = signed
-        elif signed is not None and not context["services"].replays.first_use(signed):
+class RefuseReplays(Middleware):
+    """Refuses a signed request whose signature was seen before.
+
+    A request recorded as a job never gets here: handlers/jobs.py stores its signature with its job, in the
+    one commit its acknowledgement waits for, and refuses it there when the signature was seen before.
+    """
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]):
+        signed = req.context.get(SIGNED)  # None in Socket Mode, where requests are not signed
+        if signed is not None and not req.context["services"].replays.first_use(signed):
             return replayed()
-        next()
-        return None
+        return next()
+
+
+def register(app: App) -> None:
+    app.use(RefuseReplays())
 
 
 def replayed() -> BoltResponse:

@@ -7,18 +7,21 @@ What it does, on a temporary PostgreSQL database:
   their messages;
 - starts the fake Slack Web API (sandbox/slack.FakeSlack) in a process of its own, then
   `python main.py serve` until its delivery worker has posted every bill, and stops it;
-- serves, one after the other, (1) the floor: a Bolt app whose Approve listener only acknowledges,
-  and (2) the real app, `python main.py serve` (with its delivery worker child); both are the same
-  WSGI application (handlers.web.wsgi_app) under waitress, in a child process, with the Web API on the fake;
+- serves, one after the other, (1) the floors: Bolt apps that only acknowledge an Approve click, one in
+  a global middleware, in the request's thread, where the real app records it; one in a listener (Bolt's
+  usual way, run in its thread pool, the acknowledgement polled for); and (2) the real app,
+  `python main.py serve` (with its delivery worker child); all are the same WSGI application
+  (handlers.web.wsgi_app) under waitress, in a child process, with the Web API on the fake;
 - sends each of them --clicks signed `block_actions` Approve clicks, one per bill, from --clients
   concurrent clients (client i clicks as approver i), and measures each click from sending the
   request to having read the whole answer;
 - waits (up to --timeout seconds) until the real app has recorded one APPROVE per bill in
   bill_actions, and until the fake Slack shows every bill's message as FINAL.
 
-It prints p50 / p99 / max of both, the times from the first click until every click is answered, recorded
-and shown final in Slack, and PASS or MISS for: the app's p99 <= 2x the floor's p99, every click recorded
-once, every message final. Exit status 1 when a click was lost or answered with an error.
+It prints p50 / p99 / max of each, the times from the first click until every click is answered, recorded
+and shown final in Slack, and PASS or MISS for: the app's p99 <= 2x the floor's p99 (the lower of the
+two floors), every click recorded once, every message final. Exit status 1 when a click was lost or
+answered with an error.
 
 Run from the project root:
 
@@ -30,6 +33,7 @@ The file name does not start with test_, so pytest does not collect it.
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import http.client
 import json
 import math
@@ -230,13 +234,18 @@ class FakeSlackProcess:
         self.child.wait(30)
 
 
-def run_floor_app() -> None:
-    """Child: a Bolt app whose Approve listener only acknowledges, served like `serve` serves the real one."""
-    from slack_bolt import App
+FLOORS = ("middleware", "listener")
+
+
+def run_floor_app(where: str) -> None:
+    """Child: a Bolt app that only acknowledges Approve clicks, `where` the real app records them (a
+    middleware) or in a listener; served like `serve` serves the real one."""
+    from slack_bolt import App, BoltResponse
+    from slack_bolt.middleware import Middleware
 
     from bot.settings import load_settings
     from db.session import make_engine
-    from handlers.app import slack_client
+    from handlers.app import LISTENER_THREADS, slack_client
     from handlers.web import serve
 
     settings = load_settings()
@@ -244,11 +253,22 @@ def run_floor_app() -> None:
         client=slack_client(settings),  # the client the real app uses
         request_verification_enabled=False,  # handlers/web.py verifies, as it does for the real app
         name="billprocess-floor",
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS),  # as many threads as the app's
     )
 
-    @app.action(ActionId.APPROVE.value)
-    def approve(ack):
-        ack()
+    if where == "middleware":
+        class Acknowledge(Middleware):  # a Middleware class, as the real app's are
+            def process(self, *, req, resp, next):
+                body = req.body
+                if body.get("type") == "block_actions" and body["actions"][0]["action_id"] == ActionId.APPROVE.value:
+                    return BoltResponse(status=200, body="")
+                return next()
+
+        app.use(Acknowledge())
+    else:
+        @app.action(ActionId.APPROVE.value)
+        def approve(ack):
+            ack()
 
     secret = settings.slack_signing_secret.get_secret_value()
     serve(app, make_engine(settings.sqlalchemy_url), signing_secret=secret, port=settings.port)
@@ -308,7 +328,7 @@ class Answers:
 
     def line(self, name: str) -> str:
         return (
-            f"{name:<22} p50 {self.percentile(50):7.1f} ms   p99 {self.percentile(99):7.1f} ms   "
+            f"{name:<24} p50 {self.percentile(50):7.1f} ms   p99 {self.percentile(99):7.1f} ms   "
             f"max {max(self.milliseconds):7.1f} ms   mean {statistics.fmean(self.milliseconds):6.1f} ms"
         )
 
@@ -461,10 +481,13 @@ def benchmark(url, args: argparse.Namespace) -> int:
         bodies = [click_body(click, fake.origin) for click in clicks]
         by_client = [bodies[i :: args.clients] for i in range(args.clients)]
 
-        floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-app-in-this-process"]
-        with server(floor_command, env, workdir, Path(workdir) / "floor.log") as base_url:
-            warm_up(base_url)
-            floor = send_clicks(base_url, by_client)
+        floors = {}
+        for where in FLOORS:
+            floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-app-in-this-process", where]
+            with server(floor_command, env, workdir, Path(workdir) / f"floor-{where}.log") as base_url:
+                warm_up(base_url)
+                floors[where] = send_clicks(base_url, by_client)
+        floor = min(floors.values(), key=lambda answers: answers.percentile(99))
 
         app_command = [sys.executable, str(PROJECT / "main.py"), "serve"]
         app_log = Path(workdir) / "app.log"
@@ -478,13 +501,15 @@ def benchmark(url, args: argparse.Namespace) -> int:
 
     print()
     print(f"{len(clicks):,} Approve clicks from {args.clients} concurrent clients, each on its own bill")
-    print(floor.line("floor (ack only)"))
+    for where, answers in floors.items():
+        print(answers.line(f"floor: ack in {where}"))
     print(app.line("BillProcess serve"))
     print(f"from the first click: {times.line()}")
     print(f"fake Slack received: {dict(sorted(report['calls'].items()))}")
-    if app.errors or floor.errors:
+    floor_errors = [error for answers in floors.values() for error in answers.errors]
+    if app.errors or floor_errors:
         print(f"answers with errors: app {len(app.errors)} {sorted(set(app.errors))}, "
-              f"floor {len(floor.errors)} {sorted(set(floor.errors))}")
+              f"floors {len(floor_errors)} {sorted(set(floor_errors))}")
     if log_summary:
         print("the app's log (times counted, numbers shown as N):\n  " + "\n  ".join(log_summary))
     print()
@@ -506,7 +531,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for each stage (300)")
     parser.add_argument("--keep", action="store_true", help="keep the database for a closer look")
     parser.add_argument("--fake-slack-in-this-process", metavar="APPROVERS,RATE,BURST", help=argparse.SUPPRESS)
-    parser.add_argument("--floor-app-in-this-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-app-in-this-process", choices=FLOORS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.clicks < 1 or not 1 <= args.clients <= 999:
         parser.error("--clicks must be at least 1 and --clients between 1 and 999")
@@ -520,7 +545,7 @@ def main() -> int:
         run_fake_slack(int(approvers), float(rate), int(burst))
         return 0
     if args.floor_app_in_this_process:
-        run_floor_app()
+        run_floor_app(args.floor_app_in_this_process)
         return 0
     with temporary_database(args.database_url, args.keep) as url:
         return benchmark(url, args)

@@ -62,6 +62,19 @@ def test_a_replayed_undo_is_refused_and_undoes_nothing_more(slack):
     slack.fake.wait_for("views.publish", 2)  # and the Homes of the two people it concerns
 
 
+def test_a_replayed_command_is_refused_also_when_its_text_was_refused(slack):
+    slack.user("fiona", Role.FINANCE, FINANCE)
+    body = slash_command_body("send 12\x00", FINANCE, response_url=slack.fake.response_url(FINANCE))
+    signed_at = int(time.time())
+
+    assert slack.sender.post(body, timestamp=signed_at).status == 200
+    assert "NUL" in texts(slack.replies(FINANCE, 1)[0])
+    replay = slack.sender.post(body, timestamp=signed_at)
+
+    assert replay.status == 401 and replay.json() == {"ok": False, "error": "replayed request"}
+    assert len(slack.replies(FINANCE, 1)) == 1  # refused once, not told again
+
+
 def test_a_request_replayed_to_another_process_on_the_database_is_refused(make_slack):
     first, second = make_slack(), make_slack()
     first.user("sam", Role.SALES, SALES)
