@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -69,6 +69,23 @@ def add_once(sessions: sessionmaker[Session], row: DeclarativeBase, *, prune: De
 
 
 Item = TypeVar("Item")
+
+
+def stored_once(items: Sequence[Item], key: Callable[[Item], str | None],
+                insert: Callable[[list[Item]], Iterable[str | None]]) -> list[bool]:
+    """For each item, whether `insert` stored it. `insert` gets the items whose key is None or first in the
+    batch, and returns the keys the database took (it refuses a key it already has, by a unique index)."""
+    first: dict[str, int] = {}  # the same key twice in one batch: the second is refused
+    keys = [key(item) for item in items]
+    for index, item_key in enumerate(keys):
+        if item_key is not None:
+            first.setdefault(item_key, index)
+    stored = set(insert([item for index, (item, item_key) in enumerate(zip(items, keys))
+                         if item_key is None or first[item_key] == index]))
+    return [item_key is None or (item_key in stored and first[item_key] == index)
+            for index, item_key in enumerate(keys)]
+
+
 Result = TypeVar("Result")
 GROUP_COMMIT_BATCH = 200  # writes committed together at the most
 GROUP_COMMIT_TIMEOUT = 2.5  # seconds a caller waits for its commit

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
@@ -20,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import outbox
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
-from db.session import GroupCommit
+from db.session import GroupCommit, stored_once
 from handlers.errors import is_database_outage, refuse
 from handlers.verification import SIGNED, Replayed, SignedRequest
 
@@ -99,7 +100,8 @@ class JobRecorder:
 
 def _insert(connection: Connection, rows: Sequence[dict]) -> list[bool]:
     insert = sqlite_insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return _accepted(rows, lambda new: connection.scalars(insert.returning(Outbox.__table__.c.dedupe_key), new))
+    insert = insert.returning(Outbox.__table__.c.dedupe_key)
+    return stored_once(rows, itemgetter("dedupe_key"), lambda new: connection.scalars(insert, new))
 
 
 # One statement, whatever the number of rows, so that the database and the driver keep it prepared.
@@ -124,19 +126,8 @@ def _insert_on_postgresql(connection: Connection, rows: Sequence[dict]) -> list[
             "times": [row["created_at"] for row in new],
         })
 
-    return _accepted(rows, insert)
+    return stored_once(rows, itemgetter("dedupe_key"), insert)
 
-
-def _accepted(rows: Sequence[dict], insert: Callable[[list[dict]], Iterable[str | None]]) -> list[bool]:
-    """Insert the rows whose key is new (`insert` returns the keys it stored); for each row, whether it was."""
-    first: dict[str, int] = {}  # the same request twice in one batch: the second is a replay
-    for index, row in enumerate(rows):
-        if row["dedupe_key"] is not None:
-            first.setdefault(row["dedupe_key"], index)
-    new = [row for index, row in enumerate(rows) if row["dedupe_key"] is None or first[row["dedupe_key"]] == index]
-    stored = set(insert(new))
-    return [row["dedupe_key"] is None or (row["dedupe_key"] in stored and first[row["dedupe_key"]] == index)
-            for index, row in enumerate(rows)]
 
 
 def run_job(services, row: Outbox) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from db.models import SeenSignature
-from db.session import GroupCommit
+from db.session import GroupCommit, stored_once
 from handlers.events import PruneSchedule
 
 log = logging.getLogger(__name__)
@@ -98,16 +98,11 @@ class Replayed(Exception):
 
 def store_signatures(connection: Connection, requests: Sequence[SignedRequest]) -> list[bool]:
     """Record the signatures in the caller's transaction; for each, False when it was seen before."""
-    first: dict[str, SignedRequest] = {}
-    for signed in requests:  # the same signature twice in one batch: the second is a replay
-        first.setdefault(signed.digest, signed)
     table = SeenSignature.__table__
     insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
-    stored = set(connection.scalars(
-        insert.on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest),
-        [{"digest": s.digest, "signed_at": s.signed_at} for s in first.values()],
-    ))
-    return [signed.digest in stored and first[signed.digest] is signed for signed in requests]
+    insert = insert.on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest)
+    return stored_once(requests, lambda signed: signed.digest, lambda new: connection.scalars(
+        insert, [{"digest": signed.digest, "signed_at": signed.signed_at} for signed in new]))
 
 
 class RefuseReplays(Middleware):

@@ -64,6 +64,7 @@ from bot.slack_ids import ActionId, BlockId, bill_value  # noqa: E402
 from sandbox.app_requests import block_actions_body, sign  # noqa: E402
 from sandbox.slack import CHANNEL_ID, SIGNING_SECRET, TOKEN  # noqa: E402
 from tests.bench_generate import DEFAULT_SERVER, libpq_conninfo, temporary_database  # noqa: E402
+from tests.slack_helpers import eventually  # noqa: E402
 
 PERIOD = Period(2026, 10)
 MAX_RATIO_TO_FLOOR = 2.0
@@ -144,12 +145,9 @@ def outbox_pending(conninfo: str) -> int:
 
 
 def wait_for(condition, what: str, timeout: float, every: float = 0.2) -> float:
-    """Poll `condition` until true; the seconds waited. Exits when `timeout` passes."""
+    """Poll `condition` until true (tests.slack_helpers.eventually); the seconds waited."""
     start = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - start > timeout:
-            raise SystemExit(f"not within {timeout:.0f} s: {what}")
-        time.sleep(every)
+    eventually(condition, what, timeout, every)
     return time.perf_counter() - start
 
 
@@ -173,7 +171,8 @@ def duplicate_approvals(conninfo: str) -> int:
 def run_fake_slack(approvers: int, posts_per_second: float, burst: int) -> None:
     """Child: serve the fake Slack; print its origin, then answer the parent's requests on stdin.
 
-    `final N`: wait until N bill messages show FINAL; print the time.time() when they did.
+    `final N TIMEOUT`: wait (at most TIMEOUT s) until N bill messages show FINAL; print the time.time() when
+    they did.
     `report`: print what reached it as JSON (see FakeSlackProcess.report).
     """
     from sandbox.slack import FakeSlack
@@ -187,8 +186,9 @@ def run_fake_slack(approvers: int, posts_per_second: float, burst: int) -> None:
         for line in sys.stdin:
             command, _, argument = line.strip().partition(" ")
             if command == "final":
-                while sum("· FINAL." in m["text"] for m in fake.top_level(CHANNEL_ID)) < int(argument):
-                    time.sleep(0.05)
+                count, timeout = argument.split()
+                eventually(lambda: sum("· FINAL." in m["text"] for m in fake.top_level(CHANNEL_ID)) >= int(count),
+                           f"{count} bill messages shown FINAL", float(timeout), every=0.05)
                 print(time.time(), flush=True)
             elif command == "report":
                 print(json.dumps(fake_report(fake)), flush=True)
@@ -221,9 +221,9 @@ class FakeSlackProcess:
         self.child.stdin.flush()
         return self.child.stdout.readline().strip()
 
-    def final_at(self, count: int) -> float:
-        """The time.time() at which `count` bill messages showed FINAL (waits for it)."""
-        return float(self.ask(f"final {count}"))
+    def final_at(self, count: int, timeout: float) -> float:
+        """The time.time() at which `count` bill messages showed FINAL (waits for it, at most `timeout` s)."""
+        return float(self.ask(f"final {count} {timeout}"))
 
     def report(self) -> dict:
         """calls: "method status" → count; bill_messages: bill id → messages; posted_at: top-level post times."""
@@ -296,19 +296,20 @@ def server(command: list[str], env: dict[str, str], workdir: str, log_path: Path
 
 
 def wait_until_healthy(base_url: str, child: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if child.poll() is not None:
             raise SystemExit(f"the server exited with {child.returncode}:\n{log_path.read_text()}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", int(base_url.rsplit(":", 1)[1]), timeout=2)
             connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
+            return connection.getresponse().status == 200
         except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the server did not answer /healthz within {timeout} s:\n{log_path.read_text()}")
+            return False
+
+    try:
+        eventually(healthy, "/healthz answered", timeout, every=0.1)
+    except AssertionError:
+        raise SystemExit(f"the server did not answer /healthz within {timeout} s:\n{log_path.read_text()}") from None
 
 
 # --- The clicks ----------------------------------------------------------------------------------
@@ -435,7 +436,7 @@ def click_burst(base_url: str, bodies_by_client: list[list[str]], conninfo: str,
     expected = sum(len(bodies) for bodies in bodies_by_client)
     recorded = answered + wait_for(
         lambda: approvals_recorded(conninfo) >= expected, "every click recorded", timeout, 0.05)
-    final = fake.final_at(expected) - clicked_at_wall
+    final = fake.final_at(expected, timeout) - clicked_at_wall
     wait_for(lambda: outbox_pending(conninfo) == 0, "the outbox drained", timeout)
     return answers, BurstTimes(answered, recorded, final)
 

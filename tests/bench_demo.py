@@ -40,6 +40,7 @@ if str(PROJECT) not in sys.path:
 
 from bot.periods import Period  # noqa: E402
 from tests.sandbox.conftest import CHROMIUM, SLACK_ID, VIEWPORT, Demo, free_port, start_demo  # noqa: E402
+from tests.slack_helpers import eventually  # noqa: E402
 
 DEMO_BILLS = 10  # the demo data's bills, two months of them
 TARGET_START_SECONDS = 10.0
@@ -56,14 +57,15 @@ new PerformanceObserver((list) => { for (const entry of list.getEntries()) windo
 def wait_for_bills(page, url: str, count: int, started: float, timeout: float = 120.0) -> float:
     """Load `url` until it answers, then wait until `count` bill messages are shown; seconds since `started`."""
     deadline = started + timeout
-    while True:
+
+    def loaded() -> bool:
         try:
             page.goto(url, timeout=5_000)
-            break
         except Exception:  # the demo is not listening yet
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+        return True
+
+    eventually(loaded, f"the page at {url} loaded", deadline - time.monotonic(), every=0.05)
     page.wait_for_function(
         "n => document.querySelectorAll('#messages .msg.message .b-header').length >= n",
         arg=count, timeout=max(1, deadline - time.monotonic()) * 1000, polling=50,
@@ -154,18 +156,15 @@ def channel_messages(demo: Demo) -> list[dict]:
 
 def wait_until_posted(demo: Demo, bills: int, period: Period, timeout: float = 600.0) -> str:
     """Wait until the month's `bills` messages and its finished summary are in #bills; the newest one's ts."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def newest_once_posted() -> str | None:
         messages = [m for m in channel_messages(demo) if m["kind"] == "message"]
         headers = [m["blocks"][0]["text"]["text"] for m in messages
                    if m.get("blocks") and m["blocks"][0]["type"] == "header"]
         posted = sum(header.endswith(period.label) for header in headers)
         finished = any(f"All {bills} bills are posted" in m.get("text", "") for m in messages)
-        if posted >= bills and finished:
-            return messages[-1]["ts"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{posted} of {bills} bills posted after {timeout:.0f} s")
-        time.sleep(0.25)
+        return messages[-1]["ts"] if posted >= bills and finished else None
+
+    return eventually(newest_once_posted, f"{bills} bills and the month's summary posted", timeout, every=0.25)
 
 
 def measure_reading(browser, demo: Demo, period: Period) -> dict[str, float]:
