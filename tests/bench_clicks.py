@@ -12,6 +12,8 @@ What it does, on a temporary PostgreSQL database:
   usual way, run in its thread pool, the acknowledgement polled for); and (2) the real app,
   `python main.py serve` (with its delivery worker child); all are the same WSGI application
   (handlers.web.wsgi_app) under waitress, in a child process, with the Web API on the fake;
+- waits, once a server answers /healthz, until it and its children are idle (serve's delivery worker child
+  is still starting then);
 - sends each of them --clicks signed `block_actions` Approve clicks, one per bill, from --clients
   concurrent clients (client i clicks as approver i), and measures each click from sending the
   request to having read the whole answer;
@@ -289,6 +291,7 @@ def server(command: list[str], env: dict[str, str], workdir: str, log_path: Path
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(base_url, child, log_path)
+            wait_until_idle(child.pid)
             yield base_url
         finally:
             child.terminate()
@@ -310,6 +313,32 @@ def wait_until_healthy(base_url: str, child: subprocess.Popen, log_path: Path, t
         eventually(healthy, "/healthz answered", timeout, every=0.1)
     except AssertionError:
         raise SystemExit(f"the server did not answer /healthz within {timeout} s:\n{log_path.read_text()}") from None
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds a process and its descendants have used so far (Linux's /proc); 0 once it has ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except OSError:
+        return 0.0
+    user, system = stat.rsplit(")", 1)[1].split()[11:13]  # utime and stime, in clock ticks
+    return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(child) for child in children)
+
+
+def wait_until_idle(pid: int, timeout: float = 60, window: float = 0.5, busy: float = 0.05) -> None:
+    """Wait until a server and its children use less than `busy` of a CPU over `window` seconds.
+
+    `serve` answers /healthz while its delivery worker child is still starting (importing for a few
+    seconds); the clicks are measured against a server that has started, as the floors are.
+    """
+    def idle() -> bool:
+        before = cpu_seconds(pid)
+        time.sleep(window)  # the window the CPU time is measured over
+        return cpu_seconds(pid) - before < busy * window
+
+    eventually(idle, "the server idle after starting", timeout, every=0)
 
 
 # --- The clicks ----------------------------------------------------------------------------------
