@@ -101,9 +101,9 @@ def _held_lock() -> threading.Lock:
 @dataclass
 class _Waiting(Generic[Item]):
     item: Item
-    # Held from the start; the batching thread releases it once the write is done, which is what the caller
-    # waits for. A bare lock costs less than an Event (a condition around a lock) on every request.
-    done: threading.Lock = field(default_factory=_held_lock)
+    # Held while the write is pending: the batching thread releases it once the write is done, which is what
+    # the caller waits for. A bare lock costs less than an Event (a condition around a lock) on every request.
+    pending: threading.Lock = field(default_factory=_held_lock)
     result: Any = None
     error: Exception | None = None
 
@@ -139,7 +139,7 @@ class GroupCommit(Generic[Item, Result]):
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
         self._queue.put(waiting)
-        if not waiting.done.acquire(timeout=GROUP_COMMIT_TIMEOUT):
+        if not waiting.pending.acquire(timeout=GROUP_COMMIT_TIMEOUT):
             # Slack gives up on the request at 3 s; the person is told the database did not answer.
             raise DatabaseTimeout(f"the database did not commit within {GROUP_COMMIT_TIMEOUT:g} s")
         if waiting.error is not None:
@@ -166,7 +166,7 @@ class GroupCommit(Generic[Item, Result]):
                 error = failure
             for waiting, result in zip(batch, results):
                 waiting.result, waiting.error = result, error
-                waiting.done.release()
+                waiting.pending.release()
 
     def _write(self, items: list[Item]) -> Sequence[Result]:
         if not self.autocommit:

@@ -106,8 +106,9 @@ def _insert(connection: Connection, rows: Sequence[dict]) -> list[bool]:
 
 # One statement, whatever the number of rows, so that the database and the driver keep it prepared. Its
 # parameters go in binary (psycopg's %(name)b placeholders): as text, every quote of every payload in an
-# array would be escaped, which cost more than the rest of the insert. The statement is the driver's own
-# (exec_driver_sql), still under SQLAlchemy's connection handling and error translation.
+# array would be escaped, which would cost more than the rest of the insert. The statement goes to the driver
+# as written (exec_driver_sql; a literal % would be written %%), still under SQLAlchemy's connection handling
+# and error translation.
 _INSERT_ON_POSTGRESQL = """
 INSERT INTO outbox (kind, lane, slack_user_id, payload, dedupe_key, status, attempts, outcome_unknown,
                     available_at, created_at)

@@ -291,7 +291,7 @@ def server(command: list[str], env: dict[str, str], workdir: str, log_path: Path
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(base_url, child, log_path)
-            wait_until_idle(child.pid)
+            wait_until_idle(child, log_path)
             yield base_url
         finally:
             child.terminate()
@@ -316,29 +316,44 @@ def wait_until_healthy(base_url: str, child: subprocess.Popen, log_path: Path, t
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU seconds a process and its descendants have used so far (Linux's /proc); 0 once it has ended."""
+    """The CPU seconds a process and its descendants have used so far, those that ended included (Linux's /proc);
+    0 once the process itself has ended."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for child in (task / "children").read_text().split()]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return 0.0
-    user, system = stat.rsplit(")", 1)[1].split()[11:13]  # utime and stime, in clock ticks
-    return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(child) for child in children)
+    children = []
+    for task in tasks:
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            if task.exists():
+                raise  # the kernel does not list children: the wait below would not see the worker
+            # else the thread ended while being read
+    # utime, stime, and cutime and cstime: those of the children it has waited for (in clock ticks)
+    ticks = sum(int(field) for field in stat.rsplit(")", 1)[1].split()[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(child) for child in children)
 
 
-def wait_until_idle(pid: int, timeout: float = 60, window: float = 0.5, busy: float = 0.05) -> None:
+def wait_until_idle(child: subprocess.Popen, log_path: Path, timeout: float = 60, window: float = 0.5,
+                    busy: float = 0.05) -> None:
     """Wait until a server and its children use less than `busy` of a CPU over `window` seconds.
 
     `serve` answers /healthz while its delivery worker child is still starting (importing for a few
     seconds); the clicks are measured against a server that has started, as the floors are.
     """
     def idle() -> bool:
-        before = cpu_seconds(pid)
+        before = cpu_seconds(child.pid)
         time.sleep(window)  # the window the CPU time is measured over
-        return cpu_seconds(pid) - before < busy * window
+        if child.poll() is not None:
+            raise SystemExit(f"the server exited with {child.returncode}:\n{log_path.read_text()}")
+        return cpu_seconds(child.pid) - before < busy * window
 
-    eventually(idle, "the server idle after starting", timeout, every=0)
+    try:
+        eventually(idle, "the server idle after starting", timeout, every=0)
+    except AssertionError:
+        raise SystemExit(f"the server was still busy {timeout} s after it started:\n{log_path.read_text()}") from None
 
 
 # --- The clicks ----------------------------------------------------------------------------------
