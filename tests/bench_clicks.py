@@ -343,15 +343,19 @@ def wait_until_idle(child: subprocess.Popen, log_path: Path, timeout: float = 60
     `serve` answers /healthz while its delivery worker child is still starting (importing for a few
     seconds); the clicks are measured against a server that has started, as the floors are.
     """
+    last = (cpu_seconds(child.pid), time.monotonic())
+
     def idle() -> bool:
-        before = cpu_seconds(child.pid)
-        time.sleep(window)  # the window the CPU time is measured over
+        """Whether it was idle since the last look (the poll interval is the window measured over)."""
+        nonlocal last
         if child.poll() is not None:
             raise SystemExit(f"the server exited with {child.returncode}:\n{log_path.read_text()}")
-        return cpu_seconds(child.pid) - before < busy * window
+        previous, last = last, (cpu_seconds(child.pid), time.monotonic())
+        elapsed = last[1] - previous[1]
+        return elapsed >= window / 2 and last[0] - previous[0] < busy * elapsed
 
     try:
-        eventually(idle, "the server idle after starting", timeout, every=0)
+        eventually(idle, "the server idle after starting", timeout, every=window)
     except AssertionError:
         raise SystemExit(f"the server was still busy {timeout} s after it started:\n{log_path.read_text()}") from None
 
