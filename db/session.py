@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Delete, Engine, create_engine, event
+from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -84,6 +86,14 @@ def stored_once(items: Sequence[Item], key: Callable[[Item], str | None],
                          if item_key is None or first[item_key] == index]))
     return [item_key is None or (item_key in stored and first[item_key] == index)
             for index, item_key in enumerate(keys)]
+
+
+def insert_once(connection: Connection, table: Table, key: str, rows: Sequence[dict]) -> list[bool]:
+    """Insert the rows in the caller's transaction, except those whose `key` (a unique index) the table has
+    already or an earlier row has; for each row, whether it was stored."""
+    insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
+    insert = insert.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return stored_once(rows, lambda row: row[key], lambda new: connection.scalars(insert, new))
 
 
 Result = TypeVar("Result")

@@ -40,7 +40,6 @@ from db.models import ActionType, BillStatus
 from handlers.customers import customer, customers, export, usage
 from handlers.errors import refuse
 from handlers.identity import current_user
-from handlers.job_requests import COMMAND_JOBS
 from handlers.jobs import Job, JobType
 from handlers.requests import CommandRequest
 
@@ -531,7 +530,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "export": Subcommand(export, Power.EXPORT, "/bill export [YYYY-MM]", "a month's bills as a CSV file"),
 }
 # Subcommands that change bills: recorded before their acknowledgement and run by the delivery workers.
-CHANGING = COMMAND_JOBS
+CHANGING = frozenset({"generate", "edit", "send", "undo", "resend", "credit", "away", "back"})
 # An unlinked caller is shown only how to link; a linked one is not offered linking again.
 HELP_FOR_UNLINKED = ("help", "link")
 ONLY_FOR_UNLINKED = ("link",)

@@ -16,12 +16,11 @@ from operator import itemgetter
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from sqlalchemy import Connection, Engine
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from bot import outbox
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
-from db.session import GroupCommit, stored_once
+from db.session import GroupCommit, insert_once, stored_once
 from handlers.errors import is_database_outage, refuse
 from handlers.verification import SIGNED, Replayed, SignedRequest
 
@@ -41,12 +40,12 @@ class Job:
     fields: dict
 
 
-def record_job(services, job: Job, context) -> None:
+def record_job(job: Job, context) -> None:
     """Store the job durably, with its request's signature (none in Socket Mode); raises Replayed for a
     signature seen before, and what the database raised when it cannot take it (the person is then told)."""
     payload = {"type": job.type.value, **job.fields}
-    if not services.recorder.record(outbox.job_lane(job.slack_user_id, job.bill_id), job.slack_user_id, payload,
-                                    signed=context.get(SIGNED)):
+    lane = outbox.job_lane(job.slack_user_id, job.bill_id)
+    if not context["services"].recorder.record(lane, job.slack_user_id, payload, signed=context.get(SIGNED)):
         raise Replayed()
 
 
@@ -55,7 +54,7 @@ class RecordJobs(Middleware):
 
     It runs in the request's own thread, before any listener: the acknowledgement waits for the commit
     and for nothing else (a listener would run in Bolt's thread pool, its acknowledgement polled for).
-    `readers` each return the job a request asks for, or None (handlers/job_requests.py lists which).
+    `readers` each return the job a request asks for, or None (actions.SERVICES and commands.CHANGING say which).
     """
 
     def __init__(self, *readers: Callable[[dict], Job | None]):
@@ -65,7 +64,7 @@ class RecordJobs(Middleware):
         for read in self.readers:
             job = read(req.body)
             if job is not None:
-                record_job(req.context["services"], job, req.context)
+                record_job(job, req.context)
                 return BoltResponse(status=200, body="")
         return next()
 
@@ -99,9 +98,7 @@ class JobRecorder:
 
 
 def _insert(connection: Connection, rows: Sequence[dict]) -> list[bool]:
-    insert = sqlite_insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    insert = insert.returning(Outbox.__table__.c.dedupe_key)
-    return stored_once(rows, itemgetter("dedupe_key"), lambda new: connection.scalars(insert, new))
+    return insert_once(connection, Outbox.__table__, "dedupe_key", rows)
 
 
 # One statement, whatever the number of rows, so that the database and the driver keep it prepared. Its

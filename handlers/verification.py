@@ -19,11 +19,9 @@ from datetime import datetime, timedelta, timezone
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from sqlalchemy import Connection, Engine, delete, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from db.models import SeenSignature
-from db.session import GroupCommit, stored_once
+from db.session import GroupCommit, insert_once
 from handlers.events import PruneSchedule
 
 log = logging.getLogger(__name__)
@@ -98,11 +96,8 @@ class Replayed(Exception):
 
 def store_signatures(connection: Connection, requests: Sequence[SignedRequest]) -> list[bool]:
     """Record the signatures in the caller's transaction; for each, False when it was seen before."""
-    table = SeenSignature.__table__
-    insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
-    insert = insert.on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest)
-    return stored_once(requests, lambda signed: signed.digest, lambda new: connection.scalars(
-        insert, [{"digest": signed.digest, "signed_at": signed.signed_at} for signed in new]))
+    rows = [{"digest": signed.digest, "signed_at": signed.signed_at} for signed in requests]
+    return insert_once(connection, SeenSignature.__table__, "digest", rows)
 
 
 class RefuseReplays(Middleware):
