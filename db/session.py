@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -94,6 +94,36 @@ def insert_once(connection: Connection, table: Table, key: str, rows: Sequence[d
     insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
     insert = insert.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
     return stored_once(rows, lambda row: row[key], lambda new: connection.scalars(insert, new))
+
+
+def execute_in_one_call(connection: Connection, statement: str, *params: str) -> list[str | None]:
+    """Run one PostgreSQL statement ($1, $2, … take `params`, as text) outside any transaction, so that it
+    commits by itself; the first column of each row it returns. Errors are SQLAlchemy's, as for any statement.
+
+    It is a single call into libpq, which waits for the database without holding Python's GIL. psycopg's own
+    execution takes the GIL back after each of its waits, and it and SQLAlchemy cost more Python than such a
+    statement itself: with many request threads wanting the GIL, every acknowledgement waiting for the
+    statement waited for those turns too.
+    """
+    import psycopg  # here: on SQLite it is never needed, and importing it costs every start a tenth of a second
+    from psycopg import pq
+
+    driver = connection.connection.driver_connection
+    if driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        raise InvalidRequestError("a statement that commits by itself cannot run inside a transaction")
+    encoding = driver.info.encoding
+    try:
+        result = driver.pgconn.exec_params(statement.encode(encoding), [param.encode(encoding) for param in params])
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            raise psycopg.errors.error_from_result(result, encoding=encoding)
+    except psycopg.Error as error:
+        lost = driver.pgconn.status == pq.ConnStatus.BAD
+        if lost:
+            connection.invalidate()  # not given to anyone again
+        raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
+                                  connection_invalidated=lost) from None
+    values = (result.get_value(row, 0) for row in range(result.ntuples))
+    return [None if value is None else value.decode(encoding) for value in values]
 
 
 Result = TypeVar("Result")

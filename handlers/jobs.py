@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import outbox
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
-from db.session import GroupCommit, insert_once, stored_once
+from db.session import GroupCommit, execute_in_one_call, insert_once, stored_once
 from handlers.errors import is_database_outage, refuse
 from handlers.verification import SIGNED, Replayed, SignedRequest
 
@@ -101,31 +101,26 @@ def _insert(connection: Connection, rows: Sequence[dict]) -> list[bool]:
     return insert_once(connection, Outbox.__table__, "dedupe_key", rows)
 
 
-# One statement, whatever the number of rows, so that the database and the driver keep it prepared. Its
-# parameters go in binary (psycopg's %(name)b placeholders): as text, every quote of every payload in an
-# array would be escaped, which would cost more than the rest of the insert. The statement goes to the driver
-# as written (exec_driver_sql; a literal % would be written %%), still under SQLAlchemy's connection handling
-# and error translation.
+# One statement whatever the number of rows, with the jobs in one JSON parameter: nothing in them needs escaping
+# beyond JSON's own, and it goes to the database in one call (db.session.execute_in_one_call).
 _INSERT_ON_POSTGRESQL = """
 INSERT INTO outbox (kind, lane, slack_user_id, payload, dedupe_key, status, attempts, outcome_unknown,
                     available_at, created_at)
-SELECT %(kind)b, job.lane, job.slack_user_id, job.payload, job.dedupe_key, %(status)b, 0, false, job.at, job.at
-FROM unnest(CAST(%(lanes)b AS varchar[]), CAST(%(users)b AS varchar[]), CAST(%(payloads)b AS json[]),
-            CAST(%(keys)b AS varchar[]), CAST(%(times)b AS timestamptz[]))
-     AS job(lane, slack_user_id, payload, dedupe_key, at)
+SELECT CAST($2 AS varchar), job.lane, job.slack_user_id, job.payload, job.dedupe_key, CAST($3 AS varchar),
+       0, false, job.at, job.at
+FROM json_to_recordset(CAST($1 AS json))
+     AS job(lane varchar, slack_user_id varchar, payload json, dedupe_key varchar, at timestamptz)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING dedupe_key
 """
 
 
 def _insert_on_postgresql(connection: Connection, rows: Sequence[dict]) -> list[bool]:
-    def insert(new: list[dict]):
-        return connection.exec_driver_sql(_INSERT_ON_POSTGRESQL, {
-            "kind": OutboxKind.JOB.value, "status": OutboxStatus.PENDING.value,
-            "lanes": [row["lane"] for row in new], "users": [row["slack_user_id"] for row in new],
-            "payloads": [json.dumps(row["payload"]) for row in new], "keys": [row["dedupe_key"] for row in new],
-            "times": [row["created_at"] for row in new],
-        }).scalars()
+    def insert(new: list[dict]) -> list[str | None]:
+        jobs = [{"lane": row["lane"], "slack_user_id": row["slack_user_id"], "payload": row["payload"],
+                 "dedupe_key": row["dedupe_key"], "at": row["created_at"].isoformat()} for row in new]
+        return execute_in_one_call(connection, _INSERT_ON_POSTGRESQL, json.dumps(jobs), OutboxKind.JOB.value,
+                                   OutboxStatus.PENDING.value)
 
     return stored_once(rows, itemgetter("dedupe_key"), insert)
 

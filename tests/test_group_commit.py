@@ -1,17 +1,20 @@
 """Recording what a request asks for before its acknowledgement: writes that arrive together share a commit,
-each caller gets its own answer or the error its batch met, and a replayed signature is refused."""
+each caller gets its own answer or the error its batch met, a replayed signature is refused, and jobs are
+stored exactly as given; on PostgreSQL, by one call into libpq."""
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 
 from db import session as db_session
-from db.models import Outbox
-from db.session import DatabaseTimeout, GroupCommit
+from db.models import Outbox, OutboxKind, OutboxStatus
+from db.session import DatabaseTimeout, GroupCommit, execute_in_one_call
+from handlers.errors import is_database_outage
 from handlers.jobs import JobRecorder
 from handlers.verification import SignedRequest
 
@@ -93,3 +96,82 @@ def test_jobs_without_a_signature_are_all_recorded_and_a_signature_only_once(db,
     with db() as session:
         keys = session.scalars(select(Outbox.dedupe_key).order_by(Outbox.id)).all()
     assert keys == [None, None, f"request:{'ab' * 32}"]
+
+
+def test_jobs_recorded_together_are_stored_exactly_as_given(db, engine):
+    recorder = JobRecorder(engine)
+    payloads = [
+        {"type": "click", "value": 'bill "7" \\ 1', "text": "Zoë — 10 000 ¥ ✓", "nested": [1, {"a": None}]},
+        {"type": "command", "text": "reject 7 it's wrong; 100% off", "empty": ""},
+        {"type": "click", "value": "line\nbreak\ttab"},
+    ]
+    jobs = [(f"bill:{index}", f"U0USER{index}", payloads[index % 3], signed(f"{index:064x}")) for index in range(12)]
+    jobs.append(("bill:0", "U0USER0", payloads[0], signed(f"{0:064x}")))  # the first one's signature again
+    jobs.append(("bill:99", "U0SOCKET", payloads[1], None))  # Socket Mode: no signature
+    outcomes: list = [None] * len(jobs)
+    start_together = threading.Barrier(len(jobs))
+
+    def record(index: int) -> None:
+        lane, user, payload, signature = jobs[index]
+        start_together.wait()
+        outcomes[index] = recorder.record(lane, user, payload, signed=signature)
+
+    threads = [threading.Thread(target=record, args=(index,)) for index in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    # Of the two requests with one signature, whichever came first is kept and the other refused.
+    assert sorted(outcomes[index] for index in (0, 12)) == [False, True]
+    assert all(outcomes[index] is True for index in range(len(jobs)) if index not in (0, 12))
+    with db() as session:
+        rows = session.scalars(select(Outbox).order_by(Outbox.id)).all()
+    stored = {(row.lane, row.slack_user_id, row.dedupe_key): row for row in rows}
+    expected = {(lane, user, f"request:{signature.digest}" if signature else None): payload
+                for lane, user, payload, signature in jobs}
+    assert set(stored) == set(expected)
+    for key, row in stored.items():
+        assert row.payload == expected[key]
+        assert (row.kind, row.status, row.attempts, row.outcome_unknown) == (
+            OutboxKind.JOB, OutboxStatus.PENDING, 0, False)
+        assert row.available_at == row.created_at
+        assert abs(_aware(row.created_at) - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.postgres_only  # a single call into libpq: PostgreSQL's
+def test_a_statement_that_commits_by_itself_is_refused_inside_a_transaction(engine):
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")  # SQLAlchemy began a transaction
+        with pytest.raises(InvalidRequestError, match="cannot run inside a transaction"):
+            execute_in_one_call(connection, "SELECT 1")
+
+
+@pytest.mark.postgres_only
+def test_a_statement_the_database_refuses_raises_sqlalchemys_error_and_the_connection_goes_on(engine):
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with pytest.raises(IntegrityError, match="duplicate key") as refused:
+            execute_in_one_call(connection, "INSERT INTO outbox (kind, lane, status, attempts, outcome_unknown, "
+                                "available_at, created_at, dedupe_key) SELECT 'job', 'lane', 'pending', 0, false, "
+                                "now(), now(), $1 FROM generate_series(1, 2)", "the same key twice")
+        assert "[parameters:" not in str(refused.value)  # a job's payload is never repeated in a log line
+        assert execute_in_one_call(connection, "SELECT $1 || $2", "still ", "usable") == ["still usable"]
+        assert execute_in_one_call(connection, "SELECT NULL") == [None]
+        assert execute_in_one_call(connection, "SELECT count(*)::text FROM outbox WHERE dedupe_key = $1",
+                                   "the same key twice") == ["0"]
+
+
+@pytest.mark.postgres_only
+def test_a_connection_the_database_ended_is_an_outage_and_is_not_used_again(engine):
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        [backend] = execute_in_one_call(connection, "SELECT pg_backend_pid()::text")
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": int(backend)})
+        with pytest.raises(DBAPIError) as ended:
+            execute_in_one_call(connection, "SELECT 1")
+        assert is_database_outage(ended.value)
+        assert connection.invalidated
