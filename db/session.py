@@ -7,7 +7,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from sqlalchemy import Connection, Delete, Engine, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -96,9 +96,10 @@ def insert_once(connection: Connection, table: Table, key: str, rows: Sequence[d
     return stored_once(rows, lambda row: row[key], lambda new: connection.scalars(insert, new))
 
 
-def execute_in_one_call(connection: Connection, statement: str, *params: str) -> list[str | None]:
-    """Run one PostgreSQL statement ($1, $2, … take `params`, as text) outside any transaction, so that it
-    commits by itself; the first column of each row it returns. Errors are SQLAlchemy's, as for any statement.
+def execute_committing(connection: Connection, statement: str, *params: str) -> list[str | None]:
+    """Run one PostgreSQL statement (not COPY; $1, $2, … take `params`, as text) on an autocommit connection, so
+    that it has committed when this returns; the first column of each row it returns. Errors are SQLAlchemy's,
+    with the database's primary message only: its detail and context can quote the parameters.
 
     It is a single call into libpq, which waits for the database without holding Python's GIL. psycopg's own
     execution takes the GIL back after each of its waits, and it and SQLAlchemy cost more Python than such a
@@ -109,21 +110,31 @@ def execute_in_one_call(connection: Connection, statement: str, *params: str) ->
     from psycopg import pq
 
     driver = connection.connection.driver_connection
-    if driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        raise InvalidRequestError("a statement that commits by itself cannot run inside a transaction")
+    if driver.closed:
+        _lost(connection, statement, psycopg.OperationalError("the connection is closed"))
+    if not driver.autocommit or driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        raise InvalidRequestError("a statement that commits by itself needs an autocommit connection, idle")
     encoding = driver.info.encoding
     try:
         result = driver.pgconn.exec_params(statement.encode(encoding), [param.encode(encoding) for param in params])
-        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-            raise psycopg.errors.error_from_result(result, encoding=encoding)
-    except psycopg.Error as error:
-        lost = driver.pgconn.status == pq.ConnStatus.BAD
-        if lost:
-            connection.invalidate()  # not given to anyone again
-        raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
-                                  connection_invalidated=lost) from None
+    except psycopg.Error as error:  # libpq could not send it or got no answer at all
+        _lost(connection, statement, error)
+    if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message
+        error = type(psycopg.errors.error_from_result(result))(primary.decode(encoding, "replace").strip())
+        if driver.closed:
+            _lost(connection, statement, error)
+        raise DBAPIError.instance(statement, None, error, psycopg.Error)
     values = (result.get_value(row, 0) for row in range(result.ntuples))
     return [None if value is None else value.decode(encoding) for value in values]
+
+
+def _lost(connection: Connection, statement: str, error: Exception) -> NoReturn:
+    """The database connection is gone: it is not given to anyone again, and the error says so."""
+    import psycopg
+
+    connection.invalidate()
+    raise DBAPIError.instance(statement, None, error, psycopg.Error, connection_invalidated=True) from error
 
 
 Result = TypeVar("Result")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import outbox
 from db.models import Outbox, OutboxKind, OutboxStatus, utcnow
-from db.session import GroupCommit, execute_in_one_call, insert_once, stored_once
+from db.session import GroupCommit, execute_committing, insert_once, stored_once
 from handlers.errors import is_database_outage, refuse
 from handlers.verification import SIGNED, Replayed, SignedRequest
 
@@ -101,15 +101,16 @@ def _insert(connection: Connection, rows: Sequence[dict]) -> list[bool]:
     return insert_once(connection, Outbox.__table__, "dedupe_key", rows)
 
 
-# One statement whatever the number of rows, with the jobs in one JSON parameter: nothing in them needs escaping
-# beyond JSON's own, and it goes to the database in one call (db.session.execute_in_one_call).
+# One statement whatever the number of rows, the jobs in one JSON parameter, so nothing in them needs escaping
+# beyond JSON's own. Each payload travels as JSON text inside it: json_to_recordset decodes the strings it reads,
+# and would refuse a NUL or a lone surrogate that a json column keeps as written.
 _INSERT_ON_POSTGRESQL = """
 INSERT INTO outbox (kind, lane, slack_user_id, payload, dedupe_key, status, attempts, outcome_unknown,
                     available_at, created_at)
-SELECT CAST($2 AS varchar), job.lane, job.slack_user_id, job.payload, job.dedupe_key, CAST($3 AS varchar),
-       0, false, job.at, job.at
+SELECT CAST($2 AS varchar), job.lane, job.slack_user_id, CAST(job.payload AS json), job.dedupe_key,
+       CAST($3 AS varchar), 0, false, job.at, job.at
 FROM json_to_recordset(CAST($1 AS json))
-     AS job(lane varchar, slack_user_id varchar, payload json, dedupe_key varchar, at timestamptz)
+     AS job(lane varchar, slack_user_id varchar, payload text, dedupe_key varchar, at timestamptz)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING dedupe_key
 """
@@ -117,10 +118,10 @@ RETURNING dedupe_key
 
 def _insert_on_postgresql(connection: Connection, rows: Sequence[dict]) -> list[bool]:
     def insert(new: list[dict]) -> list[str | None]:
-        jobs = [{"lane": row["lane"], "slack_user_id": row["slack_user_id"], "payload": row["payload"],
+        jobs = [{"lane": row["lane"], "slack_user_id": row["slack_user_id"], "payload": json.dumps(row["payload"]),
                  "dedupe_key": row["dedupe_key"], "at": row["created_at"].isoformat()} for row in new]
-        return execute_in_one_call(connection, _INSERT_ON_POSTGRESQL, json.dumps(jobs), OutboxKind.JOB.value,
-                                   OutboxStatus.PENDING.value)
+        return execute_committing(connection, _INSERT_ON_POSTGRESQL, json.dumps(jobs), OutboxKind.JOB.value,
+                                  OutboxStatus.PENDING.value)
 
     return stored_once(rows, itemgetter("dedupe_key"), insert)
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 
 from db import session as db_session
 from db.models import Outbox, OutboxKind, OutboxStatus
-from db.session import DatabaseTimeout, GroupCommit, execute_in_one_call
+from db.session import DatabaseTimeout, GroupCommit, execute_committing
 from handlers.errors import is_database_outage
 from handlers.jobs import JobRecorder
 from handlers.verification import SignedRequest
@@ -103,7 +103,7 @@ def test_jobs_recorded_together_are_stored_exactly_as_given(db, engine):
     payloads = [
         {"type": "click", "value": 'bill "7" \\ 1', "text": "Zoë — 10 000 ¥ ✓", "nested": [1, {"a": None}]},
         {"type": "command", "text": "reject 7 it's wrong; 100% off", "empty": ""},
-        {"type": "click", "value": "line\nbreak\ttab"},
+        {"type": "click", "value": "line\nbreak\ttab", "odd": "a NUL \x00 and a lone surrogate \ud800"},
     ]
     jobs = [(f"bill:{index}", f"U0USER{index}", payloads[index % 3], signed(f"{index:064x}")) for index in range(12)]
     jobs.append(("bill:0", "U0USER0", payloads[0], signed(f"{0:064x}")))  # the first one's signature again
@@ -136,42 +136,72 @@ def test_jobs_recorded_together_are_stored_exactly_as_given(db, engine):
         assert (row.kind, row.status, row.attempts, row.outcome_unknown) == (
             OutboxKind.JOB, OutboxStatus.PENDING, 0, False)
         assert row.available_at == row.created_at
-        assert abs(_aware(row.created_at) - datetime.now(timezone.utc)) < timedelta(minutes=1)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+        assert abs(row.created_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
 
 
 @pytest.mark.postgres_only  # a single call into libpq: PostgreSQL's
-def test_a_statement_that_commits_by_itself_is_refused_inside_a_transaction(engine):
+def test_a_statement_that_commits_by_itself_is_refused_where_a_transaction_is_open_or_would_be(engine):
     with engine.connect() as connection:
         connection.exec_driver_sql("SELECT 1")  # SQLAlchemy began a transaction
-        with pytest.raises(InvalidRequestError, match="cannot run inside a transaction"):
-            execute_in_one_call(connection, "SELECT 1")
+        with pytest.raises(InvalidRequestError, match="needs an autocommit connection"):
+            execute_committing(connection, "SELECT 1")
+    with engine.begin() as connection:  # nothing sent yet, but the transaction is there to roll back
+        with pytest.raises(InvalidRequestError, match="needs an autocommit connection"):
+            execute_committing(connection, "SELECT 1")
 
 
 @pytest.mark.postgres_only
 def test_a_statement_the_database_refuses_raises_sqlalchemys_error_and_the_connection_goes_on(engine):
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         with pytest.raises(IntegrityError, match="duplicate key") as refused:
-            execute_in_one_call(connection, "INSERT INTO outbox (kind, lane, status, attempts, outcome_unknown, "
+            execute_committing(connection, "INSERT INTO outbox (kind, lane, status, attempts, outcome_unknown, "
                                 "available_at, created_at, dedupe_key) SELECT 'job', 'lane', 'pending', 0, false, "
                                 "now(), now(), $1 FROM generate_series(1, 2)", "the same key twice")
-        assert "[parameters:" not in str(refused.value)  # a job's payload is never repeated in a log line
-        assert execute_in_one_call(connection, "SELECT $1 || $2", "still ", "usable") == ["still usable"]
-        assert execute_in_one_call(connection, "SELECT NULL") == [None]
-        assert execute_in_one_call(connection, "SELECT count(*)::text FROM outbox WHERE dedupe_key = $1",
+        # The database's detail quotes the key, and its context can quote a parameter: neither is repeated.
+        assert "duplicate key value violates unique constraint" in str(refused.value)
+        assert "the same key twice" not in str(refused.value)
+        assert execute_committing(connection, "SELECT $1 || $2", "still ", "usable") == ["still usable"]
+        assert execute_committing(connection, "SELECT NULL") == [None]
+        assert execute_committing(connection, "SELECT count(*)::text FROM outbox WHERE dedupe_key = $1",
                                    "the same key twice") == ["0"]
 
 
 @pytest.mark.postgres_only
 def test_a_connection_the_database_ended_is_an_outage_and_is_not_used_again(engine):
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        [backend] = execute_in_one_call(connection, "SELECT pg_backend_pid()::text")
+        [backend] = execute_committing(connection, "SELECT pg_backend_pid()::text")
         with engine.connect() as other:
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": int(backend)})
         with pytest.raises(DBAPIError) as ended:
-            execute_in_one_call(connection, "SELECT 1")
+            execute_committing(connection, "SELECT 1")
         assert is_database_outage(ended.value)
         assert connection.invalidated
+
+
+@pytest.mark.postgres_only
+def test_a_closed_connection_is_an_outage(engine):
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.connection.driver_connection.close()
+        with pytest.raises(DBAPIError) as closed:
+            execute_committing(connection, "SELECT 1")
+        assert is_database_outage(closed.value)
+        assert connection.invalidated
+
+
+@pytest.mark.postgres_only
+def test_the_recorder_reports_its_ended_connection_as_an_outage_then_records_on_a_new_one(db, engine, monkeypatch):
+    monkeypatch.setattr(db_session, "KEEP_CONNECTION_SECONDS", 60.0)  # the recorder keeps its connection meanwhile
+    recorder = JobRecorder(engine)
+    assert recorder.record("bill:1", "U0CSM", {"type": "click"}, signed=signed("01" * 32)) is True
+    with engine.connect() as other:  # every other connection to the test database ends, the recorder's among them
+        other.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+
+    with pytest.raises(DBAPIError) as ended:
+        recorder.record("bill:2", "U0CSM", {"type": "click"}, signed=signed("02" * 32))
+    assert is_database_outage(ended.value)  # the person is told the database is unavailable
+    assert recorder.record("bill:3", "U0CSM", {"type": "click"}, signed=signed("03" * 32)) is True
+
+    with db() as session:
+        keys = session.scalars(select(Outbox.dedupe_key).order_by(Outbox.id)).all()
+    assert keys == [f"request:{'01' * 32}", f"request:{'03' * 32}"]
