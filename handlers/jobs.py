@@ -88,12 +88,9 @@ class JobRecorder:
     def record(self, lane: str, slack_user_id: str, payload: dict, *, signed: SignedRequest | None = None) -> bool:
         """Store the job durably; False (and nothing stored) when its signature was seen before."""
         key = f"request:{signed.digest}" if signed is not None else None  # none in Socket Mode
-        now = utcnow()
-        row = {
-            "kind": OutboxKind.JOB, "lane": lane, "slack_user_id": slack_user_id, "payload": payload,
-            "dedupe_key": key, "status": OutboxStatus.PENDING, "attempts": 0, "outcome_unknown": False,
-            "available_at": now, "created_at": now,
-        }
+        now = utcnow()  # status, attempts and outcome_unknown: the outbox's defaults (on PostgreSQL, the statement's)
+        row = {"kind": OutboxKind.JOB, "lane": lane, "slack_user_id": slack_user_id, "payload": payload,
+               "dedupe_key": key, "available_at": now, "created_at": now}
         return self._commit.submit(row)
 
 
