@@ -2,7 +2,7 @@
 
 What it does, on a temporary PostgreSQL database:
 
-- loads --clients Sales accounts linked to Slack users and --clicks one-step customers with an
+- loads --clients Sales accounts linked to Slack users and --rounds x --clicks one-step customers with an
   overage in PERIOD, and generates PERIOD's DRAFT bills with `bot.billing.generate_month`, which queues
   their messages;
 - starts the fake Slack Web API (sandbox/slack.FakeSlack) in a process of its own, then
@@ -18,16 +18,22 @@ What it does, on a temporary PostgreSQL database:
   concurrent clients (client i clicks as approver i), and measures each click from sending the
   request to having read the whole answer;
 - waits (up to --timeout seconds) until the real app has recorded one APPROVE per bill in
-  bill_actions, and until the fake Slack shows every bill's message as FINAL.
+  bill_actions, and until the fake Slack shows every bill's message as FINAL;
+- does all of that --rounds times, each round on --clicks bills of its own, with new servers.
 
-It prints p50 / p99 / max of each, the times from the first click until every click is answered, recorded
-and shown final in Slack, and PASS or MISS for: the app's p99 <= 2x the floor's p99 (the lower of the
-two floors), every click recorded once, every message final. Exit status 1 when a click was lost or
+One burst lasts about a second, so a single pause of the machine (a virtual machine's CPU taken by its host
+for a few tens of milliseconds) slows every click in flight, and a few such pauses decide one burst's p99:
+the ratio of one round varies widely for the same code. Each round compares the app with its own floors.
+
+It prints each round's p50 / p99 and ratio (the app's p99 to the lower of the two floors' p99), the times
+from the first click until every click is answered, recorded and shown final in Slack, then p50 / p99 / max
+of each server over all rounds, and PASS or MISS for: the median round's ratio <= 2 (with how many rounds
+were within it), every click recorded once, every message final. Exit status 1 when a click was lost or
 answered with an error.
 
 Run from the project root:
 
-    .venv/bin/python tests/bench_clicks.py [--clicks 1000] [--clients 20] [--database-url URL]
+    .venv/bin/python tests/bench_clicks.py [--clicks 1000] [--clients 20] [--rounds 5] [--database-url URL]
 
 The file name does not start with test_, so pytest does not collect it.
 """
@@ -197,7 +203,8 @@ def run_fake_slack(approvers: int, posts_per_second: float, burst: int) -> None:
 
 
 def fake_report(fake) -> dict:
-    bill_messages = [m for m in fake.top_level(CHANNEL_ID) if "bill_id" in (m.get("metadata") or {}).get("event_payload", {})]
+    bill_messages = [m for m in fake.top_level(CHANNEL_ID)
+                     if "bill_id" in (m.get("metadata") or {}).get("event_payload", {})]
     posts = [c for c in fake.recorded("chat.postMessage") if c.params.get("channel") == CHANNEL_ID
              and not c.params.get("thread_ts")]
     return {
@@ -283,15 +290,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], workdir: str, log_path: Path) -> Iterator[str]:
-    """Start a server child process on a free port; yields its base URL once /healthz answers."""
+def server(command: list[str], env: dict[str, str], workdir: str, log_path: Path,
+           idle_timeout: float = 60) -> Iterator[str]:
+    """Start a server child process on a free port; yields its base URL once /healthz answers and it is idle."""
     port = free_port()
     with log_path.open("w") as log:
         child = subprocess.Popen(command, env={**env, "PORT": str(port)}, cwd=workdir, stdout=log, stderr=log)
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(base_url, child, log_path)
-            wait_until_idle(child, log_path)
+            wait_until_idle(child, log_path, idle_timeout)
             yield base_url
         finally:
             child.terminate()
@@ -375,6 +383,12 @@ class Answers:
         ordered = sorted(self.milliseconds)
         return ordered[max(0, math.ceil(len(ordered) * share / 100) - 1)]
 
+    @classmethod
+    def together(cls, answers: list[Answers]) -> Answers:
+        """Several bursts' answers as one."""
+        return cls([ms for one in answers for ms in one.milliseconds],
+                   [error for one in answers for error in one.errors])
+
     def line(self, name: str) -> str:
         return (
             f"{name:<24} p50 {self.percentile(50):7.1f} ms   p99 {self.percentile(99):7.1f} ms   "
@@ -444,8 +458,8 @@ def warm_up(base_url: str) -> None:
 # --- Main ----------------------------------------------------------------------------------------
 
 
-def summarize_log(text: str, most: int = 8) -> list[str]:
-    """The server's log lines grouped by level, logger and message (numbers as N), most frequent first.
+def log_counts(text: str) -> Counter:
+    """The server's log lines grouped by level, logger and message (numbers as N), each with its count.
 
     waitress logs "Task queue depth is N" when every one of its threads is busy and requests wait.
     """
@@ -454,7 +468,16 @@ def summarize_log(text: str, most: int = 8) -> list[str]:
         parts = line.split(" ", 3)
         if len(parts) == 4 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             lines[re.sub(r"\d+", "N", f"{parts[2]} {parts[3]}")] += 1
-    return [f"{count:6} x {line}" for line, count in lines.most_common(most)]
+    return lines
+
+
+def summary_lines(counts: Counter, most: int = 8) -> list[str]:
+    return [f"{count:6} x {line}" for line, count in counts.most_common(most)]
+
+
+def summarize_log(text: str, most: int = 8) -> list[str]:
+    """The server's log lines grouped (log_counts), most frequent first."""
+    return summary_lines(log_counts(text), most)
 
 
 def verdict(passed: bool) -> str:
@@ -475,13 +498,14 @@ class BurstTimes:
 
 
 def click_burst(base_url: str, bodies_by_client: list[list[str]], conninfo: str, fake: FakeSlackProcess,
-                timeout: float) -> tuple[Answers, BurstTimes]:
-    """Send the clicks to a warmed-up app and wait until they are applied and shown, and the outbox drained."""
+                timeout: float, *, before: int = 0) -> tuple[Answers, BurstTimes]:
+    """Send the clicks to a warmed-up app and wait until they are applied and shown, and the outbox drained;
+    `before` approvals were recorded and shown FINAL earlier."""
     warm_up(base_url)
     clicked_at, clicked_at_wall = time.perf_counter(), time.time()
     answers = send_clicks(base_url, bodies_by_client)
     answered = time.perf_counter() - clicked_at
-    expected = sum(len(bodies) for bodies in bodies_by_client)
+    expected = before + sum(len(bodies) for bodies in bodies_by_client)
     recorded = answered + wait_for(
         lambda: approvals_recorded(conninfo) >= expected, "every click recorded", timeout, 0.05)
     final = fake.final_at(expected, timeout) - clicked_at_wall
@@ -509,65 +533,106 @@ def app_environment(sqlalchemy_url: str, origin: str, workdir: str, **settings: 
 
 
 def post_the_bills(conninfo: str, env: dict[str, str], workdir: str, timeout: float) -> float:
-    """Run `serve` until its delivery worker has posted every queued bill; the seconds it took."""
-    with server([sys.executable, str(PROJECT / "main.py"), "serve"], env, workdir, Path(workdir) / "posting.log"):
-        return wait_for(lambda: outbox_pending(conninfo) == 0, "every bill posted", timeout)
+    """Run `serve` until its delivery worker has posted every queued bill; the seconds from start to stop."""
+    start = time.perf_counter()
+    with server([sys.executable, str(PROJECT / "main.py"), "serve"], env, workdir, Path(workdir) / "posting.log",
+                idle_timeout=timeout):
+        wait_for(lambda: outbox_pending(conninfo) == 0, "every bill posted", timeout)
+    return time.perf_counter() - start
+
+
+@dataclass
+class Round:
+    """One round's answers: the floors' and the app's, and the app's burst times."""
+
+    floors: dict[str, Answers]
+    app: Answers
+    times: BurstTimes
+
+    @property
+    def ratio(self) -> float:
+        """The app's p99 to the lower of the floors' p99."""
+        return self.app.percentile(99) / min(answers.percentile(99) for answers in self.floors.values())
+
+    def line(self, number: int) -> str:
+        floors = ", ".join(f"{where} {answers.percentile(50):.1f} / {answers.percentile(99):.1f}"
+                           for where, answers in self.floors.items())
+        return (f"round {number}: floors {floors} ms; serve {self.app.percentile(50):.1f} / "
+                f"{self.app.percentile(99):.1f} ms ({self.ratio:.2f} x); {self.times.line()}")
+
+
+def click_round(bodies: list[str], args: argparse.Namespace, conninfo: str, fake: FakeSlackProcess,
+                env: dict[str, str], workdir: Path, before: int) -> Round:
+    """The clicks on each floor, then on `serve`, each server started for them; its log kept under `workdir`."""
+    by_client = [bodies[i :: args.clients] for i in range(args.clients)]
+    floors = {}
+    for where in FLOORS:
+        floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-app-in-this-process", where]
+        with server(floor_command, env, str(workdir), workdir / f"floor-{where}.log") as base_url:
+            warm_up(base_url)
+            floors[where] = send_clicks(base_url, by_client)
+    app_command = [sys.executable, str(PROJECT / "main.py"), "serve"]
+    with server(app_command, env, str(workdir), workdir / "app.log") as base_url:
+        app, times = click_burst(base_url, by_client, conninfo, fake, args.timeout, before=before)
+    return Round(floors, app, times)
 
 
 def benchmark(url, args: argparse.Namespace) -> int:
     conninfo, sqlalchemy_url = libpq_conninfo(url), url.render_as_string(hide_password=False)
     start = time.perf_counter()
-    load_data(sqlalchemy_url, conninfo, args.clicks, args.clients)
-    print(f"loaded {args.clients} linked Sales approvers and {args.clicks:,} one-step DRAFT bills "
+    bills = args.clicks * args.rounds
+    load_data(sqlalchemy_url, conninfo, bills, args.clients)
+    print(f"loaded {args.clients} linked Sales approvers and {bills:,} one-step DRAFT bills "
           f"for {PERIOD} in {time.perf_counter() - start:.1f} s")
 
     fake = FakeSlackProcess(args.clients)
+    rounds: list[Round] = []
+    log_summary = Counter()
     with tempfile.TemporaryDirectory(prefix="bench-clicks-") as workdir:
         env = app_environment(sqlalchemy_url, fake.origin, workdir)
         posting = post_the_bills(conninfo, env, workdir, args.timeout)
-        print(f"serve posted the {args.clicks:,} bills in {posting:.1f} s")
+        print(f"serve started, posted the {bills:,} bills and stopped in {posting:.1f} s")
         clicks = posted_clicks(conninfo, args.clients)
-        bodies = [click_body(click, fake.origin) for click in clicks]
-        by_client = [bodies[i :: args.clients] for i in range(args.clients)]
-
-        floors = {}
-        for where in FLOORS:
-            floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-app-in-this-process", where]
-            with server(floor_command, env, workdir, Path(workdir) / f"floor-{where}.log") as base_url:
-                warm_up(base_url)
-                floors[where] = send_clicks(base_url, by_client)
-        floor = min(floors.values(), key=lambda answers: answers.percentile(99))
-
-        app_command = [sys.executable, str(PROJECT / "main.py"), "serve"]
-        app_log = Path(workdir) / "app.log"
-        with server(app_command, env, workdir, app_log) as base_url:
-            app, times = click_burst(base_url, by_client, conninfo, fake, args.timeout)
-        log_summary = summarize_log(app_log.read_text())
+        print(f"{args.rounds} rounds of {args.clicks:,} Approve clicks from {args.clients} concurrent clients, "
+              "each on its own bill (p50 / p99)")
+        for number in range(args.rounds):
+            round_clicks = clicks[number * args.clicks : (number + 1) * args.clicks]
+            round_dir = Path(workdir) / f"round-{number + 1}"
+            round_dir.mkdir()
+            rounds.append(click_round([click_body(click, fake.origin) for click in round_clicks], args, conninfo,
+                                      fake, env, round_dir, before=number * args.clicks))
+            print(rounds[-1].line(number + 1), flush=True)
+            log_summary.update(log_counts((round_dir / "app.log").read_text()))
     report = fake.report()
     fake.close()
     recorded, twice = approvals_recorded(conninfo), duplicate_approvals(conninfo)
     messages = Counter(report["bill_messages"].values())
 
+    floors = {where: Answers.together([one.floors[where] for one in rounds]) for where in FLOORS}
+    app = Answers.together([one.app for one in rounds])
     print()
-    print(f"{len(clicks):,} Approve clicks from {args.clients} concurrent clients, each on its own bill")
+    print(f"all {len(app.milliseconds):,} clicks of each server together")
     for where, answers in floors.items():
         print(answers.line(f"floor: ack in {where}"))
     print(app.line("BillProcess serve"))
-    print(f"from the first click: {times.line()}")
     print(f"fake Slack received: {dict(sorted(report['calls'].items()))}")
     floor_errors = [error for answers in floors.values() for error in answers.errors]
     if app.errors or floor_errors:
         print(f"answers with errors: app {len(app.errors)} {sorted(set(app.errors))}, "
               f"floors {len(floor_errors)} {sorted(set(floor_errors))}")
     if log_summary:
-        print("the app's log (times counted, numbers shown as N):\n  " + "\n  ".join(log_summary))
+        print("the app's log, every round (times counted, numbers shown as N):\n  "
+              + "\n  ".join(summary_lines(log_summary)))
     print()
-    p99, floor_p99 = app.percentile(99), floor.percentile(99)
-    print(f"p99 {p99:.1f} ms <= {MAX_RATIO_TO_FLOOR:.0f} x floor p99 {floor_p99:.1f} ms = "
-          f"{MAX_RATIO_TO_FLOOR * floor_p99:.1f} ms   {verdict(p99 <= MAX_RATIO_TO_FLOOR * floor_p99)}")
-    once = recorded == len(clicks) and twice == 0 and not app.errors
-    print(f"clicks recorded {recorded:,} / {len(clicks):,}, {twice} twice{'':17}{verdict(once)}")
-    one_message = messages == Counter({1: len(clicks)})
+    ratios = [one.ratio for one in rounds]
+    within = sum(ratio <= MAX_RATIO_TO_FLOOR for ratio in ratios)
+    median = statistics.median(ratios)
+    print(f"p99 <= {MAX_RATIO_TO_FLOOR:.0f} x the lower floor's p99: median round {median:.2f} x "
+          f"(rounds {', '.join(f'{ratio:.2f}' for ratio in ratios)}; {within} of {len(ratios)} within)   "
+          f"{verdict(median <= MAX_RATIO_TO_FLOOR)}")
+    once = recorded == bills and twice == 0 and not app.errors
+    print(f"clicks recorded {recorded:,} / {bills:,}, {twice} twice{'':17}{verdict(once)}")
+    one_message = messages == Counter({1: bills})
     print(f"one message per bill in Slack (messages per bill: {dict(messages)}){'':3}{verdict(one_message)}")
     return 0 if once and one_message else 1
 
@@ -576,14 +641,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clicks", type=int, default=1000, help="clicks, one per bill (default 1000)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients and approvers (default 20)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each on bills of its own (default 5)")
     parser.add_argument("--database-url", default=DEFAULT_SERVER, help=f"the PostgreSQL server ({DEFAULT_SERVER})")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for each stage (300)")
     parser.add_argument("--keep", action="store_true", help="keep the database for a closer look")
     parser.add_argument("--fake-slack-in-this-process", metavar="APPROVERS,RATE,BURST", help=argparse.SUPPRESS)
     parser.add_argument("--floor-app-in-this-process", choices=FLOORS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.clicks < 1 or not 1 <= args.clients <= 999:
-        parser.error("--clicks must be at least 1 and --clients between 1 and 999")
+    if args.clicks < 1 or args.rounds < 1 or not 1 <= args.clients <= 999:
+        parser.error("--clicks and --rounds must be at least 1 and --clients between 1 and 999")
     return args
 
 
