@@ -26,10 +26,10 @@ for a few tens of milliseconds) slows every click in flight, and a few such paus
 the ratio of one round varies widely for the same code. Each round compares the app with its own floors.
 
 It prints each round's p50 / p99 and ratio (the app's p99 to the lower of the two floors' p99), the times
-from the first click until every click is answered, recorded and shown final in Slack, then p50 / p99 / max
-of each server over all rounds, and PASS or MISS for: the median round's ratio <= 2 (with how many rounds
-were within it), every click recorded once, every message final. Exit status 1 when a click was lost or
-answered with an error.
+from the first click until every click is answered, recorded and shown final in Slack, then p50 / p99 / max /
+mean of each server over all rounds, and PASS or MISS for: the median round's ratio <= 2 (with how many
+rounds were within it), every click recorded once, one message per bill. Exit status 1 when a click was lost,
+recorded twice or answered with an error, or a bill has not exactly one message.
 
 Run from the project root:
 
