@@ -458,8 +458,8 @@ def warm_up(base_url: str) -> None:
 # --- Main ----------------------------------------------------------------------------------------
 
 
-def log_counts(text: str) -> Counter:
-    """The server's log lines grouped by level, logger and message (numbers as N), each with its count.
+def summarize_log(text: str, most: int = 8) -> list[str]:
+    """The server's log lines grouped by level, logger and message (numbers as N), most frequent first.
 
     waitress logs "Task queue depth is N" when every one of its threads is busy and requests wait.
     """
@@ -468,16 +468,7 @@ def log_counts(text: str) -> Counter:
         parts = line.split(" ", 3)
         if len(parts) == 4 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             lines[re.sub(r"\d+", "N", f"{parts[2]} {parts[3]}")] += 1
-    return lines
-
-
-def summary_lines(counts: Counter, most: int = 8) -> list[str]:
-    return [f"{count:6} x {line}" for line, count in counts.most_common(most)]
-
-
-def summarize_log(text: str, most: int = 8) -> list[str]:
-    """The server's log lines grouped (log_counts), most frequent first."""
-    return summary_lines(log_counts(text), most)
+    return [f"{count:6} x {line}" for line, count in lines.most_common(most)]
 
 
 def verdict(passed: bool) -> str:
@@ -587,7 +578,7 @@ def benchmark(url, args: argparse.Namespace) -> int:
 
     fake = FakeSlackProcess(args.clients)
     rounds: list[Round] = []
-    log_summary = Counter()
+    app_logs = []
     with tempfile.TemporaryDirectory(prefix="bench-clicks-") as workdir:
         env = app_environment(sqlalchemy_url, fake.origin, workdir)
         posting = post_the_bills(conninfo, env, workdir, args.timeout)
@@ -602,7 +593,8 @@ def benchmark(url, args: argparse.Namespace) -> int:
             rounds.append(click_round([click_body(click, fake.origin) for click in round_clicks], args, conninfo,
                                       fake, env, round_dir, before=number * args.clicks))
             print(rounds[-1].line(number + 1), flush=True)
-            log_summary.update(log_counts((round_dir / "app.log").read_text()))
+            app_logs.append((round_dir / "app.log").read_text())
+        log_summary = summarize_log("".join(app_logs))
     report = fake.report()
     fake.close()
     recorded, twice = approvals_recorded(conninfo), duplicate_approvals(conninfo)
@@ -621,8 +613,7 @@ def benchmark(url, args: argparse.Namespace) -> int:
         print(f"answers with errors: app {len(app.errors)} {sorted(set(app.errors))}, "
               f"floors {len(floor_errors)} {sorted(set(floor_errors))}")
     if log_summary:
-        print("the app's log, every round (times counted, numbers shown as N):\n  "
-              + "\n  ".join(summary_lines(log_summary)))
+        print("the app's log, every round (times counted, numbers shown as N):\n  " + "\n  ".join(log_summary))
     print()
     ratios = [one.ratio for one in rounds]
     within = sum(ratio <= MAX_RATIO_TO_FLOOR for ratio in ratios)
