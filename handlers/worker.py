@@ -34,6 +34,10 @@ def run_worker(settings: Settings, stop: threading.Event, *, parent_pid: int | N
     from handlers.app import build_services
     from handlers.jobs import run_job
 
+    # What applying a job needs is loaded before the first job, not by it: the `/bill` commands bring
+    # matplotlib, whose import takes a CPU for about half a second, under the server's acknowledgements.
+    from handlers import actions, commands  # noqa: F401
+
     approval.configure(settings)  # a spawned process starts with nothing configured
     engine = make_engine(settings.sqlalchemy_url)
     sessions = make_session_factory(engine)
