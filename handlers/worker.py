@@ -34,8 +34,8 @@ def run_worker(settings: Settings, stop: threading.Event, *, parent_pid: int | N
     from handlers.app import build_services
     from handlers.jobs import run_job
 
-    # What applying a job needs is loaded before the first job, not by it: the `/bill` commands bring
-    # matplotlib, whose import takes a CPU for about half a second, under the server's acknowledgements.
+    # Loaded now rather than by the first job: the `/bill` commands bring matplotlib's figures and charts
+    # (0.4-0.5 s of CPU), which would otherwise load while the server acknowledges the first clicks.
     from handlers import actions, commands  # noqa: F401
 
     approval.configure(settings)  # a spawned process starts with nothing configured
